@@ -1,0 +1,327 @@
+//! Diagnostics: errors and warnings that point into the policy file.
+//!
+//! Every problem found while reading, resolving or compiling a policy becomes a [`Diagnostic`]
+//! with a stable code, a byte [`Span`], a label and usually a hint. They are collected, never
+//! thrown one at a time, so a user fixes a file in one pass. Rendering (miette's graphical
+//! report, with `file:line:column`) is done by [`Diagnostic::render`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use serde::Serialize;
+
+/// A byte range in the policy source.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, PartialOrd, Ord, Serialize)]
+pub struct Span {
+    /// Byte offset of the first byte.
+    pub offset: usize,
+    /// Length in bytes (may be zero for a position).
+    pub len: usize,
+}
+
+impl Span {
+    /// A span from `offset` of `len` bytes.
+    pub fn new(offset: usize, len: usize) -> Self {
+        Self { offset, len }
+    }
+}
+
+impl From<Span> for SourceSpan {
+    fn from(s: Span) -> Self {
+        SourceSpan::new(s.offset.into(), s.len)
+    }
+}
+
+/// A policy file: its display name and text.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// What the user called it (the path as given).
+    pub name: String,
+    /// The whole text.
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    /// Wraps a name and text.
+    pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+        Self { name: name.into(), text: text.into() }
+    }
+
+    /// 1-based line and 1-based column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..floor_char_boundary(&self.text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// How bad a diagnostic is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The policy cannot be used.
+    Error,
+    /// The policy works but probably not as meant.
+    Warning,
+}
+
+/// One problem in a policy, located in the source.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Stable machine-readable code, e.g. `policy::unknown-key`.
+    pub code: &'static str,
+    /// One line saying what is wrong (lowercase, no trailing period).
+    pub message: String,
+    /// Where (absent for problems with no place in the file).
+    pub span: Option<Span>,
+    /// What the marked text is or what was expected there.
+    pub label: String,
+    /// How to fix it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error at `span`.
+    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            span: Some(span),
+            label: String::new(),
+            help: None,
+        }
+    }
+
+    /// An error with no place in the file.
+    pub fn error_unplaced(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            span: None,
+            label: String::new(),
+            help: None,
+        }
+    }
+
+    /// Sets the label shown under the marked text.
+    #[must_use]
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Sets the hint.
+    #[must_use]
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// True for errors.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// `file:line:column` of the diagnostic, or the file name alone.
+    pub fn location(&self, source: &SourceFile) -> String {
+        match self.span {
+            Some(span) => {
+                let (line, col) = source.line_col(span.offset);
+                format!("{}:{line}:{col}", source.name)
+            }
+            None => source.name.clone(),
+        }
+    }
+
+    /// Renders the diagnostic with a source excerpt. `color` selects ANSI styling.
+    pub fn render(&self, source: &SourceFile, color: bool) -> String {
+        let theme =
+            if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
+        let report = Located { diag: self, source: NamedSource::new(&source.name, source.text.clone()) };
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = handler.render_report(&mut out, &report);
+        // miette shows the location inside the box; a plain first line is easier to grep in
+        // CI logs and is what editors jump to.
+        format!("{}: {}\n{out}", self.location(source), self.severity_word())
+    }
+
+    fn severity_word(&self) -> &'static str {
+        match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// A diagnostic together with its source, as miette wants it.
+struct Located<'a> {
+    diag: &'a Diagnostic,
+    source: NamedSource<Arc<str>>,
+}
+
+impl fmt::Debug for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.diag, f)
+    }
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diag.message)
+    }
+}
+
+impl std::error::Error for Located<'_> {}
+
+impl miette::Diagnostic for Located<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(self.diag.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diag.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.diag.span.map(|_| &self.source as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let span = self.diag.span?;
+        let label = (!self.diag.label.is_empty()).then(|| self.diag.label.clone());
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(label, span))))
+    }
+}
+
+/// Every diagnostic found in one policy. Non-empty when returned as an error.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// Adds one.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    /// True when any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
+
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.0.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Sorts by position so the report reads top to bottom.
+    pub fn sort(&mut self) {
+        self.0.sort_by_key(|d| d.span.map_or((usize::MAX, 0), |s| (s.offset, s.len)));
+    }
+
+    /// Renders all of them, followed by a count line.
+    pub fn render(&self, source: &SourceFile, color: bool) -> String {
+        let mut out = String::new();
+        for d in &self.0 {
+            out.push_str(&d.render(source, color));
+            out.push('\n');
+        }
+        let errors = self.error_count();
+        let warnings = self.0.len() - errors;
+        out.push_str(&format!(
+            "{}: {} error{}, {} warning{}\n",
+            source.name,
+            errors,
+            if errors == 1 { "" } else { "s" },
+            warnings,
+            if warnings == 1 { "" } else { "s" }
+        ));
+        out
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in the policy", self.0.len())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, c)| (*d, *c))
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based_and_count_characters() {
+        let src = SourceFile::new("p.yaml", "a: 1\nbé: x\n");
+        assert_eq!(src.line_col(0), (1, 1));
+        assert_eq!(src.line_col(5), (2, 1));
+        // "bé: " is 5 bytes but 4 characters.
+        assert_eq!(src.line_col(10), (2, 5));
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        let keys = ["ingress", "egress", "networks"];
+        assert_eq!(did_you_mean("ingres", keys), Some("ingress"));
+        assert_eq!(did_you_mean("netwrks", keys), Some("networks"));
+        assert_eq!(did_you_mean("zzz", keys), None);
+    }
+}

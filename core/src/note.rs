@@ -1,0 +1,137 @@
+//! Notes: everything a compiler could not say exactly.
+//!
+//! Each cloud lacks something: AWS security groups cannot deny, GCP firewall rules cannot
+//! match ICMP types, Azure has no IP-in-IP protocol, and no packet filter on AWS or GCP sees
+//! traffic to the metadata service. A compiler never drops such a difference silently: it
+//! emits a [`Note`] with a stable [`NoteCode`] and, where the difference is about packets, a
+//! [`NoteScope`] that says exactly which packets may be decided differently from the policy.
+//! The equivalence property test holds compilers to that: a packet decided differently must be
+//! covered by some note's scope.
+
+use serde::Serialize;
+
+use crate::addr::AddrSet;
+use crate::diag::Span;
+use crate::intent::{Direction, Packet, Peers, Service};
+
+/// Stable note codes. Documented in docs/policy-reference.md; never renamed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoteCode {
+    /// The cloud cannot enforce this part of the policy at all with packet rules.
+    Unenforceable,
+    /// The cloud allows more than the policy says.
+    Widened,
+    /// The cloud allows less than the policy says.
+    Narrowed,
+    /// `self` or another symbol is expressed by addresses, which may include other machines.
+    Approximated,
+    /// The compiled control has an effect beyond the policy (e.g. it breaks managed identity).
+    SideEffect,
+    /// Something the user should know that does not change any decision.
+    Info,
+}
+
+impl NoteCode {
+    /// The stable spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteCode::Unenforceable => "unenforceable",
+            NoteCode::Widened => "widened",
+            NoteCode::Narrowed => "narrowed",
+            NoteCode::Approximated => "approximated",
+            NoteCode::SideEffect => "side-effect",
+            NoteCode::Info => "info",
+        }
+    }
+}
+
+/// Which packets a note is about.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NoteScope {
+    /// Direction of the packets.
+    pub direction: Direction,
+    /// Protocols and ports (`[Any]` for all).
+    pub services: Vec<Service>,
+    /// Peers.
+    pub peers: Peers,
+}
+
+impl NoteScope {
+    /// True when the packet is inside the scope.
+    pub fn covers(&self, packet: &Packet) -> bool {
+        self.direction == packet.direction
+            && self.peers.matches(&packet.peer)
+            && self.services.iter().any(|s| s.matches(&packet.protocol))
+    }
+}
+
+impl Serialize for NoteScope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Form<'a> {
+            direction: Direction,
+            services: &'a [Service],
+            peers: Vec<String>,
+            #[serde(rename = "self")]
+            nodes: bool,
+        }
+        Form {
+            direction: self.direction,
+            services: &self.services,
+            peers: self.peers.addrs.to_cidrs().iter().map(ToString::to_string).collect(),
+            nodes: self.peers.nodes,
+        }
+        .serialize(s)
+    }
+}
+
+/// One thing a compiler could not express exactly, or wants said out loud.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+pub struct Note {
+    /// Stable code.
+    pub code: NoteCode,
+    /// The policy rule it concerns, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// What happens and why, in a sentence or two.
+    pub message: String,
+    /// The packets affected; absent when the note is not about packet decisions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<NoteScope>,
+    /// Where in the policy.
+    #[serde(skip)]
+    pub span: Option<Span>,
+}
+
+impl Note {
+    /// A note with no packet scope.
+    pub fn new(code: NoteCode, message: impl Into<String>) -> Self {
+        Self { code, rule: None, message: message.into(), scope: None, span: None }
+    }
+
+    /// Attaches the rule it concerns.
+    #[must_use]
+    pub fn for_rule(mut self, name: &str, span: Span) -> Self {
+        self.rule = Some(name.to_string());
+        self.span = Some(span);
+        self
+    }
+
+    /// Attaches the affected packets.
+    #[must_use]
+    pub fn scoped(mut self, direction: Direction, services: Vec<Service>, peers: Peers) -> Self {
+        self.scope = Some(NoteScope { direction, services, peers });
+        self
+    }
+
+    /// True when this note's scope covers the packet.
+    pub fn covers(&self, packet: &Packet) -> bool {
+        self.scope.as_ref().is_some_and(|s| s.covers(packet))
+    }
+}
+
+/// Peers given only by addresses.
+pub fn addr_peers(addrs: AddrSet) -> Peers {
+    Peers { addrs, nodes: false }
+}

@@ -1,0 +1,549 @@
+//! Policy AST → [`Intent`]: resolves network and service names, parses CIDRs and service
+//! literals, and checks the rules that span several keys (unique names, `private`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::decode::{PolicyDoc, RuleDoc, Spanned, TargetDoc, TargetsDoc};
+use super::presets::{self, PROTOCOL_NAMES};
+use crate::addr::{AddrSet, Cidr, CidrError};
+use crate::diag::{Diagnostic, Span, did_you_mean};
+use crate::intent::{Direction, IcmpMatch, Intent, Peers, PortRange, Rule, Service, Verdict, proto};
+use crate::target::{AwsNaclTarget, AwsTarget, AzureTarget, GcpTarget, Targets};
+
+/// Longest policy or rule name: cloud names are built as `<policy>-<dir>-<rule>` and must stay
+/// within GCP's 63 characters in the common case.
+pub const MAX_NAME_LEN: usize = 40;
+
+const BUILTIN_PEERS: &[&str] = &["self", "internet"];
+
+pub(crate) struct Resolver<'d> {
+    pub(crate) diags: Vec<Diagnostic>,
+    doc: &'d PolicyDoc,
+    networks: HashMap<&'d str, &'d [Spanned<String>]>,
+    services: HashMap<&'d str, &'d [Spanned<String>]>,
+    network_cache: HashMap<String, Option<AddrSet>>,
+    service_cache: HashMap<String, Option<Vec<Service>>>,
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && !s.ends_with('-')
+}
+
+fn looks_like_address(s: &str) -> bool {
+    s.contains(':') && !s.starts_with("cni:") || s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl<'d> Resolver<'d> {
+    pub(crate) fn new(doc: &'d PolicyDoc) -> Self {
+        Self {
+            diags: Vec::new(),
+            doc,
+            networks: doc.networks.iter().map(|(k, v)| (k.value.as_str(), v.as_slice())).collect(),
+            services: doc.services.iter().map(|(k, v)| (k.value.as_str(), v.as_slice())).collect(),
+            network_cache: HashMap::new(),
+            service_cache: HashMap::new(),
+        }
+    }
+
+    fn err(&mut self, code: &'static str, span: Span, msg: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::error(code, span, msg));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn check_name(&mut self, name: &Spanned<String>, what: &str) {
+        if !is_dns_label(&name.value) || name.value.len() > MAX_NAME_LEN {
+            let d = self.err(
+                "policy::bad-name",
+                name.span,
+                format!("{what} `{}` is not a valid name", name.value),
+            );
+            d.label = format!(
+                "expected lowercase letters, digits and `-`, starting with a letter, at most {MAX_NAME_LEN} characters"
+            );
+            d.help = Some(
+                "names become part of cloud resource names (GCP allows only [a-z0-9-], 63 characters)".into(),
+            );
+        }
+    }
+
+    pub(crate) fn intent(&mut self) -> Intent {
+        let doc = self.doc;
+        self.check_name(&doc.name, "policy name");
+        for (name, _) in &doc.networks {
+            if BUILTIN_PEERS.contains(&name.value.as_str()) {
+                let d = self.err(
+                    "policy::reserved-name",
+                    name.span,
+                    format!("`{}` is built in and cannot be redefined", name.value),
+                );
+                d.label = "reserved network name".into();
+                d.help = Some("`self` means the protected nodes and `internet` means 0.0.0.0/0 and ::/0; pick another name".into());
+            }
+        }
+        for (name, _) in &doc.services {
+            if presets::preset(&name.value).is_some() {
+                let d = self.err(
+                    "policy::reserved-name",
+                    name.span,
+                    format!("`{}` is a built-in service and cannot be redefined", name.value),
+                );
+                d.label = "shadows a preset".into();
+                d.help = Some("pick another name; see docs/policy-reference.md for the presets".into());
+            }
+        }
+        // Resolve every definition once, even unused ones, so their errors are reported too.
+        for (name, _) in &doc.networks {
+            self.network(&name.value, name.span, &mut Vec::new());
+        }
+        for (name, _) in &doc.services {
+            self.service_named(&name.value, name.span, &mut Vec::new());
+        }
+        let ingress = self.rules(&doc.ingress, Direction::Ingress);
+        let egress = self.rules(&doc.egress, Direction::Egress);
+        if doc.private {
+            self.check_private(&ingress);
+        }
+        let targets = self.targets(&doc.targets);
+        Intent {
+            name: doc.name.value.clone(),
+            private: doc.private,
+            metadata: doc.metadata.value,
+            metadata_span: doc.metadata.span,
+            ingress,
+            egress,
+            targets,
+        }
+    }
+
+    fn rules(&mut self, docs: &[RuleDoc], direction: Direction) -> Vec<Rule> {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut out = Vec::new();
+        for r in docs {
+            self.check_name(&r.name, "rule name");
+            if let Some(first) = seen.get(r.name.value.as_str()) {
+                let first = *first;
+                let d = self.err(
+                    "policy::duplicate-rule",
+                    r.name.span,
+                    format!("{} rule `{}` is defined twice", direction.as_str(), r.name.value),
+                );
+                d.label = "second rule with this name".into();
+                d.help = Some(format!(
+                    "rule names identify cloud rules and must be unique per direction (first at byte {})",
+                    first.offset
+                ));
+            } else {
+                seen.insert(r.name.value.as_str(), r.name.span);
+            }
+            let peers = self.peers(&r.peers);
+            let services = self.rule_services(&r.services);
+            if let (Some(peers), Some(services)) = (peers, services) {
+                out.push(Rule {
+                    name: r.name.value.clone(),
+                    action: r.action,
+                    peers,
+                    services,
+                    span: r.span,
+                });
+            }
+        }
+        out
+    }
+
+    fn peers(&mut self, items: &[Spanned<String>]) -> Option<Peers> {
+        let mut peers = Peers::default();
+        let mut ok = true;
+        for item in items {
+            match item.value.as_str() {
+                "self" => peers.nodes = true,
+                "internet" => peers.addrs = peers.addrs.union(&AddrSet::everything()),
+                s if looks_like_address(s) => match self.cidr(item) {
+                    Some(c) => peers.addrs = peers.addrs.union(&AddrSet::from_cidrs(&[c])),
+                    None => ok = false,
+                },
+                s => match self.network(s, item.span, &mut Vec::new()) {
+                    Some(set) => peers.addrs = peers.addrs.union(&set),
+                    None => ok = false,
+                },
+            }
+        }
+        ok.then_some(peers)
+    }
+
+    fn cidr(&mut self, item: &Spanned<String>) -> Option<Cidr> {
+        match item.value.parse::<Cidr>() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let (code, help) = match &e {
+                    CidrError::HostBits { network } => {
+                        ("policy::cidr-host-bits", format!("did you mean `{network}`?"))
+                    }
+                    CidrError::BadPrefix(_) => (
+                        "policy::bad-cidr",
+                        "IPv4 prefixes are 0-32 and IPv6 prefixes 0-128".to_string(),
+                    ),
+                    CidrError::BadAddress(_) => (
+                        "policy::bad-cidr",
+                        "write networks as 10.0.0.0/16 or fd00::/48".to_string(),
+                    ),
+                };
+                let d = self.err(code, item.span, format!("invalid network `{}`: {e}", item.value));
+                d.label = "not a valid CIDR".into();
+                d.help = Some(help);
+                None
+            }
+        }
+    }
+
+    fn network(&mut self, name: &str, span: Span, stack: &mut Vec<String>) -> Option<AddrSet> {
+        if let Some(cached) = self.network_cache.get(name) {
+            return cached.clone();
+        }
+        let Some(entries) = self.networks.get(name).copied() else {
+            let known: Vec<&str> =
+                self.networks.keys().copied().chain(BUILTIN_PEERS.iter().copied()).collect();
+            let d = self.err("policy::unknown-network", span, format!("unknown network `{name}`"));
+            d.label = "not defined under `networks:`".into();
+            d.help = Some(match did_you_mean(name, known) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "define it under `networks:`, or use `self`, `internet` or a CIDR".into(),
+            });
+            return None;
+        };
+        if stack.iter().any(|s| s == name) {
+            let d = self.err(
+                "policy::reference-cycle",
+                span,
+                format!("network `{name}` refers to itself through {}", stack.join(" → ")),
+            );
+            d.label = "cycle closes here".into();
+            d.help = Some("a network may include other networks, but not itself".into());
+            return None;
+        }
+        stack.push(name.to_string());
+        let mut set = AddrSet::empty();
+        let mut ok = true;
+        for e in entries {
+            if looks_like_address(&e.value) {
+                match self.cidr(e) {
+                    Some(c) => set = set.union(&AddrSet::from_cidrs(&[c])),
+                    None => ok = false,
+                }
+            } else if BUILTIN_PEERS.contains(&e.value.as_str()) {
+                let d = self.err(
+                    "policy::bad-network-entry",
+                    e.span,
+                    format!("`{}` cannot be part of a named network", e.value),
+                );
+                d.label = "built-in peer".into();
+                d.help = Some("name `self` or `internet` directly in the rule's `from`/`to`".into());
+                ok = false;
+            } else {
+                match self.network(&e.value, e.span, stack) {
+                    Some(s) => set = set.union(&s),
+                    None => ok = false,
+                }
+            }
+        }
+        stack.pop();
+        let result = ok.then_some(set);
+        self.network_cache.insert(name.to_string(), result.clone());
+        result
+    }
+
+    fn rule_services(&mut self, items: &[Spanned<String>]) -> Option<Vec<Service>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items {
+            match self.service_entry(item, &mut Vec::new()) {
+                Some(v) => out.extend(v),
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if out.contains(&Service::Any) {
+            return Some(vec![Service::Any]);
+        }
+        out.sort();
+        out.dedup();
+        Some(out)
+    }
+
+    fn service_named(&mut self, name: &str, span: Span, stack: &mut Vec<String>) -> Option<Vec<Service>> {
+        if let Some(cached) = self.service_cache.get(name) {
+            return cached.clone();
+        }
+        let entries = self.services.get(name).copied()?;
+        if stack.iter().any(|s| s == name) {
+            let d = self.err(
+                "policy::reference-cycle",
+                span,
+                format!("service `{name}` refers to itself through {}", stack.join(" → ")),
+            );
+            d.label = "cycle closes here".into();
+            return None;
+        }
+        stack.push(name.to_string());
+        let mut out = Vec::new();
+        let mut ok = true;
+        for e in entries {
+            match self.service_entry(e, stack) {
+                Some(v) => out.extend(v),
+                None => ok = false,
+            }
+        }
+        stack.pop();
+        let result = ok.then_some(out);
+        self.service_cache.insert(name.to_string(), result.clone());
+        result
+    }
+
+    /// One entry of a `services` list: a literal, a preset, a CNI preset or a named service.
+    fn service_entry(&mut self, item: &Spanned<String>, stack: &mut Vec<String>) -> Option<Vec<Service>> {
+        let s = item.value.as_str();
+        if let Some(rest) = s.strip_prefix("cni:") {
+            return self.cni(rest, item.span);
+        }
+        if let Some(p) = presets::preset(s) {
+            return Some(p.services.to_vec());
+        }
+        if self.services.contains_key(s) {
+            return self.service_named(s, item.span, stack);
+        }
+        let head = s.split('/').next().unwrap_or(s);
+        let is_literal = ["tcp", "udp", "icmp", "icmpv6", "proto"].contains(&head)
+            || PROTOCOL_NAMES.iter().any(|(n, _)| *n == head);
+        if is_literal {
+            return self.literal(item).map(|svc| vec![svc]);
+        }
+        let known: Vec<&str> = presets::PRESETS
+            .iter()
+            .map(|p| p.name)
+            .chain(self.services.keys().copied())
+            .collect();
+        let d = self.err("policy::unknown-service", item.span, format!("unknown service `{s}`"));
+        d.label = "not a preset, a defined service or a protocol literal".into();
+        d.help = Some(match did_you_mean(s, known) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None => "write `tcp/443`, `udp/53`, `icmp/8`, `proto/4`, a preset such as `ssh`, or `cni:calico`".into(),
+        });
+        None
+    }
+
+    fn cni(&mut self, rest: &str, span: Span) -> Option<Vec<Service>> {
+        let (name, mode) = match rest.split_once('/') {
+            Some((n, m)) => (n, Some(m)),
+            None => (rest, None),
+        };
+        let Some(cni) = presets::cni(name) else {
+            let names: Vec<&str> = presets::CNIS.iter().map(|c| c.name).collect();
+            let d = self.err("policy::unknown-cni", span, format!("unknown CNI `{name}`"));
+            d.label = format!("expected one of: {}", names.join(", "));
+            d.help = did_you_mean(name, names.iter().copied()).map(|m| format!("did you mean `cni:{m}`?"));
+            return None;
+        };
+        let modes: Vec<&str> = match mode {
+            Some(m) => vec![m],
+            None => cni.default_modes.to_vec(),
+        };
+        let mut out = Vec::new();
+        for m in modes {
+            match cni.modes.iter().find(|x| x.name == m) {
+                Some(found) => out.extend_from_slice(found.services),
+                None => {
+                    let names: Vec<&str> = cni.modes.iter().map(|x| x.name).collect();
+                    let d = self.err(
+                        "policy::unknown-cni-mode",
+                        span,
+                        format!("{} has no mode `{m}`", cni.name),
+                    );
+                    d.label = format!("expected one of: {}", names.join(", "));
+                    d.help = Some(format!("write `cni:{}/MODE`, one mode per entry", cni.name));
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn literal(&mut self, item: &Spanned<String>) -> Option<Service> {
+        match parse_literal(&item.value) {
+            Ok(s) => Some(s),
+            Err((msg, help)) => {
+                let d = self.err("policy::bad-service", item.span, format!("invalid service `{}`: {msg}", item.value));
+                d.label = "cannot be read as a service".into();
+                d.help = Some(help.into());
+                None
+            }
+        }
+    }
+
+    fn check_private(&mut self, ingress: &[Rule]) {
+        let private = AddrSet::from_cidrs(
+            &[
+                "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+                "169.254.0.0/16", "fc00::/7", "fe80::/10", "::1/128",
+            ]
+            .map(|s| s.parse::<Cidr>().expect("static CIDR")),
+        );
+        for rule in ingress {
+            if rule.action != Verdict::Allow {
+                continue;
+            }
+            let public = rule.peers.addrs.difference(&private);
+            if !public.is_empty() {
+                let example = public.to_cidrs().first().map(ToString::to_string).unwrap_or_default();
+                let d = self.err(
+                    "policy::private-ingress",
+                    rule.span,
+                    format!("rule `{}` allows ingress from public addresses in a private perimeter", rule.name),
+                );
+                d.label = format!("allows ingress from {example} among others");
+                d.help = Some("`private: true` forbids internet ingress; narrow the rule's `from` to private ranges, or set `private: false`".into());
+            }
+        }
+    }
+
+    fn targets(&mut self, doc: &TargetsDoc) -> Targets {
+        let name = &self.doc.name.value;
+        let mut targets = Targets::default();
+        for t in &doc.aws {
+            let network_acl = t.nacl.as_ref().map(|(span, subnets, cidrs)| AwsNaclTarget {
+                subnets: subnets.iter().map(|s| s.value.clone()).collect(),
+                node_cidrs: cidrs.iter().filter_map(|c| self.cidr(c)).collect(),
+                span: *span,
+            });
+            targets.aws.push(AwsTarget {
+                account: string(t, "account"),
+                region: string(t, "region").unwrap_or_default(),
+                vpc: string(t, "vpc").unwrap_or_default(),
+                security_group: string(t, "security_group").unwrap_or_else(|| name.clone()),
+                instances: t.tags.clone().into_iter().collect::<BTreeMap<_, _>>(),
+                network_acl,
+                span: t.span,
+            });
+        }
+        for t in &doc.gcp {
+            let priority_base = match t.integers.get("priority_base") {
+                Some(p) if (0..=65535).contains(&p.value) => p.value as u16,
+                Some(p) => {
+                    let d = self.err("policy::bad-value", p.span, format!("priority_base {} is out of range", p.value));
+                    d.label = "GCP priorities are 0-65535".into();
+                    1000
+                }
+                None => 1000,
+            };
+            let node_ranges = t
+                .lists
+                .get("node_ranges")
+                .map(|l| l.iter().filter_map(|c| self.cidr(c)).collect())
+                .unwrap_or_default();
+            targets.gcp.push(GcpTarget {
+                project: string(t, "project").unwrap_or_default(),
+                network: string(t, "network").unwrap_or_default(),
+                target_tags: t
+                    .lists
+                    .get("target_tags")
+                    .map(|l| l.iter().map(|s| s.value.clone()).collect())
+                    .unwrap_or_else(|| vec![name.clone()]),
+                node_ranges,
+                priority_base,
+                span: t.span,
+            });
+        }
+        for t in &doc.azure {
+            targets.azure.push(AzureTarget {
+                subscription: string(t, "subscription").unwrap_or_default(),
+                resource_group: string(t, "resource_group").unwrap_or_default(),
+                nsg: string(t, "nsg").unwrap_or_else(|| name.clone()),
+                location: string(t, "location"),
+                application_security_group: string(t, "application_security_group")
+                    .unwrap_or_else(|| format!("{name}-nodes")),
+                span: t.span,
+            });
+        }
+        targets
+    }
+}
+
+fn string(t: &TargetDoc, key: &str) -> Option<String> {
+    t.strings.get(key).map(|s| s.value.clone())
+}
+
+/// Parses a protocol literal: `tcp`, `tcp/443`, `udp/30000-32767`, `icmp/8`, `icmp/3/4`,
+/// `icmpv6/128`, `proto/4`, `ipip`. Returns a message and a hint on error.
+pub fn parse_literal(s: &str) -> Result<Service, (String, &'static str)> {
+    let mut parts = s.split('/');
+    let head = parts.next().unwrap_or_default();
+    let rest: Vec<&str> = parts.collect();
+    let port_hint = "ports are 0-65535, written `tcp/443` or `tcp/8000-8080`";
+    match head {
+        "tcp" | "udp" => {
+            let ports = match rest.as_slice() {
+                [] => PortRange::ALL,
+                [p] => parse_ports(p).ok_or_else(|| (format!("`{p}` is not a port or port range"), port_hint))?,
+                _ => return Err(("too many `/`".into(), port_hint)),
+            };
+            if ports.first > ports.last {
+                return Err((
+                    format!("range {}-{} is reversed", ports.first, ports.last),
+                    "write the lower port first",
+                ));
+            }
+            Ok(if head == "tcp" { Service::Tcp { ports } } else { Service::Udp { ports } })
+        }
+        "icmp" | "icmpv6" => {
+            let hint = "write `icmp`, `icmp/TYPE` or `icmp/TYPE/CODE` with numbers 0-255";
+            let num = |x: &str| x.parse::<u8>().map_err(|_| (format!("`{x}` is not an ICMP type or code (0-255)"), hint));
+            let icmp = match rest.as_slice() {
+                [] => IcmpMatch::ALL,
+                [t] => IcmpMatch { type_: Some(num(t)?), code: None },
+                [t, c] => IcmpMatch { type_: Some(num(t)?), code: Some(num(c)?) },
+                _ => return Err(("too many `/`".into(), hint)),
+            };
+            Ok(if head == "icmp" { Service::Icmp { icmp } } else { Service::Icmpv6 { icmp } })
+        }
+        "proto" => {
+            let hint = "write `proto/N` with an IANA protocol number 0-255, e.g. `proto/4` for IP-in-IP";
+            let [n] = rest.as_slice() else {
+                return Err(("expected exactly one protocol number".into(), hint));
+            };
+            let n: u8 = n.parse().map_err(|_| (format!("`{n}` is not a protocol number"), hint))?;
+            Ok(match n {
+                proto::TCP => Service::Tcp { ports: PortRange::ALL },
+                proto::UDP => Service::Udp { ports: PortRange::ALL },
+                proto::ICMP => Service::Icmp { icmp: IcmpMatch::ALL },
+                proto::ICMPV6 => Service::Icmpv6 { icmp: IcmpMatch::ALL },
+                number => Service::Protocol { number },
+            })
+        }
+        other => {
+            let Some((_, number)) = PROTOCOL_NAMES.iter().find(|(n, _)| *n == other) else {
+                return Err(("unknown protocol".into(), "protocols are tcp, udp, icmp, icmpv6, ipip, gre, esp, ah, sctp or proto/N"));
+            };
+            if !rest.is_empty() {
+                return Err((
+                    format!("{other} has no ports"),
+                    "only tcp and udp take ports; icmp takes a type and code",
+                ));
+            }
+            Ok(Service::Protocol { number: *number })
+        }
+    }
+}
+
+fn parse_ports(p: &str) -> Option<PortRange> {
+    match p.split_once('-') {
+        Some((a, b)) => Some(PortRange { first: a.parse().ok()?, last: b.parse().ok()? }),
+        None => {
+            let v = p.parse().ok()?;
+            Some(PortRange { first: v, last: v })
+        }
+    }
+}

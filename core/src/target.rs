@@ -1,0 +1,132 @@
+//! Where a policy is enforced, per cloud. Targets carry the names a compiler needs (the group
+//! to create, the tags that select nodes) and nothing that would make compile do I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::addr::Cidr;
+use crate::diag::Span;
+
+/// All targets of a policy.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Targets {
+    /// AWS accounts / regions / VPCs.
+    pub aws: Vec<AwsTarget>,
+    /// GCP projects / networks.
+    pub gcp: Vec<GcpTarget>,
+    /// Azure subscriptions / NSGs.
+    pub azure: Vec<AzureTarget>,
+}
+
+/// One AWS VPC to protect.
+#[derive(Clone, Debug, Serialize)]
+pub struct AwsTarget {
+    /// Account id, when the job must check it runs in the right account.
+    pub account: Option<String>,
+    /// Region, e.g. `us-east-1`.
+    pub region: String,
+    /// VPC id the owned security group lives in.
+    pub vpc: String,
+    /// Name of the security group perimeter owns.
+    pub security_group: String,
+    /// Tags selecting the worker instances (metadata options, attachment).
+    pub instances: BTreeMap<String, String>,
+    /// The owned network ACL, if the policy manages one.
+    pub network_acl: Option<AwsNaclTarget>,
+    /// Where the target is declared.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// The network ACL part of an AWS target.
+#[derive(Clone, Debug, Serialize)]
+pub struct AwsNaclTarget {
+    /// Subnets to associate with the owned NACL.
+    pub subnets: Vec<String>,
+    /// The node subnets' CIDRs: what `self` means to a NACL, which cannot name instances.
+    pub node_cidrs: Vec<Cidr>,
+    /// Where `network_acl` is declared.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// One GCP VPC network to protect.
+#[derive(Clone, Debug, Serialize)]
+pub struct GcpTarget {
+    /// Project id.
+    pub project: String,
+    /// VPC network name.
+    pub network: String,
+    /// Network tags of the nodes: the rules' targets, and `self` as a source.
+    pub target_tags: Vec<String>,
+    /// Node address ranges: what `self` means in egress rules (GCP egress rules cannot
+    /// select destinations by tag).
+    pub node_ranges: Vec<Cidr>,
+    /// Priority of the first rule of each direction.
+    pub priority_base: u16,
+    /// Where the target is declared.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// One Azure network security group to manage.
+#[derive(Clone, Debug, Serialize)]
+pub struct AzureTarget {
+    /// Subscription id.
+    pub subscription: String,
+    /// Resource group of the NSG.
+    pub resource_group: String,
+    /// NSG name.
+    pub nsg: String,
+    /// Region, e.g. `westeurope` (needed to create the NSG).
+    pub location: Option<String>,
+    /// Application security group holding the nodes' NICs: what `self` means.
+    pub application_security_group: String,
+    /// Where the target is declared.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl AwsTarget {
+    /// A target for compiling a policy that declares no AWS target.
+    pub fn placeholder(policy: &str) -> Self {
+        Self {
+            account: None,
+            region: "us-east-1".into(),
+            vpc: "vpc-placeholder".into(),
+            security_group: policy.into(),
+            instances: BTreeMap::new(),
+            network_acl: None,
+            span: Span::default(),
+        }
+    }
+}
+
+impl GcpTarget {
+    /// A target for compiling a policy that declares no GCP target.
+    pub fn placeholder(policy: &str) -> Self {
+        Self {
+            project: "placeholder-project".into(),
+            network: "default".into(),
+            target_tags: vec![policy.into()],
+            node_ranges: Vec::new(),
+            priority_base: 1000,
+            span: Span::default(),
+        }
+    }
+}
+
+impl AzureTarget {
+    /// A target for compiling a policy that declares no Azure target.
+    pub fn placeholder(policy: &str) -> Self {
+        Self {
+            subscription: "00000000-0000-0000-0000-000000000000".into(),
+            resource_group: "placeholder".into(),
+            nsg: policy.into(),
+            location: None,
+            application_security_group: format!("{policy}-nodes"),
+            span: Span::default(),
+        }
+    }
+}
