@@ -6,14 +6,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::addr::{AddrSet, Cidr};
 use crate::diag::Span;
 use crate::target::Targets;
 
 /// Which way a packet travels, seen from the protected nodes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Towards the nodes.
@@ -36,7 +36,7 @@ impl Direction {
 }
 
 /// What a rule or a default does with the packets it matches.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Let the packet through.

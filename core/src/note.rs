@@ -135,3 +135,95 @@ impl Note {
 pub fn addr_peers(addrs: AddrSet) -> Peers {
     Peers { addrs, nodes: false }
 }
+
+/// How a cloud treats traffic to or from one of its platform addresses (metadata service,
+/// DNS, time) regardless of any packet rule.
+#[derive(Clone, Copy, Debug)]
+pub struct PlatformAddress {
+    /// The address.
+    pub addr: std::net::IpAddr,
+    /// What it is, for the message.
+    pub what: &'static str,
+    /// The cloud's fixed decision for packets from the nodes to it.
+    pub egress: crate::intent::Verdict,
+    /// The cloud's fixed decision for packets from it to the nodes.
+    pub ingress: crate::intent::Verdict,
+}
+
+/// The policy's decision for every packet between the nodes and `addr` in `direction`:
+/// `Some` when all packets get the same verdict, `None` when it depends on protocol or port.
+pub fn uniform_policy_verdict(
+    intent: &crate::intent::Intent,
+    direction: Direction,
+    addr: std::net::IpAddr,
+) -> Option<crate::intent::Verdict> {
+    use crate::intent::{MetadataMode, Verdict};
+    if intent.metadata == MetadataMode::DenyAll
+        && direction == Direction::Egress
+        && addr == std::net::IpAddr::V4(crate::intent::METADATA_V4)
+    {
+        return Some(Verdict::Deny);
+    }
+    let eff = crate::effective::effective(intent.rules(direction), intent.default_verdict(direction));
+    let space = |c: crate::effective::Class| c.family_space().contains(addr);
+    let relevant: Vec<bool> =
+        eff.cells.iter().filter(|c| space(c.class)).map(|c| c.addrs.contains(addr)).collect();
+    if relevant.iter().all(|a| *a) {
+        Some(Verdict::Allow)
+    } else if relevant.iter().all(|a| !*a) {
+        Some(Verdict::Deny)
+    } else {
+        None
+    }
+}
+
+/// Notes for platform addresses where the cloud's fixed treatment differs from the policy:
+/// at most one per direction and fixed verdict, listing every such address.
+pub fn platform_notes(
+    intent: &crate::intent::Intent,
+    cloud: &str,
+    addresses: &[PlatformAddress],
+) -> Vec<Note> {
+    use crate::intent::Verdict;
+    let mut notes = Vec::new();
+    for direction in Direction::BOTH {
+        for fixed in [Verdict::Allow, Verdict::Deny] {
+            let differing: Vec<&PlatformAddress> = addresses
+                .iter()
+                .filter(|pa| {
+                    let cloud_verdict = match direction {
+                        Direction::Ingress => pa.ingress,
+                        Direction::Egress => pa.egress,
+                    };
+                    cloud_verdict == fixed
+                        && uniform_policy_verdict(intent, direction, pa.addr) != Some(fixed)
+                })
+                .collect();
+            if differing.is_empty() {
+                continue;
+            }
+            let list: Vec<String> =
+                differing.iter().map(|pa| format!("{} {}", pa.what, pa.addr)).collect();
+            let (verb, way) = match (fixed, direction) {
+                (Verdict::Allow, Direction::Ingress) => ("always allows", "from"),
+                (Verdict::Allow, Direction::Egress) => ("always allows", "to"),
+                (Verdict::Deny, Direction::Ingress) => ("always blocks", "from"),
+                (Verdict::Deny, Direction::Egress) => ("always blocks", "to"),
+            };
+            let cidrs: Vec<crate::addr::Cidr> =
+                differing.iter().map(|pa| crate::addr::Cidr::host(pa.addr)).collect();
+            notes.push(
+                Note::new(
+                    NoteCode::Unenforceable,
+                    format!(
+                        "{cloud} {verb} {} traffic {way} its platform services ({}); no packet rule applies to it, so the policy's decisions for these addresses are not enforced",
+                        direction.as_str(),
+                        list.join("; ")
+                    ),
+                )
+                .scoped(direction, vec![Service::Any], addr_peers(AddrSet::from_cidrs(&cidrs))),
+            );
+        }
+    }
+    notes
+}

@@ -1,0 +1,29 @@
+//! The `perimeter` binary: argument parsing, dispatch, exit codes. The only place that uses
+//! `anyhow` and the only place that ends the process.
+
+mod args;
+mod commands;
+mod exit;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let result = match cli.command {
+        args::Command::Validate { policy, format } => commands::validate::run(&policy, format),
+        args::Command::Compile { policy, cloud, format } => {
+            commands::compile::run(&policy, cloud, format)
+        }
+        args::Command::Presets => Ok(commands::presets::run()),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            output::diag(&format!("error: {err:#}\n"));
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Where output goes: data to stdout, diagnostics to stderr, colour only on a terminal and
+//! never with NO_COLOR.
+
+use std::io::{IsTerminal, Write};
+
+/// True when stderr is a terminal and NO_COLOR is unset or empty.
+pub(crate) fn stderr_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Writes data to stdout. A closed pipe (`| head`) is not an error worth a panic.
+pub(crate) fn data(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes a diagnostic or progress message to stderr.
+pub(crate) fn diag(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}

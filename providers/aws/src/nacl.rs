@@ -1,0 +1,155 @@
+//! Intent → network ACL: a coarse, stateless backstop for the node subnets.
+//!
+//! A NACL holds 20 entries per direction per address family, including the `*` default deny,
+//! and is stateless. It cannot carry a per-port CNI policy; the security group does that
+//! exactly. The NACL instead limits *who* can talk to the node subnets at all:
+//!
+//! * inbound: all traffic from every peer some ingress rule allows; plus reply traffic (TCP and
+//!   UDP to ephemeral ports 1024-65535, ICMP, other protocols) from peers only egress rules
+//!   allow, since a stateless filter must let replies in explicitly;
+//! * outbound: the mirror image;
+//! * everything else hits the `*` deny.
+//!
+//! So the NACL never blocks what the policy allows, and the security group never allows what
+//! the policy denies: together they decide exactly what the policy decides. Rule numbers are
+//! 100, 200, ... so that later inserts need no renumbering.
+
+use perimeter_core::effective::{Class, effective};
+use perimeter_core::target::{AwsNaclTarget, AwsTarget};
+use perimeter_core::{AddrSet, Cidr, Diagnostic, Diagnostics, Direction, Intent};
+
+use crate::model::{NaclEntry, NetworkAcl};
+
+/// Entries per NACL per direction per address family, *including* the `*` default entry.
+/// <https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html>
+pub const NACL_ENTRIES_PER_DIRECTION_PER_FAMILY: usize = 20;
+
+/// Gap between allocated rule numbers.
+pub const RULE_NUMBER_STEP: u16 = 100;
+
+/// First port of the ephemeral range opened for replies ("in practice ... 1024-65535").
+pub const EPHEMERAL_FIRST: u16 = 1024;
+
+/// What one direction's rules allow, by kind of traffic, as seen by the NACL.
+#[derive(Default)]
+struct Reach {
+    /// Peers some rule allows anything to or from.
+    any: AddrSet,
+    tcp: AddrSet,
+    udp: AddrSet,
+    icmp: AddrSet,
+    /// Other protocols by number; `None` for "every protocol not named".
+    other: Vec<(Option<u8>, AddrSet)>,
+}
+
+fn reach(intent: &Intent, direction: Direction, node_cidrs: &AddrSet) -> Reach {
+    let eff = effective(intent.rules(direction), intent.default_verdict(direction));
+    let mut r = Reach::default();
+    for cell in &eff.cells {
+        let mut addrs = cell.addrs.clone();
+        if cell.nodes {
+            addrs = addrs.union(&node_cidrs.intersection(&cell.class.family_space()));
+        }
+        if addrs.is_empty() {
+            continue;
+        }
+        r.any = r.any.union(&addrs);
+        match cell.class {
+            Class::Tcp => r.tcp = r.tcp.union(&addrs),
+            Class::Udp => r.udp = r.udp.union(&addrs),
+            Class::Icmp | Class::Icmpv6 => r.icmp = r.icmp.union(&addrs),
+            Class::Protocol(n) => r.other.push((Some(n), addrs)),
+            Class::OtherProtocols => r.other.push((None, addrs)),
+        }
+    }
+    r
+}
+
+/// Compiles the NACL for one target.
+pub fn compile(intent: &Intent, target: &AwsTarget, nacl: &AwsNaclTarget) -> Result<NetworkAcl, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let uses_self = Direction::BOTH
+        .iter()
+        .any(|d| intent.rules(*d).iter().any(|r| r.peers.nodes));
+    if uses_self && nacl.node_cidrs.is_empty() {
+        diags.push(
+            Diagnostic::error(
+                "aws::nacl-needs-node-cidrs",
+                nacl.span,
+                "the policy names `self`, but a network ACL cannot name instances",
+            )
+            .label("`network_acl` has no `node_cidrs`")
+            .help("add `node_cidrs:` with the CIDRs of the node subnets, so `self` can be written as addresses"),
+        );
+        return Err(diags);
+    }
+    let node_cidrs = AddrSet::from_cidrs(&nacl.node_cidrs);
+    let ingress = reach(intent, Direction::Ingress, &node_cidrs);
+    let egress = reach(intent, Direction::Egress, &node_cidrs);
+
+    let mut entries = Vec::new();
+    for (direction, same, other) in
+        [(Direction::Ingress, &ingress, &egress), (Direction::Egress, &egress, &ingress)]
+    {
+        let egress_flag = direction == Direction::Egress;
+        let mut list: Vec<(String, Cidr, Option<(u16, u16)>, Option<(i32, i32)>)> = Vec::new();
+        for c in same.any.to_cidrs() {
+            list.push(("-1".into(), c, None, None));
+        }
+        // Replies to flows the other direction allows, from peers not already fully open.
+        let reply = |set: &AddrSet| set.difference(&same.any).to_cidrs();
+        for c in reply(&other.tcp) {
+            list.push(("6".into(), c, Some((EPHEMERAL_FIRST, u16::MAX)), None));
+        }
+        for c in reply(&other.udp) {
+            list.push(("17".into(), c, Some((EPHEMERAL_FIRST, u16::MAX)), None));
+        }
+        for c in reply(&other.icmp) {
+            let proto = if c.is_ipv4() { "1" } else { "58" };
+            list.push((proto.into(), c, None, Some((-1, -1))));
+        }
+        for (number, set) in &other.other {
+            for c in reply(set) {
+                let proto = number.map_or("-1".to_string(), |n| n.to_string());
+                list.push((proto, c, None, None));
+            }
+        }
+        list.dedup();
+        for family_v4 in [true, false] {
+            let count = list.iter().filter(|e| e.1.is_ipv4() == family_v4).count() + 1;
+            if count > NACL_ENTRIES_PER_DIRECTION_PER_FAMILY {
+                let family = if family_v4 { "IPv4" } else { "IPv6" };
+                diags.push(
+                    Diagnostic::error(
+                        "aws::nacl-entry-quota",
+                        nacl.span,
+                        format!(
+                            "the network ACL for `{}` would need {count} {} {family} entries (with the `*` entry); AWS allows {NACL_ENTRIES_PER_DIRECTION_PER_FAMILY} per direction per address family",
+                            target.security_group,
+                            if egress_flag { "outbound" } else { "inbound" },
+                        ),
+                    )
+                    .label("this network ACL")
+                    .help("a NACL is a coarse backstop listing peers: use fewer, larger peer networks, or remove `network_acl` and rely on the security group"),
+                );
+            }
+        }
+        for (i, (protocol, cidr, port_range, icmp_type_code)) in list.into_iter().enumerate() {
+            let rule_number = u16::try_from(i + 1).unwrap_or(u16::MAX).saturating_mul(RULE_NUMBER_STEP);
+            entries.push(NaclEntry {
+                egress: egress_flag,
+                rule_number,
+                protocol,
+                rule_action: "allow".into(),
+                cidr,
+                port_range,
+                icmp_type_code,
+            });
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    entries.sort_by_key(|e| (e.egress, e.rule_number));
+    Ok(NetworkAcl { vpc_id: target.vpc.clone(), subnets: nacl.subnets.clone(), entries })
+}

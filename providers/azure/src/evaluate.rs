@@ -1,0 +1,141 @@
+//! An independent model of how Azure decides a packet at a node's NSG, from the documented
+//! semantics (../shared/design/cloud-facts.md A2, A5), not from the compiler:
+//!
+//! * traffic to or from the platform addresses 169.254.169.254 (IMDS) and 168.63.129.16 is not
+//!   subject to NSG rules, except rules that name the platform service tags
+//!   (`AzurePlatformIMDS`, `AzurePlatformDNS`);
+//! * otherwise the rules of the packet's direction, user rules and then the default rules
+//!   (65000+), are read in priority order and the first match decides;
+//! * `*` matches every address; an application security group matches the NICs in it.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use perimeter_core::{AddrSet, Cidr, Direction, Packet, PacketProtocol, Verdict};
+
+use crate::model::{SecurityRule, SecurityRuleProperties};
+
+const IMDS: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254));
+const WIRESERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(168, 63, 129, 16));
+
+/// The NSG and the node's identity.
+#[derive(Clone, Copy, Debug)]
+pub struct AzureWorld<'a> {
+    /// The NSG's security rules (the default rules are added by the model).
+    pub rules: &'a [SecurityRule],
+    /// Id of the application security group the nodes' NICs are in.
+    pub node_asg: &'a str,
+}
+
+/// A built-in default rule: (priority, direction, source, destination, access).
+const DEFAULTS: &[(u16, &str, &str, &str, &str)] = &[
+    (65000, "Inbound", "VirtualNetwork", "VirtualNetwork", "Allow"),
+    (65001, "Inbound", "AzureLoadBalancer", "*", "Allow"),
+    (65500, "Inbound", "*", "*", "Deny"),
+    (65000, "Outbound", "VirtualNetwork", "VirtualNetwork", "Allow"),
+    (65001, "Outbound", "*", "Internet", "Allow"),
+    (65500, "Outbound", "*", "*", "Deny"),
+];
+
+fn private_space() -> AddrSet {
+    AddrSet::from_cidrs(
+        &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"].map(|s| s.parse::<Cidr>().expect("static")),
+    )
+}
+
+/// Whether one address selector matches the peer. Service tags are modelled coarsely: the
+/// model only needs them for the defaults, which perimeter's compiled NSGs never reach.
+fn selector_matches(prefix: &str, addr: IpAddr) -> bool {
+    match prefix {
+        "*" | "Any" => true,
+        "VirtualNetwork" => private_space().contains(addr),
+        "Internet" => !private_space().contains(addr),
+        "AzureLoadBalancer" => addr == WIRESERVER,
+        "AzurePlatformIMDS" => addr == IMDS,
+        "AzurePlatformDNS" => addr == WIRESERVER,
+        p => p.parse::<Cidr>().is_ok_and(|c| c.contains(addr)),
+    }
+}
+
+fn peer_matches(single: Option<&String>, many: &[String], asgs: &[crate::model::ResourceRef], world: &AzureWorld<'_>, packet: &Packet) -> bool {
+    let addr = packet.peer.addr;
+    single.is_some_and(|p| selector_matches(p, addr))
+        || many.iter().any(|p| selector_matches(p, addr))
+        || (packet.peer.is_node && asgs.iter().any(|a| a.id == world.node_asg))
+}
+
+fn protocol_matches(p: &SecurityRuleProperties, proto: &PacketProtocol) -> bool {
+    let ok = match p.protocol.as_str() {
+        "*" => true,
+        "Tcp" => matches!(proto, PacketProtocol::Tcp { .. }),
+        "Udp" => matches!(proto, PacketProtocol::Udp { .. }),
+        "Icmp" => matches!(proto, PacketProtocol::Icmp { .. } | PacketProtocol::Icmpv6 { .. }),
+        "Esp" => proto.number() == 50,
+        "Ah" => proto.number() == 51,
+        _ => false,
+    };
+    if !ok {
+        return false;
+    }
+    let Some(port) = proto.port() else { return true };
+    let in_range = |r: &String| -> bool {
+        if r == "*" {
+            return true;
+        }
+        match r.split_once('-') {
+            Some((a, b)) => a.parse::<u16>().is_ok_and(|a| a <= port) && b.parse::<u16>().is_ok_and(|b| port <= b),
+            None => r.parse::<u16>() == Ok(port),
+        }
+    };
+    p.destination_port_range.as_ref().is_some_and(in_range) || p.destination_port_ranges.iter().any(in_range)
+}
+
+fn rule_matches(p: &SecurityRuleProperties, world: &AzureWorld<'_>, packet: &Packet) -> bool {
+    let (far_single, far_many, far_asgs) = match packet.direction {
+        Direction::Ingress => (&p.source_address_prefix, &p.source_address_prefixes, &p.source_application_security_groups),
+        Direction::Egress => (&p.destination_address_prefix, &p.destination_address_prefixes, &p.destination_application_security_groups),
+    };
+    protocol_matches(p, &packet.protocol) && peer_matches(far_single.as_ref(), far_many, far_asgs, world, packet)
+}
+
+/// Azure's decision for the first packet of a flow at a protected node.
+pub fn decide(world: &AzureWorld<'_>, packet: &Packet) -> Verdict {
+    let dir = match packet.direction {
+        Direction::Ingress => "Inbound",
+        Direction::Egress => "Outbound",
+    };
+    let mut rules: Vec<&SecurityRuleProperties> =
+        world.rules.iter().map(|r| &r.properties).filter(|p| p.direction == dir).collect();
+    rules.sort_by_key(|p| p.priority);
+    let verdict = |access: &str| if access == "Allow" { Verdict::Allow } else { Verdict::Deny };
+
+    let addr = packet.peer.addr;
+    if addr == IMDS || addr == WIRESERVER {
+        // Only rules naming a platform service tag see this traffic.
+        let tag = if addr == IMDS { "AzurePlatformIMDS" } else { "AzurePlatformDNS" };
+        let names_tag = |p: &&&SecurityRuleProperties| {
+            let far = match packet.direction {
+                Direction::Ingress => &p.source_address_prefix,
+                Direction::Egress => &p.destination_address_prefix,
+            };
+            far.as_deref() == Some(tag)
+        };
+        return rules
+            .iter()
+            .filter(names_tag)
+            .find(|p| rule_matches(p, world, packet))
+            .map_or(Verdict::Allow, |p| verdict(&p.access));
+    }
+    if let Some(p) = rules.iter().find(|p| rule_matches(p, world, packet)) {
+        return verdict(&p.access);
+    }
+    for &(_, d, src, dst, access) in DEFAULTS {
+        if d != dir {
+            continue;
+        }
+        let far = if packet.direction == Direction::Ingress { src } else { dst };
+        if selector_matches(far, addr) {
+            return verdict(access);
+        }
+    }
+    Verdict::Deny
+}

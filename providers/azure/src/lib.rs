@@ -1,0 +1,10 @@
+//! perimeter-azure: the policy as Azure network security group rules.
+//!
+//! Same shape as every provider crate: `model`, `compile`, `evaluate`, `render`.
+
+pub mod compile;
+pub mod evaluate;
+pub mod model;
+pub mod render;
+
+pub use compile::{AzureCompiled, compile};

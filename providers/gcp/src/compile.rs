@@ -1,0 +1,349 @@
+//! Intent → GCP VPC firewall rules.
+//!
+//! GCP evaluates rules by priority (lower first) and lets a deny win a tie, so list order means
+//! nothing to it. The compiler turns the policy's order into explicit, distinct priorities:
+//! rule *i* of a direction gets `priority_base + 10·i`. A rule is split by address family (GCP
+//! forbids mixing IPv4 and IPv6 ranges) and into chunks of at most 256 ranges; the pieces keep
+//! the same priority and action, so their union is the original rule. `self` is the nodes'
+//! network tags as a source; as a destination (egress) GCP has no tags, so `self` becomes the
+//! target's `node_ranges`. Ingress rules always carry a source, since the API would otherwise
+//! default to 0.0.0.0/0.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use perimeter_core::intent::{IcmpMatch, MetadataMode, Rule};
+use perimeter_core::note::{PlatformAddress, platform_notes};
+use perimeter_core::target::GcpTarget;
+use perimeter_core::{
+    AddrSet, Cidr, Diagnostic, Diagnostics, Direction, Intent, Note, NoteCode, Peers, Service, Verdict,
+};
+
+use crate::model::{Firewall, ProtocolPorts};
+
+/// Longest firewall rule name (RFC 1035 label).
+pub const NAME_MAX: usize = 63;
+/// Most source or destination ranges in one rule.
+pub const RANGES_PER_RULE: usize = 256;
+/// Most target tags in one rule.
+pub const TARGET_TAGS_MAX: usize = 70;
+/// Most source tags in one rule.
+pub const SOURCE_TAGS_MAX: usize = 30;
+/// Priority distance between consecutive policy rules.
+pub const PRIORITY_STEP: u16 = 10;
+/// Priority of the explicit egress default deny of a private perimeter: below every policy
+/// rule, above GCP's implied allow-all egress at 65535.
+pub const EGRESS_DEFAULT_PRIORITY: u16 = 65534;
+
+/// Everything perimeter wants in one GCP network.
+#[derive(Clone, Debug)]
+pub struct GcpCompiled {
+    /// The target compiled for.
+    pub target: GcpTarget,
+    /// Firewall rules, sorted by direction, priority and name.
+    pub firewalls: Vec<Firewall>,
+    /// What could not be said exactly.
+    pub notes: Vec<Note>,
+}
+
+/// GCP platform addresses no VPC firewall rule applies to.
+/// <https://cloud.google.com/firewall/docs/firewalls#alwaysallowed>
+pub fn platform_addresses() -> Vec<PlatformAddress> {
+    vec![PlatformAddress {
+        addr: IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
+        what: "metadata server (also DHCP, DNS and NTP)",
+        egress: Verdict::Allow,
+        ingress: Verdict::Allow,
+    }]
+}
+
+fn is_rfc1035(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= NAME_MAX
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && !s.ends_with('-')
+}
+
+/// Compiles the intent for one GCP target.
+pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let mut notes = Vec::new();
+    let mut firewalls = Vec::new();
+
+    if target.target_tags.len() > TARGET_TAGS_MAX {
+        diags.push(Diagnostic::error(
+            "gcp::too-many-target-tags",
+            target.span,
+            format!("{} target tags; GCP allows {TARGET_TAGS_MAX} per rule", target.target_tags.len()),
+        ).label("this target"));
+    }
+    if target.target_tags.len() > SOURCE_TAGS_MAX {
+        diags.push(Diagnostic::error(
+            "gcp::too-many-source-tags",
+            target.span,
+            format!("`self` would need {} source tags; GCP allows {SOURCE_TAGS_MAX} per rule", target.target_tags.len()),
+        ).label("this target"));
+    }
+    for tag in &target.target_tags {
+        if !is_rfc1035(tag) {
+            diags.push(
+                Diagnostic::error("gcp::bad-tag", target.span, format!("network tag `{tag}` is not valid on GCP"))
+                    .label("in this target")
+                    .help("tags are lowercase letters, digits and `-`, start with a letter, at most 63 characters"),
+            );
+        }
+    }
+
+    let node_ranges = AddrSet::from_cidrs(&target.node_ranges);
+    for direction in Direction::BOTH {
+        for (i, rule) in intent.rules(direction).iter().enumerate() {
+            let priority = u32::from(target.priority_base) + u32::from(PRIORITY_STEP) * i as u32;
+            if priority >= u32::from(EGRESS_DEFAULT_PRIORITY) {
+                diags.push(
+                    Diagnostic::error(
+                        "gcp::priority-exhausted",
+                        rule.span,
+                        format!(
+                            "rule `{}` would get priority {priority}; GCP priorities end at 65535 and perimeter keeps 65534 for the default",
+                            rule.name
+                        ),
+                    )
+                    .label("too many rules before this one for the priority base")
+                    .help("lower `priority_base` in the gcp target, or use fewer rules"),
+                );
+                continue;
+            }
+            compile_rule(intent, target, direction, rule, priority as u16, &node_ranges, &mut firewalls, &mut notes, &mut diags);
+        }
+    }
+    if intent.default_verdict(Direction::Egress) == Verdict::Deny {
+        for (suffix, cidr) in [("", Cidr::ANY_V4), ("-v6", Cidr::ANY_V6)] {
+            firewalls.push(Firewall {
+                name: format!("{}-e-default-deny{suffix}", intent.name),
+                description: description(&intent.name, "default egress deny (private: true)"),
+                network: target.network.clone(),
+                priority: EGRESS_DEFAULT_PRIORITY,
+                direction: "EGRESS".into(),
+                source_ranges: Vec::new(),
+                source_tags: Vec::new(),
+                destination_ranges: vec![cidr.to_string()],
+                target_tags: target.target_tags.clone(),
+                allowed: Vec::new(),
+                denied: vec![ProtocolPorts { ip_protocol: "all".into(), ports: Vec::new() }],
+                disabled: false,
+            });
+        }
+    }
+    for fw in &firewalls {
+        if fw.name.len() > NAME_MAX {
+            diags.push(
+                Diagnostic::error(
+                    "gcp::name-too-long",
+                    target.span,
+                    format!("firewall rule name `{}` is {} characters; GCP allows {NAME_MAX}", fw.name, fw.name.len()),
+                )
+                .label("names are <policy>-<i|e>-<rule>[-self|-v6][-N]")
+                .help("shorten the policy name or the rule name"),
+            );
+        }
+    }
+
+    match intent.metadata {
+        MetadataMode::DenyPods | MetadataMode::DenyAll => notes.push(
+            Note::new(
+                NoteCode::Unenforceable,
+                format!(
+                    "metadata: {} cannot be enforced by VPC firewall rules, which never apply to the metadata server; on GKE use Workload Identity (node metadata mode GKE_METADATA) and a least-privilege node service account",
+                    intent.metadata.as_str()
+                ),
+            )
+            .for_rule("metadata", intent.metadata_span),
+        ),
+        MetadataMode::Allow => {}
+    }
+    notes.extend(platform_notes(intent, "GCP", &platform_addresses()));
+
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    firewalls.sort_by(|a, b| (&a.direction, a.priority, &a.name).cmp(&(&b.direction, b.priority, &b.name)));
+    Ok(GcpCompiled { target: target.clone(), firewalls, notes })
+}
+
+fn description(policy: &str, what: &str) -> String {
+    format!("perimeter:{policy} {what}")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_rule(
+    intent: &Intent,
+    target: &GcpTarget,
+    direction: Direction,
+    rule: &Rule,
+    priority: u16,
+    node_ranges: &AddrSet,
+    firewalls: &mut Vec<Firewall>,
+    notes: &mut Vec<Note>,
+    diags: &mut Diagnostics,
+) {
+    let dir_letter = if direction == Direction::Ingress { "i" } else { "e" };
+    let base_name = format!("{}-{dir_letter}-{}", intent.name, rule.name);
+    let mut addrs = rule.peers.addrs.clone();
+    let mut tags = false;
+    if rule.peers.nodes {
+        match direction {
+            Direction::Ingress => tags = true,
+            Direction::Egress if node_ranges.is_empty() => {
+                diags.push(
+                    Diagnostic::error(
+                        "gcp::egress-self-needs-ranges",
+                        rule.span,
+                        format!("egress rule `{}` names `self`, but GCP egress rules cannot select destinations by tag", rule.name),
+                    )
+                    .label("egress to `self`")
+                    .help("add `node_ranges:` (the node subnets' CIDRs) to the gcp target"),
+                );
+                return;
+            }
+            Direction::Egress => {
+                addrs = addrs.union(node_ranges);
+                notes.push(
+                    Note::new(
+                        NoteCode::Approximated,
+                        format!(
+                            "GCP egress rules cannot name instances by tag; `self` in egress rule `{}` is written as the target's node_ranges, which also match any other machine in those ranges",
+                            rule.name
+                        ),
+                    )
+                    .for_rule(&rule.name, rule.span)
+                    .scoped(direction, rule.services.clone(), Peers { addrs: node_ranges.clone(), nodes: true }),
+                );
+            }
+        }
+    }
+    let typed_icmp: Vec<Service> = rule
+        .services
+        .iter()
+        .filter_map(|s| match s {
+            Service::Icmp { icmp } if *icmp != IcmpMatch::ALL => Some(Service::Icmp { icmp: IcmpMatch::ALL }),
+            Service::Icmpv6 { icmp } if *icmp != IcmpMatch::ALL => Some(Service::Icmpv6 { icmp: IcmpMatch::ALL }),
+            _ => None,
+        })
+        .collect();
+    if !typed_icmp.is_empty() {
+        let (code, how) = match rule.action {
+            Verdict::Allow => (NoteCode::Widened, "allows every ICMP type"),
+            Verdict::Deny => (NoteCode::Narrowed, "denies every ICMP type"),
+        };
+        let mut peers = rule.peers.clone();
+        if direction == Direction::Egress && peers.nodes {
+            peers.addrs = peers.addrs.union(node_ranges);
+        }
+        notes.push(
+            Note::new(
+                code,
+                format!("GCP firewall rules cannot match ICMP types or codes; rule `{}` {how}", rule.name),
+            )
+            .for_rule(&rule.name, rule.span)
+            .scoped(direction, typed_icmp, peers),
+        );
+    }
+    let v4: Vec<String> = addrs.v4_cidrs().iter().map(ToString::to_string).collect();
+    let v6: Vec<String> = addrs.v6_cidrs().iter().map(ToString::to_string).collect();
+    // (name suffix, ranges, with tags, family filter)
+    let mut pieces: Vec<(String, Vec<String>, bool, Family)> = Vec::new();
+    // `self` gets a piece of its own: a tag-only source has no address family, and keeping it
+    // apart from IPv4 ranges lets it carry ICMPv6 too.
+    if tags {
+        pieces.push(("-self".into(), Vec::new(), true, Family::Both));
+    }
+    if !v4.is_empty() {
+        pieces.push((String::new(), v4, false, Family::V4));
+    }
+    if !v6.is_empty() {
+        pieces.push(("-v6".into(), v6, false, Family::V6));
+    }
+    for (suffix, ranges, with_tags, family) in pieces {
+        let protocols = protocols(&rule.services, family);
+        if protocols.is_empty() {
+            continue;
+        }
+        let chunks: Vec<Vec<String>> = if ranges.is_empty() {
+            vec![Vec::new()]
+        } else {
+            ranges.chunks(RANGES_PER_RULE).map(<[String]>::to_vec).collect()
+        };
+        for (k, chunk) in chunks.into_iter().enumerate() {
+            let name = if k == 0 { format!("{base_name}{suffix}") } else { format!("{base_name}{suffix}-{}", k + 1) };
+            let (source_ranges, destination_ranges) = match direction {
+                Direction::Ingress => (chunk, Vec::new()),
+                Direction::Egress => (Vec::new(), chunk),
+            };
+            let (allowed, denied) = match rule.action {
+                Verdict::Allow => (protocols.clone(), Vec::new()),
+                Verdict::Deny => (Vec::new(), protocols.clone()),
+            };
+            firewalls.push(Firewall {
+                name,
+                description: description(&intent.name, &rule.name),
+                network: target.network.clone(),
+                priority,
+                direction: if direction == Direction::Ingress { "INGRESS" } else { "EGRESS" }.into(),
+                source_ranges,
+                source_tags: if with_tags && k == 0 { target.target_tags.clone() } else { Vec::new() },
+                destination_ranges,
+                target_tags: target.target_tags.clone(),
+                allowed,
+                denied,
+                disabled: false,
+            });
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+    Both,
+}
+
+/// The `allowed`/`denied` list for a rule's services, for one address family.
+fn protocols(services: &[Service], family: Family) -> Vec<ProtocolPorts> {
+    if services.contains(&Service::Any) {
+        return vec![ProtocolPorts { ip_protocol: "all".into(), ports: Vec::new() }];
+    }
+    let mut tcp = Vec::new();
+    let mut udp = Vec::new();
+    let mut tcp_all = false;
+    let mut udp_all = false;
+    let mut out = Vec::new();
+    for s in services {
+        match s {
+            Service::Tcp { ports } if ports.is_all() => tcp_all = true,
+            Service::Tcp { ports } => tcp.push(ports.to_string()),
+            Service::Udp { ports } if ports.is_all() => udp_all = true,
+            Service::Udp { ports } => udp.push(ports.to_string()),
+            Service::Icmp { .. } if family != Family::V6 => {
+                out.push(ProtocolPorts { ip_protocol: "icmp".into(), ports: Vec::new() });
+            }
+            Service::Icmpv6 { .. } if family != Family::V4 => {
+                out.push(ProtocolPorts { ip_protocol: "58".into(), ports: Vec::new() });
+            }
+            Service::Protocol { number } => {
+                out.push(ProtocolPorts { ip_protocol: number.to_string(), ports: Vec::new() });
+            }
+            _ => {}
+        }
+    }
+    if tcp_all || !tcp.is_empty() {
+        out.push(ProtocolPorts { ip_protocol: "tcp".into(), ports: if tcp_all { Vec::new() } else { tcp } });
+    }
+    if udp_all || !udp.is_empty() {
+        out.push(ProtocolPorts { ip_protocol: "udp".into(), ports: if udp_all { Vec::new() } else { udp } });
+    }
+    out.sort();
+    out.dedup();
+    out
+}

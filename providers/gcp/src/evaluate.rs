@@ -1,0 +1,107 @@
+//! An independent model of how GCP decides a packet, from the documented semantics
+//! (../shared/design/cloud-facts.md A2, A4), not from the compiler:
+//!
+//! * traffic between a VM and the metadata server (169.254.169.254) is always allowed;
+//! * of the enabled rules that apply to the instance (target tags) and match the packet, the
+//!   one with the lowest priority number wins; at equal priority a deny beats an allow;
+//! * an ingress rule's source is its source ranges OR its source tags (a missing source means
+//!   0.0.0.0/0); an egress rule's destination is its destination ranges (missing: 0.0.0.0/0);
+//! * implied rules at 65535: deny all ingress, allow all egress. Rules are stateful.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use perimeter_core::{Cidr, Direction, Packet, PacketProtocol, Verdict};
+
+use crate::model::{Firewall, ProtocolPorts};
+
+/// The network tags carried by the protected node (and by every node peer).
+#[derive(Clone, Copy, Debug)]
+pub struct GcpWorld<'a> {
+    /// All firewall rules of the network.
+    pub firewalls: &'a [Firewall],
+    /// Tags of the nodes.
+    pub node_tags: &'a [String],
+}
+
+fn in_ranges(ranges: &[String], addr: IpAddr) -> bool {
+    ranges.iter().any(|r| r.parse::<Cidr>().is_ok_and(|c| c.contains(addr)))
+}
+
+fn protocol_matches(pp: &ProtocolPorts, p: &PacketProtocol) -> bool {
+    let number: Option<u8> = match pp.ip_protocol.as_str() {
+        "all" => return true,
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "icmp" => Some(1),
+        "esp" => Some(50),
+        "ah" => Some(51),
+        "sctp" => Some(132),
+        "ipip" => Some(4),
+        "ipv6-icmp" => Some(58),
+        n => n.parse().ok(),
+    };
+    if number != Some(p.number()) {
+        return false;
+    }
+    match p.port() {
+        Some(port) if !pp.ports.is_empty() => pp.ports.iter().any(|r| match r.split_once('-') {
+            Some((a, b)) => a.parse::<u16>().is_ok_and(|a| a <= port) && b.parse::<u16>().is_ok_and(|b| port <= b),
+            None => r.parse::<u16>() == Ok(port),
+        }),
+        _ => true,
+    }
+}
+
+fn applies(fw: &Firewall, world: &GcpWorld<'_>, packet: &Packet) -> bool {
+    let dir = match packet.direction {
+        Direction::Ingress => "INGRESS",
+        Direction::Egress => "EGRESS",
+    };
+    if fw.disabled || fw.direction != dir {
+        return false;
+    }
+    if !fw.target_tags.is_empty() && !fw.target_tags.iter().any(|t| world.node_tags.contains(t)) {
+        return false;
+    }
+    let addr = packet.peer.addr;
+    let peer_ok = match packet.direction {
+        Direction::Ingress => {
+            let by_tag = packet.peer.is_node && fw.source_tags.iter().any(|t| world.node_tags.contains(t));
+            let no_source = fw.source_ranges.is_empty() && fw.source_tags.is_empty();
+            by_tag || in_ranges(&fw.source_ranges, addr) || (no_source && addr.is_ipv4())
+        }
+        Direction::Egress => {
+            in_ranges(&fw.destination_ranges, addr) || (fw.destination_ranges.is_empty() && addr.is_ipv4())
+        }
+    };
+    peer_ok
+        && fw
+            .allowed
+            .iter()
+            .chain(fw.denied.iter())
+            .any(|pp| protocol_matches(pp, &packet.protocol))
+}
+
+/// GCP's decision for the first packet of a flow at a protected node.
+pub fn decide(world: &GcpWorld<'_>, packet: &Packet) -> Verdict {
+    if packet.peer.addr == IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)) {
+        return Verdict::Allow;
+    }
+    let mut best: Option<(u16, Verdict)> = None;
+    for fw in world.firewalls.iter().filter(|fw| applies(fw, world, packet)) {
+        let verdict = if fw.denied.is_empty() { Verdict::Allow } else { Verdict::Deny };
+        best = match best {
+            None => Some((fw.priority, verdict)),
+            Some((p, _)) if fw.priority < p => Some((fw.priority, verdict)),
+            Some((p, _)) if fw.priority == p && verdict == Verdict::Deny => Some((p, Verdict::Deny)),
+            keep => keep,
+        };
+    }
+    match best {
+        Some((_, v)) => v,
+        None => match packet.direction {
+            Direction::Ingress => Verdict::Deny,
+            Direction::Egress => Verdict::Allow,
+        },
+    }
+}
