@@ -58,8 +58,32 @@ pub fn platform_addresses(metadata: MetadataMode) -> Vec<PlatformAddress> {
     ]
 }
 
-/// Compiles the intent for one AWS target.
+/// The quotas the compiler checks. Both are adjustable per account; the defaults are AWS's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Security group rules per direction per address family.
+    pub sg_rules: usize,
+    /// NACL entries per direction per address family, including `*`.
+    pub nacl_entries: usize,
+}
+
+impl Limits {
+    /// AWS's default quotas.
+    pub const AWS_DEFAULT: Limits = Limits {
+        sg_rules: SG_RULES_PER_DIRECTION_PER_FAMILY,
+        nacl_entries: nacl::NACL_ENTRIES_PER_DIRECTION_PER_FAMILY,
+    };
+    /// No limits (for proving semantics on policies larger than a default account allows).
+    pub const UNLIMITED: Limits = Limits { sg_rules: usize::MAX, nacl_entries: usize::MAX };
+}
+
+/// Compiles the intent for one AWS target with AWS's default quotas.
 pub fn compile(intent: &Intent, target: &AwsTarget) -> Result<AwsCompiled, Diagnostics> {
+    compile_with_limits(intent, target, Limits::AWS_DEFAULT)
+}
+
+/// Compiles the intent for one AWS target, checking the given quotas.
+pub fn compile_with_limits(intent: &Intent, target: &AwsTarget, limits: Limits) -> Result<AwsCompiled, Diagnostics> {
     let mut diags = Diagnostics::default();
     let mut notes = Vec::new();
     let mut rules = Vec::new();
@@ -83,7 +107,7 @@ pub fn compile(intent: &Intent, target: &AwsTarget) -> Result<AwsCompiled, Diagn
     }
     rules.sort();
     rules.dedup();
-    check_quota(intent, target, &rules, &mut diags);
+    check_quota(intent, target, &rules, limits.sg_rules, &mut diags);
 
     let allows_all_egress = rules.iter().any(|r| {
         r.direction == Direction::Egress
@@ -131,7 +155,7 @@ pub fn compile(intent: &Intent, target: &AwsTarget) -> Result<AwsCompiled, Diagn
     notes.extend(platform_notes(intent, "AWS", &platform_addresses(intent.metadata)));
 
     let network_acl = match &target.network_acl {
-        Some(nacl_target) => match nacl::compile(intent, target, nacl_target) {
+        Some(nacl_target) => match nacl::compile(intent, target, nacl_target, limits.nacl_entries) {
             Ok(n) => Some(n),
             Err(d) => {
                 diags.0.extend(d.0);
@@ -236,14 +260,14 @@ fn sg_rules(intent: &Intent, direction: Direction, eff: &Effective, notes: &mut 
     out
 }
 
-fn check_quota(intent: &Intent, target: &AwsTarget, rules: &[SgRule], diags: &mut Diagnostics) {
+fn check_quota(intent: &Intent, target: &AwsTarget, rules: &[SgRule], limit: usize, diags: &mut Diagnostics) {
     for direction in Direction::BOTH {
         let in_dir = || rules.iter().filter(|r| r.direction == direction);
         let groups = in_dir().filter(|r| r.peer == SgPeer::OwnGroup).count();
         let v4 = in_dir().filter(|r| matches!(r.peer, SgPeer::CidrIpv4(_))).count() + groups;
         let v6 = in_dir().filter(|r| matches!(r.peer, SgPeer::CidrIpv6(_))).count() + groups;
         for (family, count) in [("IPv4", v4), ("IPv6", v6)] {
-            if count > SG_RULES_PER_DIRECTION_PER_FAMILY {
+            if count > limit {
                 let span = intent
                     .rules(direction)
                     .first()
@@ -253,7 +277,7 @@ fn check_quota(intent: &Intent, target: &AwsTarget, rules: &[SgRule], diags: &mu
                         "aws::sg-rule-quota",
                         span,
                         format!(
-                            "AWS security group `{}` would need {count} {} {family} rules; AWS allows {SG_RULES_PER_DIRECTION_PER_FAMILY} per direction per address family",
+                            "AWS security group `{}` would need {count} {} {family} rules; the quota is {limit} per direction per address family",
                             target.security_group,
                             direction.as_str()
                         ),

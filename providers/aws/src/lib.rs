@@ -11,4 +11,4 @@ pub mod model;
 pub mod nacl;
 pub mod render;
 
-pub use compile::{AwsCompiled, compile};
+pub use compile::{AwsCompiled, Limits, compile, compile_with_limits};

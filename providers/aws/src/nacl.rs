@@ -66,7 +66,7 @@ fn reach(intent: &Intent, direction: Direction, node_cidrs: &AddrSet) -> Reach {
 }
 
 /// Compiles the NACL for one target.
-pub fn compile(intent: &Intent, target: &AwsTarget, nacl: &AwsNaclTarget) -> Result<NetworkAcl, Diagnostics> {
+pub fn compile(intent: &Intent, target: &AwsTarget, nacl: &AwsNaclTarget, limit: usize) -> Result<NetworkAcl, Diagnostics> {
     let mut diags = Diagnostics::default();
     let uses_self = Direction::BOTH
         .iter()
@@ -117,14 +117,14 @@ pub fn compile(intent: &Intent, target: &AwsTarget, nacl: &AwsNaclTarget) -> Res
         list.dedup();
         for family_v4 in [true, false] {
             let count = list.iter().filter(|e| e.1.is_ipv4() == family_v4).count() + 1;
-            if count > NACL_ENTRIES_PER_DIRECTION_PER_FAMILY {
+            if count > limit {
                 let family = if family_v4 { "IPv4" } else { "IPv6" };
                 diags.push(
                     Diagnostic::error(
                         "aws::nacl-entry-quota",
                         nacl.span,
                         format!(
-                            "the network ACL for `{}` would need {count} {} {family} entries (with the `*` entry); AWS allows {NACL_ENTRIES_PER_DIRECTION_PER_FAMILY} per direction per address family",
+                            "the network ACL for `{}` would need {count} {} {family} entries (with the `*` entry); the quota is {limit} per direction per address family",
                             target.security_group,
                             if egress_flag { "outbound" } else { "inbound" },
                         ),

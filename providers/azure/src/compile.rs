@@ -329,6 +329,33 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
                         break;
                     }
                     let name = format!("{}-{dir}-{}-{}{}", intent.name, rule.name, short_protocol(part.protocol), form.suffix());
+                    // Azure's `Icmp` is ICMP and ICMPv6 at once. For every address, a
+                    // one-family ICMP rule names that family's whole space instead of `*`.
+                    let single_family_icmp = part.protocol == "Icmp" && part.v4 != part.v6;
+                    let form = match form {
+                        PeerForm::Star if single_family_icmp && part.v4 => &PeerForm::V4(vec!["0.0.0.0/0".into()]),
+                        PeerForm::Star if single_family_icmp => &PeerForm::V6(vec!["::/0".into()]),
+                        other => other,
+                    };
+                    if *form == PeerForm::Asg && single_family_icmp {
+                        let (code, how) = match rule.action {
+                            Verdict::Allow => (NoteCode::Widened, "also allows"),
+                            Verdict::Deny => (NoteCode::Narrowed, "also denies"),
+                        };
+                        let (other, other_name) = if part.v4 {
+                            (Service::Icmpv6 { icmp: IcmpMatch::ALL }, "ICMPv6")
+                        } else {
+                            (Service::Icmp { icmp: IcmpMatch::ALL }, "ICMP for IPv4")
+                        };
+                        notes.push(
+                            Note::new(
+                                code,
+                                format!("Azure's Icmp protocol covers ICMP and ICMPv6 together; for `self`, rule `{}` {how} {other_name}", rule.name),
+                            )
+                            .for_rule(&rule.name, rule.span)
+                            .scoped(direction, vec![other], perimeter_core::Peers { addrs: perimeter_core::AddrSet::empty(), nodes: true }),
+                        );
+                    }
                     rules.push(emit.rule(name, &rule.name, direction, rule.action, priority as u16, part.protocol, &part.ports, form));
                 }
             }
