@@ -65,6 +65,10 @@ pub struct GcpTarget {
     pub node_ranges: Vec<Cidr>,
     /// Priority of the first rule of each direction.
     pub priority_base: u16,
+    /// True for the stand-in used when the policy declares no GCP target: compile then notes,
+    /// rather than refuses, what only a real target could say.
+    #[serde(skip)]
+    pub placeholder: bool,
     /// Where the target is declared.
     #[serde(skip)]
     pub span: Span,
@@ -112,6 +116,7 @@ impl GcpTarget {
             target_tags: vec![policy.into()],
             node_ranges: Vec::new(),
             priority_base: 1000,
+            placeholder: true,
             span: Span::default(),
         }
     }

@@ -454,6 +454,7 @@ impl<'d> Resolver<'d> {
                     .unwrap_or_else(|| vec![name.clone()]),
                 node_ranges,
                 priority_base,
+                placeholder: false,
                 span: t.span,
             });
         }

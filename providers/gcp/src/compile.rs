@@ -194,6 +194,21 @@ fn compile_rule(
     if rule.peers.nodes {
         match direction {
             Direction::Ingress => tags = true,
+            Direction::Egress if node_ranges.is_empty() && target.placeholder => {
+                // No GCP target to take node ranges from: show the rest of the rule and say
+                // plainly that egress to the nodes is missing.
+                notes.push(
+                    Note::new(
+                        NoteCode::Narrowed,
+                        format!(
+                            "GCP egress rules cannot name instances by tag and the policy has no gcp target with `node_ranges`; egress rule `{}` does not allow traffic to `self`",
+                            rule.name
+                        ),
+                    )
+                    .for_rule(&rule.name, rule.span)
+                    .scoped(direction, rule.services.clone(), Peers { addrs: AddrSet::empty(), nodes: true }),
+                );
+            }
             Direction::Egress if node_ranges.is_empty() => {
                 diags.push(
                     Diagnostic::error(
