@@ -159,7 +159,13 @@ impl Diagnostic {
         let _ = handler.render_report(&mut out, &report);
         // miette shows the location inside the box; a plain first line is easier to grep in
         // CI logs and is what editors jump to.
-        format!("{}: {}\n{out}", self.location(source), self.severity_word())
+        format!(
+            "{}: {}[{}]: {}\n{out}",
+            self.location(source),
+            self.severity_word(),
+            self.code,
+            self.message
+        )
     }
 
     fn severity_word(&self) -> &'static str {
@@ -199,10 +205,6 @@ impl fmt::Display for Located<'_> {
 impl std::error::Error for Located<'_> {}
 
 impl miette::Diagnostic for Located<'_> {
-    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Some(Box::new(self.diag.code))
-    }
-
     fn severity(&self) -> Option<miette::Severity> {
         Some(match self.diag.severity {
             Severity::Error => miette::Severity::Error,

@@ -34,7 +34,7 @@ pub fn load(source: &SourceFile) -> Result<Intent, Diagnostics> {
         diags.sort();
         return Err(diags);
     };
-    let mut resolver = resolve::Resolver::new(&doc);
+    let mut resolver = resolve::Resolver::new(&doc, &source.text);
     let intent = resolver.intent();
     diags.0.extend(resolver.diags);
     if diags.has_errors() {

@@ -18,6 +18,7 @@ const BUILTIN_PEERS: &[&str] = &["self", "internet"];
 
 pub(crate) struct Resolver<'d> {
     pub(crate) diags: Vec<Diagnostic>,
+    text: &'d str,
     doc: &'d PolicyDoc,
     networks: HashMap<&'d str, &'d [Spanned<String>]>,
     services: HashMap<&'d str, &'d [Spanned<String>]>,
@@ -38,9 +39,10 @@ fn looks_like_address(s: &str) -> bool {
 }
 
 impl<'d> Resolver<'d> {
-    pub(crate) fn new(doc: &'d PolicyDoc) -> Self {
+    pub(crate) fn new(doc: &'d PolicyDoc, text: &'d str) -> Self {
         Self {
             diags: Vec::new(),
+            text,
             doc,
             networks: doc.networks.iter().map(|(k, v)| (k.value.as_str(), v.as_slice())).collect(),
             services: doc.services.iter().map(|(k, v)| (k.value.as_str(), v.as_slice())).collect(),
@@ -132,9 +134,10 @@ impl<'d> Resolver<'d> {
                     format!("{} rule `{}` is defined twice", direction.as_str(), r.name.value),
                 );
                 d.label = "second rule with this name".into();
-                d.help = Some(format!(
-                    "rule names identify cloud rules and must be unique per direction (first at byte {})",
-                    first.offset
+                let line = self.text[..first.offset.min(self.text.len())].matches('\n').count() + 1;
+                self.diags.last_mut().expect("just pushed").help = Some(format!(
+                    "rule names identify cloud rules and must be unique per direction; the first `{}` is on line {line}",
+                    r.name.value
                 ));
             } else {
                 seen.insert(r.name.value.as_str(), r.name.span);
@@ -398,13 +401,17 @@ impl<'d> Resolver<'d> {
             }
             let public = rule.peers.addrs.difference(&private);
             if !public.is_empty() {
-                let example = public.to_cidrs().first().map(ToString::to_string).unwrap_or_default();
+                let example = if public.v4.is_full() || public.v6.is_full() {
+                    "the internet".to_string()
+                } else {
+                    public.to_cidrs().first().map(ToString::to_string).unwrap_or_default()
+                };
                 let d = self.err(
                     "policy::private-ingress",
                     rule.span,
                     format!("rule `{}` allows ingress from public addresses in a private perimeter", rule.name),
                 );
-                d.label = format!("allows ingress from {example} among others");
+                d.label = format!("includes public addresses: {example}");
                 d.help = Some("`private: true` forbids internet ingress; narrow the rule's `from` to private ranges, or set `private: false`".into());
             }
         }
