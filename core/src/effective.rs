@@ -18,7 +18,7 @@
 //! case: an address decided one way before the first `self` rule and the other way after. Those
 //! addresses are returned as [`Effective::node_widenings`] so the compiler can note them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::addr::AddrSet;
 use crate::interval::IntervalSet;
@@ -89,8 +89,9 @@ pub struct Cell {
     pub addrs: AddrSet,
     /// True when the nodes (`self`) are allowed by identity.
     pub nodes: bool,
-    /// Allow rules that contributed, for descriptions.
-    pub rules: BTreeSet<String>,
+    /// Indexes (into the rule slice given to [`effective`]) of the allow rules that
+    /// contributed, for descriptions.
+    pub rules: BTreeSet<usize>,
 }
 
 /// Where an OR-of-group-and-CIDR target allows nodes the policy denies.
@@ -146,23 +147,54 @@ pub fn effective(rules: &[Rule], default: Verdict) -> Effective {
     let mut out = Effective::default();
     for class in classes {
         let (dom_lo, dom_hi) = class.domain();
-        let mut cuts: BTreeSet<u16> = [dom_lo].into();
-        for rule in rules {
+        // Sweep the class's port line: at each cut, rules whose spans start there become
+        // active and rules whose spans ended just before it leave. Each elementary interval
+        // then walks only its active rules, in policy order, instead of every rule.
+        let mut starts: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        let mut ends: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (idx, rule) in rules.iter().enumerate() {
             for s in &rule.services {
-                if let Some((c, lo, hi)) = service_span(s)
-                    && c == class
-                {
-                    cuts.insert(lo);
-                    if hi < dom_hi {
-                        cuts.insert(hi + 1);
-                    }
+                let (lo, hi) = match service_span(s) {
+                    None => (dom_lo, dom_hi),
+                    Some((c, lo, hi)) if c == class => (lo, hi),
+                    Some(_) => continue,
+                };
+                starts.entry(lo).or_default().push(idx);
+                if hi < dom_hi {
+                    ends.entry(hi + 1).or_default().push(idx);
                 }
             }
         }
+        let mut cuts: BTreeSet<u16> = starts.keys().chain(ends.keys()).copied().collect();
+        cuts.insert(dom_lo);
         let cuts: Vec<u16> = cuts.into_iter().collect();
+        // rule index → number of its services covering the current interval
+        let mut active: BTreeMap<usize, u32> = BTreeMap::new();
         for (i, &lo) in cuts.iter().enumerate() {
+            for idx in ends.get(&lo).into_iter().flatten() {
+                if let Some(n) = active.get_mut(idx) {
+                    *n -= 1;
+                    if *n == 0 {
+                        active.remove(idx);
+                    }
+                }
+            }
+            for idx in starts.get(&lo).into_iter().flatten() {
+                *active.entry(*idx).or_default() += 1;
+            }
             let hi = cuts.get(i + 1).map_or(dom_hi, |next| next - 1);
-            let (cell, widening) = decide_interval(rules, default, class, lo, hi);
+            let covering = active.keys().map(|&idx| (idx, &rules[idx]));
+            let (cell, widening) = if active.is_empty() {
+                // Nothing but the default: no set arithmetic needed.
+                let addrs = match default {
+                    Verdict::Allow => class.family_space(),
+                    Verdict::Deny => AddrSet::empty(),
+                };
+                let nodes = default == Verdict::Allow;
+                (Cell { class, ports: (lo, hi), addrs, nodes, rules: BTreeSet::new() }, None)
+            } else {
+                decide_interval(covering, default, class, lo, hi)
+            };
             push_merged_cell(&mut out.cells, cell);
             if let Some(w) = widening {
                 push_merged_widening(&mut out.node_widenings, w);
@@ -172,32 +204,24 @@ pub fn effective(rules: &[Rule], default: Verdict) -> Effective {
     out
 }
 
-fn rule_covers(rule: &Rule, class: Class, lo: u16, hi: u16) -> bool {
-    rule.services.iter().any(|s| match service_span(s) {
-        None => true,
-        Some((c, s_lo, s_hi)) => c == class && s_lo <= lo && hi <= s_hi,
-    })
-}
-
-fn decide_interval(
-    rules: &[Rule],
+fn decide_interval<'r>(
+    covering: impl Iterator<Item = (usize, &'r Rule)>,
     default: Verdict,
     class: Class,
     lo: u16,
     hi: u16,
 ) -> (Cell, Option<NodeWidening>) {
-    let space = class.family_space();
-    let mut undecided = space.clone();
+    let mut undecided = class.family_space();
     let mut allowed = AddrSet::empty();
     let mut denied = AddrSet::empty();
     let mut names = BTreeSet::new();
     // (verdict of the first rule naming self, allowed and denied sets just before it)
     let mut node_decision: Option<(Verdict, AddrSet, AddrSet)> = None;
-    for rule in rules.iter().filter(|r| rule_covers(r, class, lo, hi)) {
+    for (idx, rule) in covering {
         if rule.peers.nodes && node_decision.is_none() {
             node_decision = Some((rule.action, allowed.clone(), denied.clone()));
             if rule.action == Verdict::Allow {
-                names.insert(rule.name.clone());
+                names.insert(idx);
             }
         }
         let matched = rule.peers.addrs.intersection(&undecided);
@@ -205,7 +229,7 @@ fn decide_interval(
             match rule.action {
                 Verdict::Allow => {
                     allowed = allowed.union(&matched);
-                    names.insert(rule.name.clone());
+                    names.insert(idx);
                 }
                 Verdict::Deny => denied = denied.union(&matched),
             }

@@ -164,7 +164,14 @@ pub fn uniform_policy_verdict(
     {
         return Some(Verdict::Deny);
     }
-    let eff = crate::effective::effective(intent.rules(direction), intent.default_verdict(direction));
+    // Only rules naming this address can decide it; the platform address is never a node.
+    let naming: Vec<crate::intent::Rule> = intent
+        .rules(direction)
+        .iter()
+        .filter(|r| r.peers.addrs.contains(addr))
+        .cloned()
+        .collect();
+    let eff = crate::effective::effective(&naming, intent.default_verdict(direction));
     let space = |c: crate::effective::Class| c.family_space().contains(addr);
     let relevant: Vec<bool> =
         eff.cells.iter().filter(|c| space(c.class)).map(|c| c.addrs.contains(addr)).collect();

@@ -4,7 +4,8 @@
 //! are already in execution order (create, then update, then delete: a rule is never missing
 //! while it is replaced). Rendering reads a plan and never changes it.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// with equal keys but different contents are updates.
 pub trait Keyed {
     /// The identity (e.g. GCP rule name, NACL direction + rule number).
-    type Key: Ord + Clone;
+    type Key: Eq + Hash;
     /// The rule's key.
     fn key(&self) -> Self::Key;
 }
@@ -88,29 +89,70 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Diffs desired against observed by key. Output order: creates, updates, deletes, each in key
-/// order, so apply adds before it removes.
+/// Diffs desired against observed by key. Output order: creates, then updates (both in the
+/// order of `desired`), then deletes (in the order of `observed`), so apply adds before it
+/// removes and the same inputs always give the same plan.
 pub fn diff<R: Keyed + PartialEq + Clone>(desired: &[R], observed: &[R]) -> Vec<Change<R>> {
-    let observed_by_key: BTreeMap<R::Key, &R> = observed.iter().map(|r| (r.key(), r)).collect();
-    let desired_by_key: BTreeMap<R::Key, &R> = desired.iter().map(|r| (r.key(), r)).collect();
+    let mut observed_index: HashMap<R::Key, usize, BuildFxHasher> =
+        HashMap::with_capacity_and_hasher(observed.len(), BuildFxHasher);
+    for (i, r) in observed.iter().enumerate() {
+        observed_index.insert(r.key(), i);
+    }
+    let mut matched = vec![false; observed.len()];
     let mut creates = Vec::new();
     let mut updates = Vec::new();
-    for (key, want) in &desired_by_key {
-        match observed_by_key.get(key) {
-            None => creates.push(Change { action: Action::Create, before: None, after: Some((*want).clone()) }),
-            Some(have) if *have != *want => updates.push(Change {
-                action: Action::Update,
-                before: Some((*have).clone()),
-                after: Some((*want).clone()),
-            }),
-            Some(_) => {}
+    for want in desired {
+        match observed_index.get(&want.key()) {
+            None => creates.push(Change { action: Action::Create, before: None, after: Some(want.clone()) }),
+            Some(&i) => {
+                matched[i] = true;
+                if observed[i] != *want {
+                    updates.push(Change {
+                        action: Action::Update,
+                        before: Some(observed[i].clone()),
+                        after: Some(want.clone()),
+                    });
+                }
+            }
         }
     }
-    let deletes = observed_by_key
+    let deletes = observed
         .iter()
-        .filter(|(k, _)| !desired_by_key.contains_key(*k))
-        .map(|(_, have)| Change { action: Action::Delete, before: Some((*have).clone()), after: None });
+        .zip(matched)
+        .filter(|(_, m)| !m)
+        .map(|(have, _)| Change { action: Action::Delete, before: Some(have.clone()), after: None });
     creates.into_iter().chain(updates).chain(deletes).collect()
+}
+
+/// A fast, non-cryptographic hasher (the Fx hash used inside rustc). Keys here are rule names
+/// and tuples from our own compilers, not attacker-chosen input worth SipHash's cost.
+#[derive(Clone, Copy, Default)]
+struct BuildFxHasher;
+
+impl std::hash::BuildHasher for BuildFxHasher {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[cfg(test)]

@@ -206,7 +206,11 @@ fn sg_rules(intent: &Intent, direction: Direction, eff: &Effective, notes: &mut 
         any_rules.extend(cell.rules.iter().cloned());
     }
     let mut out = Vec::new();
-    let desc_any = description(&intent.name, any_rules.iter());
+    let rule_names = |set: &std::collections::BTreeSet<usize>| -> Vec<String> {
+        let rules = intent.rules(direction);
+        set.iter().map(|&i| rules[i].name.clone()).collect()
+    };
+    let desc_any = description(&intent.name, rule_names(&any_rules).iter());
     let push = |proto: &str, from: i32, to: i32, addrs: &AddrSet, nodes: bool, desc: &str, out: &mut Vec<SgRule>| {
         for c in addrs.to_cidrs() {
             let peer = if c.is_ipv4() { SgPeer::CidrIpv4(c) } else { SgPeer::CidrIpv6(c) };
@@ -224,7 +228,7 @@ fn sg_rules(intent: &Intent, direction: Direction, eff: &Effective, notes: &mut 
         if rest.is_empty() && !nodes {
             continue;
         }
-        let desc = description(&intent.name, cell.rules.iter());
+        let desc = description(&intent.name, rule_names(&cell.rules).iter());
         let (lo, hi) = cell.ports;
         match cell.class {
             Class::Tcp => push("tcp", i32::from(lo), i32::from(hi), &rest, nodes, &desc, &mut out),
@@ -241,7 +245,7 @@ fn sg_rules(intent: &Intent, direction: Direction, eff: &Effective, notes: &mut 
             Class::OtherProtocols => {
                 // Only `-1` can name "every protocol not listed"; using it here would also allow
                 // the listed protocols, which the policy decides otherwise. Say so instead.
-                let rules: Vec<&str> = cell.rules.iter().map(String::as_str).collect();
+                let rules = rule_names(&cell.rules);
                 notes.push(
                     Note::new(
                         NoteCode::Narrowed,

@@ -1,8 +1,10 @@
 //! Intent → GCP VPC firewall rules.
 //!
 //! GCP evaluates rules by priority (lower first) and lets a deny win a tie, so list order means
-//! nothing to it. The compiler turns the policy's order into explicit, distinct priorities:
-//! rule *i* of a direction gets `priority_base + 10·i`. A rule is split by address family (GCP
+//! nothing to it. The compiler turns the policy's order into explicit priorities: consecutive
+//! rules with the same action share one (where they overlap they agree), and each change
+//! between allow and deny moves to a later priority (`allocate_priorities`), so no allow ever
+//! meets a deny at the same priority. A rule is split by address family (GCP
 //! forbids mixing IPv4 and IPv6 ranges) and into chunks of at most 256 ranges; the pieces keep
 //! the same priority and action, so their union is the original rule. `self` is the nodes'
 //! network tags as a source; as a destination (egress) GCP has no tags, so `self` becomes the
@@ -28,7 +30,7 @@ pub const RANGES_PER_RULE: usize = 256;
 pub const TARGET_TAGS_MAX: usize = 70;
 /// Most source tags in one rule.
 pub const SOURCE_TAGS_MAX: usize = 30;
-/// Priority distance between consecutive policy rules.
+/// Priority distance between consecutive runs of same-action rules, when it fits.
 pub const PRIORITY_STEP: u16 = 10;
 /// Priority of the explicit egress default deny of a private perimeter: below every policy
 /// rule, above GCP's implied allow-all egress at 65535.
@@ -39,7 +41,7 @@ pub const EGRESS_DEFAULT_PRIORITY: u16 = 65534;
 pub struct GcpCompiled {
     /// The target compiled for.
     pub target: GcpTarget,
-    /// Firewall rules, sorted by direction, priority and name.
+    /// Firewall rules: ingress then egress, by priority, then policy order.
     pub firewalls: Vec<Firewall>,
     /// What could not be said exactly.
     pub notes: Vec<Note>,
@@ -97,22 +99,25 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
 
     let node_ranges = AddrSet::from_cidrs(&target.node_ranges);
     for direction in Direction::BOTH {
-        for (i, rule) in intent.rules(direction).iter().enumerate() {
-            let priority = u32::from(target.priority_base) + u32::from(PRIORITY_STEP) * i as u32;
+        let rules = intent.rules(direction);
+        let priorities = allocate_priorities(rules, target.priority_base);
+        for (rule, &priority) in rules.iter().zip(&priorities) {
             if priority >= u32::from(EGRESS_DEFAULT_PRIORITY) {
+                let over = priorities.iter().filter(|p| **p >= u32::from(EGRESS_DEFAULT_PRIORITY)).count();
                 diags.push(
                     Diagnostic::error(
                         "gcp::priority-exhausted",
                         rule.span,
                         format!(
-                            "rule `{}` would get priority {priority}; GCP priorities end at 65535 and perimeter keeps 65534 for the default",
+                            "{} rule `{}` would get priority {priority} ({over} rules in all are past the end); GCP priorities end at 65535 and perimeter keeps 65534 for the default",
+                            direction.as_str(),
                             rule.name
                         ),
                     )
-                    .label("too many rules before this one for the priority base")
-                    .help("lower `priority_base` in the gcp target, or use fewer rules"),
+                    .label("the first rule that does not fit")
+                    .help("lower `priority_base` in the gcp target, or use fewer alternations between allow and deny rules (consecutive rules with the same action share a priority)"),
                 );
-                continue;
+                break;
             }
             compile_rule(intent, target, direction, rule, priority as u16, &node_ranges, &mut firewalls, &mut notes, &mut diags);
         }
@@ -167,8 +172,33 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
     if diags.has_errors() {
         return Err(diags);
     }
-    firewalls.sort_by(|a, b| (&a.direction, a.priority, &a.name).cmp(&(&b.direction, b.priority, &b.name)));
+    // Ingress then egress, by priority; within a priority, policy order (stable sort).
+    firewalls.sort_by_key(|f| (f.direction != "INGRESS", f.priority));
     Ok(GcpCompiled { target: target.clone(), firewalls, notes })
+}
+
+/// Priorities for one direction's rules, in policy order.
+///
+/// Consecutive rules with the same action share a priority: where two such rules overlap they
+/// decide alike, so their relative order cannot matter, and a new allow among allows does not
+/// renumber the rest. Each change of action moves to the next priority, `PRIORITY_STEP` apart
+/// when every run fits below 65534, otherwise 1 apart.
+pub fn allocate_priorities(rules: &[Rule], base: u16) -> Vec<u32> {
+    let mut runs = Vec::with_capacity(rules.len());
+    let mut run = 0u32;
+    for (i, rule) in rules.iter().enumerate() {
+        if i > 0 && rule.action != rules[i - 1].action {
+            run += 1;
+        }
+        runs.push(run);
+    }
+    let last = runs.last().copied().unwrap_or(0);
+    let step = if u32::from(base) + u32::from(PRIORITY_STEP) * last < u32::from(EGRESS_DEFAULT_PRIORITY) {
+        u32::from(PRIORITY_STEP)
+    } else {
+        1
+    };
+    runs.into_iter().map(|r| u32::from(base) + step * r).collect()
 }
 
 fn description(policy: &str, what: &str) -> String {
@@ -284,20 +314,28 @@ fn compile_rule(
         if protocols.is_empty() {
             continue;
         }
-        let chunks: Vec<Vec<String>> = if ranges.is_empty() {
-            vec![Vec::new()]
+        // Almost every rule fits in one chunk: move its ranges rather than copy them.
+        let chunks: Vec<Vec<String>> = if ranges.len() <= RANGES_PER_RULE {
+            vec![ranges]
         } else {
             ranges.chunks(RANGES_PER_RULE).map(<[String]>::to_vec).collect()
         };
+        let last_chunk = chunks.len() - 1;
+        let mut protocols = Some(protocols);
         for (k, chunk) in chunks.into_iter().enumerate() {
             let name = if k == 0 { format!("{base_name}{suffix}") } else { format!("{base_name}{suffix}-{}", k + 1) };
             let (source_ranges, destination_ranges) = match direction {
                 Direction::Ingress => (chunk, Vec::new()),
                 Direction::Egress => (Vec::new(), chunk),
             };
+            let list = if k == last_chunk {
+                protocols.take().unwrap_or_default()
+            } else {
+                protocols.clone().unwrap_or_default()
+            };
             let (allowed, denied) = match rule.action {
-                Verdict::Allow => (protocols.clone(), Vec::new()),
-                Verdict::Deny => (Vec::new(), protocols.clone()),
+                Verdict::Allow => (list, Vec::new()),
+                Verdict::Deny => (Vec::new(), list),
             };
             firewalls.push(Firewall {
                 name,
