@@ -10,15 +10,48 @@ use perimeter_tests::{NODE_CIDR, Rng, check, packets, policy_cidrs};
 use proptest::prelude::*;
 
 const V4_POOL: &[&str] = &[
-    "10.0.0.0/8", "10.0.0.0/16", "10.0.5.0/24", "10.0.5.128/25", "10.0.16.0/22", "10.1.0.0/16",
-    "192.168.0.0/16", "192.168.1.0/24", "172.16.0.0/12", "203.0.113.0/24", "8.8.8.8/32",
+    "10.0.0.0/8",
+    "10.0.0.0/16",
+    "10.0.5.0/24",
+    "10.0.5.128/25",
+    "10.0.16.0/22",
+    "10.1.0.0/16",
+    "192.168.0.0/16",
+    "192.168.1.0/24",
+    "172.16.0.0/12",
+    "203.0.113.0/24",
+    "8.8.8.8/32",
 ];
 const V6_POOL: &[&str] = &["fd00::/8", "fd00:1::/32", "fd00:1:2::/48", "2001:db8::/32"];
 const SERVICES: &[&str] = &[
-    "any", "ssh", "dns", "kubelet", "nodeports", "icmp-echo", "node-exporter", "ntp", "tcp/22",
-    "tcp/8000-8080", "tcp", "udp/53", "udp/4789", "udp", "icmp", "icmp/8", "icmp/3/4",
-    "icmpv6/128", "icmpv6", "proto/4", "ipip", "gre", "esp", "ah", "cni:calico", "cni:cilium",
-    "cni:flannel/vxlan", "cni:calico/wireguard",
+    "any",
+    "ssh",
+    "dns",
+    "kubelet",
+    "nodeports",
+    "icmp-echo",
+    "node-exporter",
+    "ntp",
+    "tcp/22",
+    "tcp/8000-8080",
+    "tcp",
+    "udp/53",
+    "udp/4789",
+    "udp",
+    "icmp",
+    "icmp/8",
+    "icmp/3/4",
+    "icmpv6/128",
+    "icmpv6",
+    "proto/4",
+    "ipip",
+    "gre",
+    "esp",
+    "ah",
+    "cni:calico",
+    "cni:cilium",
+    "cni:flannel/vxlan",
+    "cni:calico/wireguard",
 ];
 
 #[derive(Debug, Clone)]
@@ -40,8 +73,16 @@ struct GenPolicy {
 }
 
 fn rule() -> impl Strategy<Value = GenRule> {
-    (prop::bool::weighted(0.3), prop::collection::vec(0usize..64, 1..3), prop::collection::vec(0..SERVICES.len(), 1..4))
-        .prop_map(|(deny, peers, services)| GenRule { deny, peers, services })
+    (
+        prop::bool::weighted(0.3),
+        prop::collection::vec(0usize..64, 1..3),
+        prop::collection::vec(0..SERVICES.len(), 1..4),
+    )
+        .prop_map(|(deny, peers, services)| GenRule {
+            deny,
+            peers,
+            services,
+        })
 }
 
 fn policy() -> impl Strategy<Value = GenPolicy> {
@@ -54,33 +95,42 @@ fn policy() -> impl Strategy<Value = GenPolicy> {
         any::<bool>(),
         any::<u64>(),
     )
-        .prop_map(|(private, metadata, networks, ingress, egress, nacl, seed)| GenPolicy {
-            private,
-            metadata,
-            networks,
-            ingress,
-            egress,
-            nacl,
-            seed,
-        })
+        .prop_map(
+            |(private, metadata, networks, ingress, egress, nacl, seed)| GenPolicy {
+                private,
+                metadata,
+                networks,
+                ingress,
+                egress,
+                nacl,
+                seed,
+            },
+        )
 }
 
 fn cidr(i: usize) -> &'static str {
-    if i % 4 == 3 { V6_POOL[i / 4 % V6_POOL.len()] } else { V4_POOL[i % V4_POOL.len()] }
+    if i % 4 == 3 {
+        V6_POOL[i / 4 % V6_POOL.len()]
+    } else {
+        V4_POOL[i % V4_POOL.len()]
+    }
 }
 
 fn peer(g: &GenPolicy, i: usize) -> String {
     match i % 8 {
         0 => "self".into(),
         1 => "internet".into(),
-        2 | 3 | 4 => format!("net{}", i % g.networks.len()),
+        2..=4 => format!("net{}", i % g.networks.len()),
         _ => format!("\"{}\"", cidr(i / 8)),
     }
 }
 
 fn yaml(g: &GenPolicy, private: bool) -> String {
     let mut y = String::from("apiVersion: perimeter/v1\nkind: NodePerimeter\nname: gen\n");
-    y += &format!("private: {private}\nmetadata: {}\nnetworks:\n", ["deny-pods", "deny-all", "allow"][g.metadata]);
+    y += &format!(
+        "private: {private}\nmetadata: {}\nnetworks:\n",
+        ["deny-pods", "deny-all", "allow"][g.metadata]
+    );
     for (i, n) in g.networks.iter().enumerate() {
         let list: Vec<String> = n.iter().map(|c| format!("\"{}\"", cidr(*c))).collect();
         y += &format!("  net{i}: [{}]\n", list.join(", "));
@@ -105,13 +155,18 @@ fn yaml(g: &GenPolicy, private: bool) -> String {
     if g.nacl {
         y += &format!("    network_acl: {{subnets: [subnet-1], node_cidrs: [{NODE_CIDR}]}}\n");
     }
-    y += &format!("  gcp: {{project: p, network: n, target_tags: [gen], node_ranges: [{NODE_CIDR}]}}\n");
+    y += &format!(
+        "  gcp: {{project: p, network: n, target_tags: [gen], node_ranges: [{NODE_CIDR}]}}\n"
+    );
     y += "  azure: {subscription: s, resource_group: rg}\n";
     y
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
 }
 
 proptest! {
@@ -147,7 +202,9 @@ fn generated_policies_exercise_every_cloud() {
     let (mut policies, mut skipped, mut compared, mut explained) = (0usize, 0usize, 0usize, 0usize);
     for _ in 0..500 {
         let g = policy().new_tree(&mut runner).expect("strategy").current();
-        let Ok(intent) = load_str("gen.yaml", &yaml(&g, false)) else { continue };
+        let Ok(intent) = load_str("gen.yaml", &yaml(&g, false)) else {
+            continue;
+        };
         let mut rng = Rng::new(g.seed);
         let probes = packets(&mut rng, &policy_cidrs(&intent), 64);
         let (mismatches, stats) = check(&intent, &probes);
@@ -160,7 +217,17 @@ fn generated_policies_exercise_every_cloud() {
     eprintln!(
         "{policies} policies, {skipped} cloud compilations skipped for limits, {compared} decisions compared, {explained} explained by notes"
     );
-    assert!(policies >= 450, "only {policies} of 500 generated policies loaded");
-    assert!(skipped * 20 < policies * 3, "{skipped} of {} compilations skipped", policies * 3);
-    assert!(explained * 5 < compared, "{explained} of {compared} decisions needed a note");
+    assert!(
+        policies >= 450,
+        "only {policies} of 500 generated policies loaded"
+    );
+    assert!(
+        skipped * 20 < policies * 3,
+        "{skipped} of {} compilations skipped",
+        policies * 3
+    );
+    assert!(
+        explained * 5 < compared,
+        "{explained} of {compared} decisions needed a note"
+    );
 }

@@ -15,7 +15,10 @@ fn examples() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "expected the four seed examples, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected the four seed examples, found {files:?}"
+    );
     files
 }
 
@@ -35,19 +38,55 @@ fn examples_compile_for_every_cloud_and_match_snapshots() {
         let intent = load(&path);
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
 
-        let aws_t = intent.targets.aws.first().cloned().unwrap_or_else(|| AwsTarget::placeholder(&intent.name));
-        let aws = perimeter_aws::compile(&intent, &aws_t).unwrap_or_else(|d| panic!("{stem} aws: {d:?}"));
-        let gcp_t = intent.targets.gcp.first().cloned().unwrap_or_else(|| GcpTarget::placeholder(&intent.name));
-        let gcp = perimeter_gcp::compile(&intent, &gcp_t).unwrap_or_else(|d| panic!("{stem} gcp: {d:?}"));
-        let az_t = intent.targets.azure.first().cloned().unwrap_or_else(|| AzureTarget::placeholder(&intent.name));
-        let azure = perimeter_azure::compile(&intent, &az_t).unwrap_or_else(|d| panic!("{stem} azure: {d:?}"));
+        let aws_t = intent
+            .targets
+            .aws
+            .first()
+            .cloned()
+            .unwrap_or_else(|| AwsTarget::placeholder(&intent.name));
+        let aws =
+            perimeter_aws::compile(&intent, &aws_t).unwrap_or_else(|d| panic!("{stem} aws: {d:?}"));
+        let gcp_t = intent
+            .targets
+            .gcp
+            .first()
+            .cloned()
+            .unwrap_or_else(|| GcpTarget::placeholder(&intent.name));
+        let gcp =
+            perimeter_gcp::compile(&intent, &gcp_t).unwrap_or_else(|d| panic!("{stem} gcp: {d:?}"));
+        let az_t = intent
+            .targets
+            .azure
+            .first()
+            .cloned()
+            .unwrap_or_else(|| AzureTarget::placeholder(&intent.name));
+        let azure = perimeter_azure::compile(&intent, &az_t)
+            .unwrap_or_else(|d| panic!("{stem} azure: {d:?}"));
 
-        insta::assert_snapshot!(format!("{stem}__aws_text"), perimeter_aws::render::text(&aws));
-        insta::assert_json_snapshot!(format!("{stem}__aws_json"), perimeter_aws::render::json(&aws));
-        insta::assert_snapshot!(format!("{stem}__gcp_text"), perimeter_gcp::render::text(&gcp));
-        insta::assert_json_snapshot!(format!("{stem}__gcp_json"), perimeter_gcp::render::json(&gcp));
-        insta::assert_snapshot!(format!("{stem}__azure_text"), perimeter_azure::render::text(&azure));
-        insta::assert_json_snapshot!(format!("{stem}__azure_json"), perimeter_azure::render::json(&azure));
+        insta::assert_snapshot!(
+            format!("{stem}__aws_text"),
+            perimeter_aws::render::text(&aws)
+        );
+        insta::assert_json_snapshot!(
+            format!("{stem}__aws_json"),
+            perimeter_aws::render::json(&aws)
+        );
+        insta::assert_snapshot!(
+            format!("{stem}__gcp_text"),
+            perimeter_gcp::render::text(&gcp)
+        );
+        insta::assert_json_snapshot!(
+            format!("{stem}__gcp_json"),
+            perimeter_gcp::render::json(&gcp)
+        );
+        insta::assert_snapshot!(
+            format!("{stem}__azure_text"),
+            perimeter_azure::render::text(&azure)
+        );
+        insta::assert_json_snapshot!(
+            format!("{stem}__azure_json"),
+            perimeter_azure::render::json(&azure)
+        );
     }
 }
 
@@ -59,7 +98,11 @@ fn examples_decide_like_the_policy_or_say_why() {
         let probes = packets(&mut rng, &policy_cidrs(&intent), 20_000);
         let (mismatches, stats) = check(&intent, &probes);
         assert_eq!(stats.skipped_clouds, 0, "{path:?}");
-        assert!(mismatches.is_empty(), "{path:?}: {:#?}", &mismatches[..mismatches.len().min(5)]);
+        assert!(
+            mismatches.is_empty(),
+            "{path:?}: {:#?}",
+            &mismatches[..mismatches.len().min(5)]
+        );
     }
 }
 
@@ -69,11 +112,24 @@ fn example_structure() {
     let eks = load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/eks-workers.yaml"));
     let aws = perimeter_aws::compile(&eks, &eks.targets.aws[0]).unwrap();
     // Calico IP-in-IP between nodes is a self-referencing protocol-4 rule.
-    assert!(aws.security_group.rules.iter().any(|r| r.ip_protocol == "4" && r.peer == perimeter_aws::model::SgPeer::OwnGroup));
+    assert!(
+        aws.security_group
+            .rules
+            .iter()
+            .any(|r| r.ip_protocol == "4" && r.peer == perimeter_aws::model::SgPeer::OwnGroup)
+    );
     // deny-pods is IMDSv2 with hop limit 1, never a packet rule to 169.254.169.254.
     let m = aws.metadata_options.as_ref().unwrap();
-    assert_eq!((m.http_tokens.as_deref(), m.http_put_response_hop_limit), (Some("required"), Some(1)));
-    assert!(!aws.security_group.rules.iter().any(|r| format!("{:?}", r.peer).contains("169.254")));
+    assert_eq!(
+        (m.http_tokens.as_deref(), m.http_put_response_hop_limit),
+        (Some("required"), Some(1))
+    );
+    assert!(
+        !aws.security_group
+            .rules
+            .iter()
+            .any(|r| format!("{:?}", r.peer).contains("169.254"))
+    );
     // NACL entries are gapped and within the budget.
     let nacl = aws.network_acl.as_ref().unwrap();
     assert!(nacl.entries.iter().all(|e| e.rule_number % 100 == 0));
@@ -84,23 +140,50 @@ fn example_structure() {
     // GCP rule is an ingress rule without a source.
     for fw in &gcp.firewalls {
         if fw.direction == "INGRESS" {
-            assert!(!fw.source_ranges.is_empty() || !fw.source_tags.is_empty(), "{}", fw.name);
+            assert!(
+                !fw.source_ranges.is_empty() || !fw.source_tags.is_empty(),
+                "{}",
+                fw.name
+            );
         }
         assert!(fw.name.len() <= 63);
     }
-    assert!(gcp.notes.iter().any(|n| n.code == perimeter_core::NoteCode::Unenforceable && n.message.contains("Workload Identity")));
+    assert!(
+        gcp.notes
+            .iter()
+            .any(|n| n.code == perimeter_core::NoteCode::Unenforceable
+                && n.message.contains("Workload Identity"))
+    );
 
     let aks = load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/aks-workers.yaml"));
     let az = perimeter_azure::compile(&aks, &aks.targets.azure[0]).unwrap();
-    let imds = az.rules.iter().find(|r| r.properties.destination_address_prefix.as_deref() == Some("AzurePlatformIMDS")).unwrap();
-    assert_eq!((imds.properties.access.as_str(), imds.properties.priority), ("Deny", 100));
+    let imds = az
+        .rules
+        .iter()
+        .find(|r| r.properties.destination_address_prefix.as_deref() == Some("AzurePlatformIMDS"))
+        .unwrap();
+    assert_eq!(
+        (imds.properties.access.as_str(), imds.properties.priority),
+        ("Deny", 100)
+    );
     for dir in ["Inbound", "Outbound"] {
-        let mut prios: Vec<u16> = az.rules.iter().filter(|r| r.properties.direction == dir).map(|r| r.properties.priority).collect();
+        let mut prios: Vec<u16> = az
+            .rules
+            .iter()
+            .filter(|r| r.properties.direction == dir)
+            .map(|r| r.properties.priority)
+            .collect();
         let n = prios.len();
         prios.dedup();
         assert_eq!(prios.len(), n, "priorities unique per direction");
         assert!(prios.iter().all(|p| (100..=4096).contains(p)));
     }
     // Flannel's VXLAN is 8472 (kernel default), not Calico's 4789.
-    assert!(az.rules.iter().any(|r| r.properties.destination_port_ranges.iter().any(|p| p == "8472") || r.properties.destination_port_range.as_deref() == Some("8472")));
+    assert!(az.rules.iter().any(|r| {
+        r.properties
+            .destination_port_ranges
+            .iter()
+            .any(|p| p == "8472")
+            || r.properties.destination_port_range.as_deref() == Some("8472")
+    }));
 }

@@ -13,17 +13,35 @@ fn diagnose(source: &SourceFile) -> Diagnostics {
         Err(d) => return d,
     };
     let mut d = Diagnostics::default();
-    for t in intent.targets.aws.clone().into_iter().chain(intent.targets.aws.is_empty().then(|| AwsTarget::placeholder(&intent.name))) {
+    for t in intent.targets.aws.clone().into_iter().chain(
+        intent
+            .targets
+            .aws
+            .is_empty()
+            .then(|| AwsTarget::placeholder(&intent.name)),
+    ) {
         if let Err(e) = perimeter_aws::compile(&intent, &t) {
             d.0.extend(e.0);
         }
     }
-    for t in intent.targets.gcp.clone().into_iter().chain(intent.targets.gcp.is_empty().then(|| GcpTarget::placeholder(&intent.name))) {
+    for t in intent.targets.gcp.clone().into_iter().chain(
+        intent
+            .targets
+            .gcp
+            .is_empty()
+            .then(|| GcpTarget::placeholder(&intent.name)),
+    ) {
         if let Err(e) = perimeter_gcp::compile(&intent, &t) {
             d.0.extend(e.0);
         }
     }
-    for t in intent.targets.azure.clone().into_iter().chain(intent.targets.azure.is_empty().then(|| AzureTarget::placeholder(&intent.name))) {
+    for t in intent.targets.azure.clone().into_iter().chain(
+        intent
+            .targets
+            .azure
+            .is_empty()
+            .then(|| AzureTarget::placeholder(&intent.name)),
+    ) {
         if let Err(e) = perimeter_azure::compile(&intent, &t) {
             d.0.extend(e.0);
         }
@@ -34,9 +52,16 @@ fn diagnose(source: &SourceFile) -> Diagnostics {
 #[test]
 fn every_malformed_policy_gets_located_diagnostics() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/invalid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    assert!(files.len() >= 20, "at least 20 kinds of malformed input, found {}", files.len());
+    assert!(
+        files.len() >= 20,
+        "at least 20 kinds of malformed input, found {}",
+        files.len()
+    );
     let mut codes = std::collections::BTreeSet::new();
     for path in files {
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
@@ -46,12 +71,20 @@ fn every_malformed_policy_gets_located_diagnostics() {
         assert!(diags.has_errors(), "{stem}: expected an error");
         for d in &diags.0 {
             assert!(d.span.is_some(), "{stem}: `{}` has no location", d.message);
-            assert!(d.help.is_some() || !d.label.is_empty(), "{stem}: `{}` says nothing about a fix", d.message);
+            assert!(
+                d.help.is_some() || !d.label.is_empty(),
+                "{stem}: `{}` says nothing about a fix",
+                d.message
+            );
             codes.insert(d.code);
         }
         insta::assert_snapshot!(format!("invalid__{stem}"), diags.render(&source, false));
     }
-    assert!(codes.len() >= 20, "only {} distinct diagnostic codes: {codes:?}", codes.len());
+    assert!(
+        codes.len() >= 20,
+        "only {} distinct diagnostic codes: {codes:?}",
+        codes.len()
+    );
 }
 
 #[test]
@@ -59,15 +92,27 @@ fn all_problems_are_reported_at_once() {
     let text = "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: x\nnetworks:\n  a: [10.0.0.1/8]\ningress:\n  - {name: r, from: nope, services: [shh]}\n  - {name: r, from: a, services: [tcp/99999]}\nbogus: 1\n";
     let d = perimeter_core::policy::load_str("multi.yaml", text).unwrap_err();
     let codes: Vec<&str> = d.0.iter().map(|d| d.code).collect();
-    for expected in ["policy::cidr-host-bits", "policy::unknown-network", "policy::unknown-service", "policy::bad-service", "policy::unknown-key"] {
-        assert!(codes.contains(&expected), "{expected} missing from {codes:?}");
+    for expected in [
+        "policy::cidr-host-bits",
+        "policy::unknown-network",
+        "policy::unknown-service",
+        "policy::bad-service",
+        "policy::unknown-key",
+    ] {
+        assert!(
+            codes.contains(&expected),
+            "{expected} missing from {codes:?}"
+        );
     }
 }
 
 #[test]
 fn no_input_panics() {
     // Truncations and byte flips of a real policy must give diagnostics, never a panic.
-    let base = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/multi-cloud.yaml")).unwrap();
+    let base = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/multi-cloud.yaml"),
+    )
+    .unwrap();
     let bytes = base.as_bytes();
     for cut in (0..bytes.len()).step_by(7) {
         let text = String::from_utf8_lossy(&bytes[..cut]);

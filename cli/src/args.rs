@@ -31,7 +31,9 @@ pub(crate) enum Command {
     /// Reads the policy, resolves every network and service name, and checks the rules that
     /// span several keys (unique rule names, `private: true`). Compiles nothing and needs no
     /// credentials. Exit 0 when valid, 1 when not.
-    #[command(after_help = "Examples:\n  perimeter validate policies/eks-workers.yaml\n  perimeter validate policy.yaml --format json | jq '.diagnostics[].code'")]
+    #[command(
+        after_help = "Examples:\n  perimeter validate policies/eks-workers.yaml\n  perimeter validate policy.yaml --format json | jq '.diagnostics[].code'"
+    )]
     Validate {
         /// The policy file (YAML, apiVersion perimeter/v1).
         policy: PathBuf,
@@ -50,7 +52,9 @@ pub(crate) enum Command {
     /// Text output looks like each cloud's console; JSON output holds the bodies each cloud's
     /// API takes (EC2 IpPermissions / NetworkAclEntry / InstanceMetadataOptions, the GCP
     /// Firewall resource, ARM securityRule properties), under the API's own field names.
-    #[command(after_help = "Examples:\n  perimeter compile policies/multi-cloud.yaml\n  perimeter compile policies/eks-workers.yaml --cloud aws\n  perimeter compile policies/aks-workers.yaml --cloud azure --format json")]
+    #[command(
+        after_help = "Examples:\n  perimeter compile policies/multi-cloud.yaml\n  perimeter compile policies/eks-workers.yaml --cloud aws\n  perimeter compile policies/aks-workers.yaml --cloud azure --format json"
+    )]
     Compile {
         /// The policy file.
         policy: PathBuf,

@@ -14,9 +14,11 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Validate { policy, format } => commands::validate::run(&policy, format),
-        args::Command::Compile { policy, cloud, format } => {
-            commands::compile::run(&policy, cloud, format)
-        }
+        args::Command::Compile {
+            policy,
+            cloud,
+            format,
+        } => commands::compile::run(&policy, cloud, format),
         args::Command::Presets => Ok(commands::presets::run()),
     };
     match result {

@@ -38,11 +38,17 @@ fn validate_accepts_every_example() {
 #[test]
 fn every_invalid_fixture_exits_1_with_a_location_and_prints_no_data() {
     let dir = root().join("tests/fixtures/invalid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 20);
     for path in files {
-        let rel = format!("tests/fixtures/invalid/{}", path.file_name().unwrap().to_string_lossy());
+        let rel = format!(
+            "tests/fixtures/invalid/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
         let o = perimeter(&["compile", &rel]);
         assert_eq!(o.status.code(), Some(1), "{rel}: {}", stderr(&o));
         assert!(stdout(&o).is_empty(), "{rel}: data printed despite errors");
@@ -59,13 +65,21 @@ fn every_invalid_fixture_exits_1_with_a_location_and_prints_no_data() {
 
 #[test]
 fn validate_json_reports_diagnostics_with_positions() {
-    let o = perimeter(&["validate", "tests/fixtures/invalid/10-unknown-network.yaml", "--format", "json"]);
+    let o = perimeter(&[
+        "validate",
+        "tests/fixtures/invalid/10-unknown-network.yaml",
+        "--format",
+        "json",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["valid"], false);
     let d = &doc["diagnostics"][0];
     assert_eq!(d["code"], "policy::unknown-network");
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(7), Some(26)));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(7), Some(26))
+    );
     assert_eq!(d["help"], "did you mean `monitoring`?");
 }
 
@@ -76,23 +90,50 @@ fn compile_json_uses_each_api_s_field_names() {
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["format_version"], 1);
     let sg = &doc["aws"][0]["SecurityGroup"];
-    assert!(sg["IpPermissions"].as_array().unwrap().iter().any(|p| p["IpProtocol"] == "tcp" && p["FromPort"] == 10250));
+    assert!(
+        sg["IpPermissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["IpProtocol"] == "tcp" && p["FromPort"] == 10250)
+    );
     assert!(doc["aws"][0]["NetworkAcl"]["Entries"][0]["RuleNumber"].is_u64());
-    assert_eq!(doc["aws"][0]["InstanceMetadataOptions"]["HttpTokens"], "required");
+    assert_eq!(
+        doc["aws"][0]["InstanceMetadataOptions"]["HttpTokens"],
+        "required"
+    );
     let fw = &doc["gcp"][0]["firewalls"][0];
     assert!(fw["priority"].is_u64() && fw["direction"].is_string() && fw["targetTags"].is_array());
     let rule = &doc["azure"][0]["securityRules"][0];
     assert!(rule["properties"]["priority"].is_u64() && rule["properties"]["access"].is_string());
-    assert!(doc["gcp"][0]["notes"].as_array().unwrap().iter().any(|n| n["code"] == "unenforceable"));
+    assert!(
+        doc["gcp"][0]["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["code"] == "unenforceable")
+    );
 }
 
 #[test]
 fn compile_one_cloud_only() {
-    let o = perimeter(&["compile", "policies/gke-workers.yaml", "--cloud", "gcp", "--format", "json"]);
+    let o = perimeter(&[
+        "compile",
+        "policies/gke-workers.yaml",
+        "--cloud",
+        "gcp",
+        "--format",
+        "json",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(doc.get("gcp").is_some() && doc.get("aws").is_none() && doc.get("azure").is_none());
-    let text = stdout(&perimeter(&["compile", "policies/gke-workers.yaml", "--cloud", "gcp"]));
+    let text = stdout(&perimeter(&[
+        "compile",
+        "policies/gke-workers.yaml",
+        "--cloud",
+        "gcp",
+    ]));
     assert!(text.contains("gke-workers-i-cilium-self") && !text.contains("AWS security group"));
 }
 
@@ -100,7 +141,11 @@ fn compile_one_cloud_only() {
 fn usage_and_io_errors() {
     let o = perimeter(&["validate", "does/not/exist.yaml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot read policy file does/not/exist.yaml"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read policy file does/not/exist.yaml"),
+        "{}",
+        stderr(&o)
+    );
     let o = perimeter(&["compile", "policies/eks-workers.yaml", "--cloud", "oracle"]);
     assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2");
     let o = perimeter(&["--help"]);

@@ -46,7 +46,12 @@ impl Cidr {
         }
         let network = Self::truncate(addr, prefix);
         if network != addr {
-            return Err(CidrError::HostBits { network: Cidr { addr: network, prefix } });
+            return Err(CidrError::HostBits {
+                network: Cidr {
+                    addr: network,
+                    prefix,
+                },
+            });
         }
         Ok(Self { addr, prefix })
     }
@@ -54,11 +59,19 @@ impl Cidr {
     fn truncate(addr: IpAddr, prefix: u8) -> IpAddr {
         match addr {
             IpAddr::V4(a) => {
-                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - prefix)
+                };
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
             }
             IpAddr::V6(a) => {
-                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - prefix)
+                };
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
             }
         }
@@ -80,9 +93,15 @@ impl Cidr {
     }
 
     /// `0.0.0.0/0`.
-    pub const ANY_V4: Cidr = Cidr { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 0 };
+    pub const ANY_V4: Cidr = Cidr {
+        addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        prefix: 0,
+    };
     /// `::/0`.
-    pub const ANY_V6: Cidr = Cidr { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), prefix: 0 };
+    pub const ANY_V6: Cidr = Cidr {
+        addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        prefix: 0,
+    };
 
     /// A single-address network (`/32` or `/128`).
     pub fn host(addr: IpAddr) -> Self {
@@ -111,8 +130,9 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr =
-            addr_part.parse().map_err(|_| CidrError::BadAddress(addr_part.to_string()))?;
+        let addr: IpAddr = addr_part
+            .parse()
+            .map_err(|_| CidrError::BadAddress(addr_part.to_string()))?;
         let prefix = match prefix_part {
             None => {
                 if addr.is_ipv4() {
@@ -121,7 +141,9 @@ impl FromStr for Cidr {
                     128
                 }
             }
-            Some(p) => p.parse::<u8>().map_err(|_| CidrError::BadPrefix(p.to_string()))?,
+            Some(p) => p
+                .parse::<u8>()
+                .map_err(|_| CidrError::BadPrefix(p.to_string()))?,
         };
         Cidr::new(addr, prefix)
     }
@@ -157,7 +179,10 @@ impl AddrSet {
 
     /// Every IPv4 and IPv6 address (the policy's `internet`).
     pub fn everything() -> Self {
-        Self { v4: IntervalSet::full(), v6: IntervalSet::full() }
+        Self {
+            v4: IntervalSet::full(),
+            v6: IntervalSet::full(),
+        }
     }
 
     /// The addresses of the given networks.
@@ -168,18 +193,28 @@ impl AddrSet {
             match c.addr {
                 IpAddr::V4(a) => {
                     let lo = u32::from(a);
-                    let span = if c.prefix == 0 { u32::MAX } else { (1u32 << (32 - c.prefix)) - 1 };
+                    let span = if c.prefix == 0 {
+                        u32::MAX
+                    } else {
+                        (1u32 << (32 - c.prefix)) - 1
+                    };
                     v4.push((lo, lo | span));
                 }
                 IpAddr::V6(a) => {
                     let lo = u128::from(a);
-                    let span =
-                        if c.prefix == 0 { u128::MAX } else { (1u128 << (128 - c.prefix)) - 1 };
+                    let span = if c.prefix == 0 {
+                        u128::MAX
+                    } else {
+                        (1u128 << (128 - c.prefix)) - 1
+                    };
                     v6.push((lo, lo | span));
                 }
             }
         }
-        Self { v4: IntervalSet::from_ranges(v4), v6: IntervalSet::from_ranges(v6) }
+        Self {
+            v4: IntervalSet::from_ranges(v4),
+            v6: IntervalSet::from_ranges(v6),
+        }
     }
 
     /// True when the set holds no address.
@@ -197,27 +232,42 @@ impl AddrSet {
 
     /// Addresses in either set.
     pub fn union(&self, other: &Self) -> Self {
-        Self { v4: self.v4.union(&other.v4), v6: self.v6.union(&other.v6) }
+        Self {
+            v4: self.v4.union(&other.v4),
+            v6: self.v6.union(&other.v6),
+        }
     }
 
     /// Addresses in both sets.
     pub fn intersection(&self, other: &Self) -> Self {
-        Self { v4: self.v4.intersection(&other.v4), v6: self.v6.intersection(&other.v6) }
+        Self {
+            v4: self.v4.intersection(&other.v4),
+            v6: self.v6.intersection(&other.v6),
+        }
     }
 
     /// Addresses in `self` but not in `other`.
     pub fn difference(&self, other: &Self) -> Self {
-        Self { v4: self.v4.difference(&other.v4), v6: self.v6.difference(&other.v6) }
+        Self {
+            v4: self.v4.difference(&other.v4),
+            v6: self.v6.difference(&other.v6),
+        }
     }
 
     /// Only the IPv4 part.
     pub fn only_v4(&self) -> Self {
-        Self { v4: self.v4.clone(), v6: IntervalSet::empty() }
+        Self {
+            v4: self.v4.clone(),
+            v6: IntervalSet::empty(),
+        }
     }
 
     /// Only the IPv6 part.
     pub fn only_v6(&self) -> Self {
-        Self { v4: IntervalSet::empty(), v6: self.v6.clone() }
+        Self {
+            v4: IntervalSet::empty(),
+            v6: self.v6.clone(),
+        }
     }
 
     /// The minimal list of CIDR blocks covering exactly this set, IPv4 first, each sorted.
@@ -232,7 +282,10 @@ impl AddrSet {
         let mut out = Vec::new();
         for &(lo, hi) in self.v4.ranges() {
             split_range(lo as u128, hi as u128, 32, &mut |base, prefix| {
-                out.push(Cidr { addr: IpAddr::V4(Ipv4Addr::from(base as u32)), prefix });
+                out.push(Cidr {
+                    addr: IpAddr::V4(Ipv4Addr::from(base as u32)),
+                    prefix,
+                });
             });
         }
         out
@@ -243,7 +296,10 @@ impl AddrSet {
         let mut out = Vec::new();
         for &(lo, hi) in self.v6.ranges() {
             split_range(lo, hi, 128, &mut |base, prefix| {
-                out.push(Cidr { addr: IpAddr::V6(Ipv6Addr::from(base)), prefix });
+                out.push(Cidr {
+                    addr: IpAddr::V6(Ipv6Addr::from(base)),
+                    prefix,
+                });
             });
         }
         out
@@ -256,17 +312,29 @@ impl AddrSet {
 fn split_range(mut lo: u128, hi: u128, bits: u8, emit: &mut dyn FnMut(u128, u8)) {
     loop {
         // Largest power of two dividing `lo` (alignment), capped at the address width.
-        let align = if lo == 0 { u32::from(bits) } else { lo.trailing_zeros().min(u32::from(bits)) };
+        let align = if lo == 0 {
+            u32::from(bits)
+        } else {
+            lo.trailing_zeros().min(u32::from(bits))
+        };
         let mut size_bits = align;
         // Shrink until the block ends at or before `hi`.
         while size_bits > 0 {
-            let last = if size_bits >= 128 { u128::MAX } else { lo + ((1u128 << size_bits) - 1) };
+            let last = if size_bits >= 128 {
+                u128::MAX
+            } else {
+                lo + ((1u128 << size_bits) - 1)
+            };
             if last <= hi && (size_bits < 128 || lo == 0) {
                 break;
             }
             size_bits -= 1;
         }
-        let block_last = if size_bits >= 128 { u128::MAX } else { lo + ((1u128 << size_bits) - 1) };
+        let block_last = if size_bits >= 128 {
+            u128::MAX
+        } else {
+            lo + ((1u128 << size_bits) - 1)
+        };
         emit(lo, bits - size_bits as u8);
         if block_last >= hi {
             return;
@@ -293,28 +361,47 @@ mod tests {
             "10.0.0.1/8".parse::<Cidr>(),
             Err(CidrError::HostBits { network }) if network.to_string() == "10.0.0.0/8"
         ));
-        assert!(matches!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError::BadPrefix(_))));
-        assert!(matches!("10.0.0/8".parse::<Cidr>(), Err(CidrError::BadAddress(_))));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(CidrError::BadPrefix(_))
+        ));
+        assert!(matches!(
+            "10.0.0/8".parse::<Cidr>(),
+            Err(CidrError::BadAddress(_))
+        ));
     }
 
     #[test]
     fn subtracting_a_subnet_leaves_aligned_blocks() {
         let vpc = AddrSet::from_cidrs(&[cidr("10.0.0.0/16")]);
         let hole = AddrSet::from_cidrs(&[cidr("10.0.5.0/24")]);
-        let rest: Vec<String> =
-            vpc.difference(&hole).to_cidrs().iter().map(ToString::to_string).collect();
+        let rest: Vec<String> = vpc
+            .difference(&hole)
+            .to_cidrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             rest,
             [
-                "10.0.0.0/22", "10.0.4.0/24", "10.0.6.0/23", "10.0.8.0/21", "10.0.16.0/20",
-                "10.0.32.0/19", "10.0.64.0/18", "10.0.128.0/17"
+                "10.0.0.0/22",
+                "10.0.4.0/24",
+                "10.0.6.0/23",
+                "10.0.8.0/21",
+                "10.0.16.0/20",
+                "10.0.32.0/19",
+                "10.0.64.0/18",
+                "10.0.128.0/17"
             ]
         );
     }
 
     #[test]
     fn full_spaces_round_trip() {
-        assert_eq!(AddrSet::everything().to_cidrs(), vec![Cidr::ANY_V4, Cidr::ANY_V6]);
+        assert_eq!(
+            AddrSet::everything().to_cidrs(),
+            vec![Cidr::ANY_V4, Cidr::ANY_V6]
+        );
     }
 
     proptest! {

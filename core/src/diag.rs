@@ -45,7 +45,10 @@ pub struct SourceFile {
 impl SourceFile {
     /// Wraps a name and text.
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
-        Self { name: name.into(), text: text.into() }
+        Self {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// 1-based line and 1-based column (in characters) of a byte offset.
@@ -150,10 +153,16 @@ impl Diagnostic {
 
     /// Renders the diagnostic with a source excerpt. `color` selects ANSI styling.
     pub fn render(&self, source: &SourceFile, color: bool) -> String {
-        let theme =
-            if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
         let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
-        let report = Located { diag: self, source: NamedSource::new(&source.name, source.text.clone()) };
+        let report = Located {
+            diag: self,
+            source: NamedSource::new(&source.name, source.text.clone()),
+        };
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = handler.render_report(&mut out, &report);
@@ -213,17 +222,24 @@ impl miette::Diagnostic for Located<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diag
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.diag.span.map(|_| &self.source as &dyn miette::SourceCode)
+        self.diag
+            .span
+            .map(|_| &self.source as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let span = self.diag.span?;
         let label = (!self.diag.label.is_empty()).then(|| self.diag.label.clone());
-        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(label, span))))
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            label, span,
+        ))))
     }
 }
 
@@ -249,7 +265,8 @@ impl Diagnostics {
 
     /// Sorts by position so the report reads top to bottom.
     pub fn sort(&mut self) {
-        self.0.sort_by_key(|d| d.span.map_or((usize::MAX, 0), |s| (s.offset, s.len)));
+        self.0
+            .sort_by_key(|d| d.span.map_or((usize::MAX, 0), |s| (s.offset, s.len)));
     }
 
     /// Renders all of them, followed by a count line.
@@ -282,7 +299,10 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()

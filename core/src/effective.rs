@@ -21,8 +21,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::addr::AddrSet;
-use crate::interval::IntervalSet;
 use crate::intent::{Rule, Service, Verdict};
+use crate::interval::IntervalSet;
 
 /// A protocol class: the unit within which ports are compared.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -125,7 +125,9 @@ impl Effective {
     /// Addresses (and whether nodes) allowed on every port of `class`.
     pub fn allowed_on_all_ports(&self, class: Class) -> (AddrSet, bool) {
         let mut cells = self.cells.iter().filter(|c| c.class == class);
-        let Some(first) = cells.next() else { return (AddrSet::empty(), false) };
+        let Some(first) = cells.next() else {
+            return (AddrSet::empty(), false);
+        };
         cells.fold((first.addrs.clone(), first.nodes), |(a, n), c| {
             (a.intersection(&c.addrs), n && c.nodes)
         })
@@ -135,8 +137,14 @@ impl Effective {
 /// Computes the effective allowed set of `rules` (first match wins) with `default` for
 /// packets no rule matches.
 pub fn effective(rules: &[Rule], default: Verdict) -> Effective {
-    let mut classes: BTreeSet<Class> =
-        [Class::Tcp, Class::Udp, Class::Icmp, Class::Icmpv6, Class::OtherProtocols].into();
+    let mut classes: BTreeSet<Class> = [
+        Class::Tcp,
+        Class::Udp,
+        Class::Icmp,
+        Class::Icmpv6,
+        Class::OtherProtocols,
+    ]
+    .into();
     for rule in rules {
         for s in &rule.services {
             if let Some((class, _, _)) = service_span(s) {
@@ -191,7 +199,16 @@ pub fn effective(rules: &[Rule], default: Verdict) -> Effective {
                     Verdict::Deny => AddrSet::empty(),
                 };
                 let nodes = default == Verdict::Allow;
-                (Cell { class, ports: (lo, hi), addrs, nodes, rules: BTreeSet::new() }, None)
+                (
+                    Cell {
+                        class,
+                        ports: (lo, hi),
+                        addrs,
+                        nodes,
+                        rules: BTreeSet::new(),
+                    },
+                    None,
+                )
             } else {
                 decide_interval(covering, default, class, lo, hi)
             };
@@ -244,11 +261,26 @@ fn decide_interval<'r>(
     let nodes = node_verdict == Verdict::Allow;
     // Nodes whose address was decided the other way before the first `self` rule (when the
     // nodes are allowed), or is allowed by address after it (when they are denied).
-    let wrongly_allowed =
-        if nodes { denied_before } else { allowed.difference(&allowed_before) };
-    let widening = (!wrongly_allowed.is_empty())
-        .then(|| NodeWidening { class, ports: (lo, hi), addrs: wrongly_allowed });
-    (Cell { class, ports: (lo, hi), addrs: allowed, nodes, rules: names }, widening)
+    let wrongly_allowed = if nodes {
+        denied_before
+    } else {
+        allowed.difference(&allowed_before)
+    };
+    let widening = (!wrongly_allowed.is_empty()).then_some(NodeWidening {
+        class,
+        ports: (lo, hi),
+        addrs: wrongly_allowed,
+    });
+    (
+        Cell {
+            class,
+            ports: (lo, hi),
+            addrs: allowed,
+            nodes,
+            rules: names,
+        },
+        widening,
+    )
 }
 
 fn push_merged_cell(cells: &mut Vec<Cell>, cell: Cell) {
@@ -310,26 +342,49 @@ mod tests {
     use crate::diag::Span;
     use crate::intent::{Peers, PortRange};
 
-    fn rule(name: &str, action: Verdict, cidrs: &[&str], nodes: bool, services: Vec<Service>) -> Rule {
+    fn rule(
+        name: &str,
+        action: Verdict,
+        cidrs: &[&str],
+        nodes: bool,
+        services: Vec<Service>,
+    ) -> Rule {
         let cidrs: Vec<Cidr> = cidrs.iter().map(|c| c.parse().unwrap()).collect();
         Rule {
             name: name.into(),
             action,
-            peers: Peers { addrs: AddrSet::from_cidrs(&cidrs), nodes },
+            peers: Peers {
+                addrs: AddrSet::from_cidrs(&cidrs),
+                nodes,
+            },
             services,
             span: Span::default(),
         }
     }
 
     fn tcp(p: u16) -> Service {
-        Service::Tcp { ports: PortRange { first: p, last: p } }
+        Service::Tcp {
+            ports: PortRange { first: p, last: p },
+        }
     }
 
     #[test]
     fn deny_subtracts_from_later_allow() {
         let rules = [
-            rule("no-bastion", Verdict::Deny, &["10.0.5.0/24"], false, vec![tcp(22)]),
-            rule("ssh", Verdict::Allow, &["10.0.0.0/16"], false, vec![tcp(22)]),
+            rule(
+                "no-bastion",
+                Verdict::Deny,
+                &["10.0.5.0/24"],
+                false,
+                vec![tcp(22)],
+            ),
+            rule(
+                "ssh",
+                Verdict::Allow,
+                &["10.0.0.0/16"],
+                false,
+                vec![tcp(22)],
+            ),
         ];
         let eff = effective(&rules, Verdict::Deny);
         let cell = eff
@@ -341,24 +396,45 @@ mod tests {
         assert!(!cell.addrs.contains("10.0.5.7".parse().unwrap()));
         assert!(cell.addrs.contains("10.0.6.7".parse().unwrap()));
         // Ports next to 22 allow nothing.
-        assert!(eff.cells.iter().filter(|c| c.class == Class::Tcp && c.ports != (22, 22)).all(|c| c.addrs.is_empty()));
+        assert!(
+            eff.cells
+                .iter()
+                .filter(|c| c.class == Class::Tcp && c.ports != (22, 22))
+                .all(|c| c.addrs.is_empty())
+        );
     }
 
     #[test]
     fn deny_before_self_allow_is_a_node_widening() {
         let rules = [
-            rule("deny-mgmt", Verdict::Deny, &["10.9.0.0/16"], false, vec![tcp(22)]),
+            rule(
+                "deny-mgmt",
+                Verdict::Deny,
+                &["10.9.0.0/16"],
+                false,
+                vec![tcp(22)],
+            ),
             rule("nodes", Verdict::Allow, &[], true, vec![tcp(22)]),
         ];
         let eff = effective(&rules, Verdict::Deny);
         assert_eq!(eff.node_widenings.len(), 1);
-        assert!(eff.node_widenings[0].addrs.contains("10.9.1.1".parse().unwrap()));
+        assert!(
+            eff.node_widenings[0]
+                .addrs
+                .contains("10.9.1.1".parse().unwrap())
+        );
     }
 
     #[test]
     fn icmp_selection_shapes() {
         assert_eq!(icmp_selections(0, u16::MAX), vec![(None, None)]);
-        assert_eq!(icmp_selections(8 << 8, (8 << 8) | 0xff), vec![(Some(8), None)]);
-        assert_eq!(icmp_selections(3 << 8 | 4, 3 << 8 | 4), vec![(Some(3), Some(4))]);
+        assert_eq!(
+            icmp_selections(8 << 8, (8 << 8) | 0xff),
+            vec![(Some(8), None)]
+        );
+        assert_eq!(
+            icmp_selections(3 << 8 | 4, 3 << 8 | 4),
+            vec![(Some(3), Some(4))]
+        );
     }
 }

@@ -66,7 +66,10 @@ pub struct PortRange {
 
 impl PortRange {
     /// Every port, 0-65535.
-    pub const ALL: PortRange = PortRange { first: 0, last: u16::MAX };
+    pub const ALL: PortRange = PortRange {
+        first: 0,
+        last: u16::MAX,
+    };
 
     /// True when the range is 0-65535.
     pub fn is_all(&self) -> bool {
@@ -101,7 +104,10 @@ pub struct IcmpMatch {
 
 impl IcmpMatch {
     /// Every type and code.
-    pub const ALL: IcmpMatch = IcmpMatch { type_: None, code: None };
+    pub const ALL: IcmpMatch = IcmpMatch {
+        type_: None,
+        code: None,
+    };
 
     /// The (type, code) pairs encoded as `type * 256 + code`, as an inclusive range. Encoding the
     /// two bytes into one number lets ICMP share the interval machinery of ports.
@@ -232,7 +238,8 @@ pub struct Rule {
 impl Rule {
     /// True when this rule matches the packet.
     pub fn matches(&self, packet: &Packet) -> bool {
-        self.peers.matches(&packet.peer) && self.services.iter().any(|s| s.matches(&packet.protocol))
+        self.peers.matches(&packet.peer)
+            && self.services.iter().any(|s| s.matches(&packet.protocol))
     }
 }
 
@@ -311,13 +318,17 @@ impl Intent {
         {
             return Verdict::Deny;
         }
-        self.first_match(packet)
-            .map_or_else(|| self.default_verdict(packet.direction), |rule| rule.action)
+        self.first_match(packet).map_or_else(
+            || self.default_verdict(packet.direction),
+            |rule| rule.action,
+        )
     }
 
     /// The first rule that matches the packet, if any.
     pub fn first_match(&self, packet: &Packet) -> Option<&Rule> {
-        self.rules(packet.direction).iter().find(|rule| rule.matches(packet))
+        self.rules(packet.direction)
+            .iter()
+            .find(|rule| rule.matches(packet))
     }
 
     /// The metadata address as a one-element CIDR list.

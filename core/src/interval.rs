@@ -36,7 +36,9 @@ pub struct IntervalSet<T: Point> {
 
 impl<T: Point> Debug for IntervalSet<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.ranges.iter().map(|(a, b)| a..=b)).finish()
+        f.debug_list()
+            .entries(self.ranges.iter().map(|(a, b)| a..=b))
+            .finish()
     }
 }
 
@@ -56,7 +58,9 @@ impl<T: Point> IntervalSet<T> {
         if lo > hi {
             Self::empty()
         } else {
-            Self { ranges: vec![(lo, hi)] }
+            Self {
+                ranges: vec![(lo, hi)],
+            }
         }
     }
 

@@ -79,7 +79,13 @@ impl Serialize for NoteScope {
         Form {
             direction: self.direction,
             services: &self.services,
-            peers: self.peers.addrs.to_cidrs().iter().map(ToString::to_string).collect(),
+            peers: self
+                .peers
+                .addrs
+                .to_cidrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             nodes: self.peers.nodes,
         }
         .serialize(s)
@@ -107,7 +113,13 @@ pub struct Note {
 impl Note {
     /// A note with no packet scope.
     pub fn new(code: NoteCode, message: impl Into<String>) -> Self {
-        Self { code, rule: None, message: message.into(), scope: None, span: None }
+        Self {
+            code,
+            rule: None,
+            message: message.into(),
+            scope: None,
+            span: None,
+        }
     }
 
     /// Attaches the rule it concerns.
@@ -121,7 +133,11 @@ impl Note {
     /// Attaches the affected packets.
     #[must_use]
     pub fn scoped(mut self, direction: Direction, services: Vec<Service>, peers: Peers) -> Self {
-        self.scope = Some(NoteScope { direction, services, peers });
+        self.scope = Some(NoteScope {
+            direction,
+            services,
+            peers,
+        });
         self
     }
 
@@ -133,7 +149,10 @@ impl Note {
 
 /// Peers given only by addresses.
 pub fn addr_peers(addrs: AddrSet) -> Peers {
-    Peers { addrs, nodes: false }
+    Peers {
+        addrs,
+        nodes: false,
+    }
 }
 
 /// How a cloud treats traffic to or from one of its platform addresses (metadata service,
@@ -173,8 +192,12 @@ pub fn uniform_policy_verdict(
         .collect();
     let eff = crate::effective::effective(&naming, intent.default_verdict(direction));
     let space = |c: crate::effective::Class| c.family_space().contains(addr);
-    let relevant: Vec<bool> =
-        eff.cells.iter().filter(|c| space(c.class)).map(|c| c.addrs.contains(addr)).collect();
+    let relevant: Vec<bool> = eff
+        .cells
+        .iter()
+        .filter(|c| space(c.class))
+        .map(|c| c.addrs.contains(addr))
+        .collect();
     if relevant.iter().all(|a| *a) {
         Some(Verdict::Allow)
     } else if relevant.iter().all(|a| !*a) {
@@ -209,16 +232,20 @@ pub fn platform_notes(
             if differing.is_empty() {
                 continue;
             }
-            let list: Vec<String> =
-                differing.iter().map(|pa| format!("{} {}", pa.what, pa.addr)).collect();
+            let list: Vec<String> = differing
+                .iter()
+                .map(|pa| format!("{} {}", pa.what, pa.addr))
+                .collect();
             let (verb, way) = match (fixed, direction) {
                 (Verdict::Allow, Direction::Ingress) => ("always allows", "from"),
                 (Verdict::Allow, Direction::Egress) => ("always allows", "to"),
                 (Verdict::Deny, Direction::Ingress) => ("always blocks", "from"),
                 (Verdict::Deny, Direction::Egress) => ("always blocks", "to"),
             };
-            let cidrs: Vec<crate::addr::Cidr> =
-                differing.iter().map(|pa| crate::addr::Cidr::host(pa.addr)).collect();
+            let cidrs: Vec<crate::addr::Cidr> = differing
+                .iter()
+                .map(|pa| crate::addr::Cidr::host(pa.addr))
+                .collect();
             notes.push(
                 Note::new(
                     NoteCode::Unenforceable,

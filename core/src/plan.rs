@@ -85,7 +85,11 @@ impl Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Plan: {} to add, {} to change, {} to destroy.", self.add, self.change, self.destroy)
+        write!(
+            f,
+            "Plan: {} to add, {} to change, {} to destroy.",
+            self.add, self.change, self.destroy
+        )
     }
 }
 
@@ -103,7 +107,11 @@ pub fn diff<R: Keyed + PartialEq + Clone>(desired: &[R], observed: &[R]) -> Vec<
     let mut updates = Vec::new();
     for want in desired {
         match observed_index.get(&want.key()) {
-            None => creates.push(Change { action: Action::Create, before: None, after: Some(want.clone()) }),
+            None => creates.push(Change {
+                action: Action::Create,
+                before: None,
+                after: Some(want.clone()),
+            }),
             Some(&i) => {
                 matched[i] = true;
                 if observed[i] != *want {
@@ -120,7 +128,11 @@ pub fn diff<R: Keyed + PartialEq + Clone>(desired: &[R], observed: &[R]) -> Vec<
         .iter()
         .zip(matched)
         .filter(|(_, m)| !m)
-        .map(|(have, _)| Change { action: Action::Delete, before: Some(have.clone()), after: None });
+        .map(|(have, _)| Change {
+            action: Action::Delete,
+            before: Some(have.clone()),
+            after: None,
+        });
     creates.into_iter().chain(updates).chain(deletes).collect()
 }
 
@@ -175,7 +187,10 @@ mod tests {
         let changes = diff(&desired, &observed);
         let actions: Vec<Action> = changes.iter().map(|c| c.action).collect();
         assert_eq!(actions, [Action::Create, Action::Update, Action::Delete]);
-        assert_eq!(Summary::of(&changes).to_string(), "Plan: 1 to add, 1 to change, 1 to destroy.");
+        assert_eq!(
+            Summary::of(&changes).to_string(),
+            "Plan: 1 to add, 1 to change, 1 to destroy."
+        );
     }
 
     #[test]

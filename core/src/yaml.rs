@@ -63,11 +63,17 @@ struct Offsets {
 impl Offsets {
     fn new(text: &str) -> Self {
         if text.is_ascii() {
-            Self { ascii: true, byte_of_char: Vec::new() }
+            Self {
+                ascii: true,
+                byte_of_char: Vec::new(),
+            }
         } else {
             let mut v: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
             v.push(text.len());
-            Self { ascii: false, byte_of_char: v }
+            Self {
+                ascii: false,
+                byte_of_char: v,
+            }
         }
     }
 
@@ -75,9 +81,10 @@ impl Offsets {
         if self.ascii {
             char_index
         } else {
-            self.byte_of_char.get(char_index).copied().unwrap_or_else(|| {
-                self.byte_of_char.last().copied().unwrap_or(0)
-            })
+            self.byte_of_char
+                .get(char_index)
+                .copied()
+                .unwrap_or_else(|| self.byte_of_char.last().copied().unwrap_or(0))
         }
     }
 
@@ -89,8 +96,17 @@ impl Offsets {
 }
 
 enum Frame {
-    Seq { items: Vec<Node>, start: Span, anchor: usize },
-    Map { entries: Vec<(Node, Node)>, pending_key: Option<Node>, start: Span, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        start: Span,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+        start: Span,
+        anchor: usize,
+    },
 }
 
 /// Parses one YAML document. Returns `Ok(None)` for an empty file.
@@ -104,9 +120,13 @@ pub fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
     for item in Parser::new_from_str(text) {
         let (event, raw_span) = item.map_err(|e| {
             let offset = offsets.byte(e.marker().index());
-            Diagnostic::error("yaml::syntax", Span::new(offset, 0), format!("invalid YAML: {}", e.info()))
-                .label("here")
-                .help("check indentation and quoting; tabs are not allowed for indentation")
+            Diagnostic::error(
+                "yaml::syntax",
+                Span::new(offset, 0),
+                format!("invalid YAML: {}", e.info()),
+            )
+            .label("here")
+            .help("check indentation and quoting; tabs are not allowed for indentation")
         })?;
         let span = offsets.span(raw_span);
         let finished: Option<Node> = match event {
@@ -137,33 +157,61 @@ pub fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
                 Some(node)
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Some(Node { kind: node.kind.clone(), span }),
+                Some(node) => Some(Node {
+                    kind: node.kind.clone(),
+                    span,
+                }),
                 None => {
-                    return Err(Diagnostic::error("yaml::syntax", span, "unknown alias").label("here"));
+                    return Err(
+                        Diagnostic::error("yaml::syntax", span, "unknown alias").label("here")
+                    );
                 }
             },
             Event::SequenceStart(anchor, _) => {
-                stack.push(Frame::Seq { items: Vec::new(), start: span, anchor });
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    start: span,
+                    anchor,
+                });
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame::Map { entries: Vec::new(), pending_key: None, start: span, anchor });
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    pending_key: None,
+                    start: span,
+                    anchor,
+                });
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (kind, start, anchor, last_end) = match stack.pop() {
-                    Some(Frame::Seq { items, start, anchor }) => {
+                    Some(Frame::Seq {
+                        items,
+                        start,
+                        anchor,
+                    }) => {
                         let end = items.last().map(|n| n.span.offset + n.span.len);
                         (NodeKind::Seq(items), start, anchor, end)
                     }
-                    Some(Frame::Map { entries, start, anchor, .. }) => {
+                    Some(Frame::Map {
+                        entries,
+                        start,
+                        anchor,
+                        ..
+                    }) => {
                         let end = entries.last().map(|(_, v)| v.span.offset + v.span.len);
                         (NodeKind::Map(entries), start, anchor, end)
                     }
                     None => continue,
                 };
-                let end = last_end.unwrap_or(start.offset + start.len).max(span.offset + span.len);
-                let node = Node { kind, span: Span::new(start.offset, end - start.offset) };
+                let end = last_end
+                    .unwrap_or(start.offset + start.len)
+                    .max(span.offset + span.len);
+                let node = Node {
+                    kind,
+                    span: Span::new(start.offset, end - start.offset),
+                };
                 if anchor != 0 {
                     anchors.insert(anchor, node.clone());
                 }
@@ -174,7 +222,11 @@ pub fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
         if let Some(node) = finished {
             match stack.last_mut() {
                 Some(Frame::Seq { items, .. }) => items.push(node),
-                Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+                Some(Frame::Map {
+                    entries,
+                    pending_key,
+                    ..
+                }) => match pending_key.take() {
                     Some(key) => entries.push((key, node)),
                     None => *pending_key = Some(node),
                 },
@@ -193,12 +245,25 @@ mod tests {
     fn spans_point_at_scalars() {
         let text = "a: 1\nlist:\n  - x\n  - \"y\"\n";
         let root = parse(text).unwrap().unwrap();
-        let NodeKind::Map(entries) = &root.kind else { panic!("not a map") };
+        let NodeKind::Map(entries) = &root.kind else {
+            panic!("not a map")
+        };
         let (key, value) = &entries[1];
-        assert_eq!(&text[key.span.offset..key.span.offset + key.span.len], "list");
-        let NodeKind::Seq(items) = &value.kind else { panic!("not a seq") };
-        assert_eq!(&text[items[0].span.offset..items[0].span.offset + items[0].span.len], "x");
-        assert!(matches!(&items[1].kind, NodeKind::Scalar { plain: false, .. }));
+        assert_eq!(
+            &text[key.span.offset..key.span.offset + key.span.len],
+            "list"
+        );
+        let NodeKind::Seq(items) = &value.kind else {
+            panic!("not a seq")
+        };
+        assert_eq!(
+            &text[items[0].span.offset..items[0].span.offset + items[0].span.len],
+            "x"
+        );
+        assert!(matches!(
+            &items[1].kind,
+            NodeKind::Scalar { plain: false, .. }
+        ));
     }
 
     #[test]
@@ -212,15 +277,23 @@ mod tests {
     fn empty_and_multi_document_files() {
         assert!(parse("").unwrap().is_none());
         assert!(parse("# only a comment\n").unwrap().is_none());
-        assert_eq!(parse("a: 1\n---\nb: 2\n").unwrap_err().code, "yaml::multiple-documents");
+        assert_eq!(
+            parse("a: 1\n---\nb: 2\n").unwrap_err().code,
+            "yaml::multiple-documents"
+        );
     }
 
     #[test]
     fn non_ascii_offsets_are_bytes() {
         let text = "é: ü\nkey: value\n";
         let root = parse(text).unwrap().unwrap();
-        let NodeKind::Map(entries) = &root.kind else { panic!() };
+        let NodeKind::Map(entries) = &root.kind else {
+            panic!()
+        };
         let key = &entries[1].0;
-        assert_eq!(&text[key.span.offset..key.span.offset + key.span.len], "key");
+        assert_eq!(
+            &text[key.span.offset..key.span.offset + key.span.len],
+            "key"
+        );
     }
 }

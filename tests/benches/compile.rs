@@ -10,7 +10,9 @@ use perimeter_core::plan::diff;
 use perimeter_core::target::{AwsTarget, AzureTarget, GcpTarget};
 
 fn policy_yaml(n: usize) -> String {
-    let mut y = String::from("apiVersion: perimeter/v1\nkind: NodePerimeter\nname: bench\nprivate: true\ningress:\n");
+    let mut y = String::from(
+        "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: bench\nprivate: true\ningress:\n",
+    );
     for i in 0..n {
         let action = if i % 10 == 9 { "deny" } else { "allow" };
         y += &format!(
@@ -70,7 +72,10 @@ fn bench(c: &mut Criterion) {
 
         let at = AwsTarget::placeholder("bench");
         let limits = perimeter_aws::Limits::UNLIMITED;
-        let mut observed = perimeter_aws::compile_with_limits(&i, &at, limits).unwrap().security_group.rules;
+        let mut observed = perimeter_aws::compile_with_limits(&i, &at, limits)
+            .unwrap()
+            .security_group
+            .rules;
         observed.truncate(observed.len() * 99 / 100);
         g.bench_with_input(BenchmarkId::new("aws", n), &i, |b, i| {
             b.iter(|| {

@@ -67,8 +67,8 @@ fn addr_in(c: &Cidr, rng: &mut Rng, edge: u64) -> IpAddr {
             let off = match edge {
                 0 => 0,
                 1 => size - 1,
-                2 => size,                           // just past the end
-                3 => u64::from(u32::MAX),            // wraps to just before the start
+                2 => size,                // just past the end
+                3 => u64::from(u32::MAX), // wraps to just before the start
                 _ => rng.below(size),
             };
             IpAddr::V4(Ipv4Addr::from(base.wrapping_add(off as u32)))
@@ -76,7 +76,11 @@ fn addr_in(c: &Cidr, rng: &mut Rng, edge: u64) -> IpAddr {
         IpAddr::V6(a) => {
             let base = u128::from(a);
             let bits = 128 - u32::from(c.prefix());
-            let size_minus_1: u128 = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+            let size_minus_1: u128 = if bits == 128 {
+                u128::MAX
+            } else {
+                (1u128 << bits) - 1
+            };
             let off: u128 = match edge {
                 0 => 0,
                 1 => size_minus_1,
@@ -95,14 +99,22 @@ pub fn packets(rng: &mut Rng, cidrs: &[Cidr], count: usize) -> Vec<Packet> {
     let platform = platform_addresses();
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
-        let direction = if rng.below(2) == 0 { Direction::Ingress } else { Direction::Egress };
+        let direction = if rng.below(2) == 0 {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        };
         let roll = rng.below(100);
         let (addr, is_node) = if roll < 25 {
             (addr_in(&node_cidr, rng, 4), true)
         } else if roll < 35 {
             (*rng.pick(&platform), false)
         } else if roll < 45 || cidrs.is_empty() {
-            let any = if rng.below(2) == 0 { Cidr::ANY_V4 } else { Cidr::ANY_V6 };
+            let any = if rng.below(2) == 0 {
+                Cidr::ANY_V4
+            } else {
+                Cidr::ANY_V6
+            };
             (addr_in(&any, rng, 4), false)
         } else {
             let c = *rng.pick(cidrs);
@@ -114,19 +126,45 @@ pub fn packets(rng: &mut Rng, cidrs: &[Cidr], count: usize) -> Vec<Packet> {
             0..=3 => PacketProtocol::Tcp { port: port(rng) },
             4..=5 => PacketProtocol::Udp { port: port(rng) },
             6..=7 => {
-                let (type_, code) = *rng.pick(&[(8u8, 0u8), (0, 0), (3, 4), (3, 5), (11, 0), (128, 0), (129, 0)]);
-                let (type_, code) = if rng.below(8) == 0 { (rng.below(256) as u8, rng.below(256) as u8) } else { (type_, code) };
-                if v4 { PacketProtocol::Icmp { type_, code } } else { PacketProtocol::Icmpv6 { type_, code } }
+                let (type_, code) = *rng.pick(&[
+                    (8u8, 0u8),
+                    (0, 0),
+                    (3, 4),
+                    (3, 5),
+                    (11, 0),
+                    (128, 0),
+                    (129, 0),
+                ]);
+                let (type_, code) = if rng.below(8) == 0 {
+                    (rng.below(256) as u8, rng.below(256) as u8)
+                } else {
+                    (type_, code)
+                };
+                if v4 {
+                    PacketProtocol::Icmp { type_, code }
+                } else {
+                    PacketProtocol::Icmpv6 { type_, code }
+                }
             }
-            _ => PacketProtocol::Other { number: *rng.pick(&[4u8, 47, 50, 51, 132, 41, 89, 253]) },
+            _ => PacketProtocol::Other {
+                number: *rng.pick(&[4u8, 47, 50, 51, 132, 41, 89, 253]),
+            },
         };
-        out.push(Packet { direction, protocol, peer: Peer { addr, is_node } });
+        out.push(Packet {
+            direction,
+            protocol,
+            peer: Peer { addr, is_node },
+        });
     }
     out
 }
 
 fn port(rng: &mut Rng) -> u16 {
-    if rng.below(5) == 0 { rng.below(65536) as u16 } else { *rng.pick(PORTS) }
+    if rng.below(5) == 0 {
+        rng.below(65536) as u16
+    } else {
+        *rng.pick(PORTS)
+    }
 }
 
 /// One packet decided differently by a cloud than by the policy, with no note covering it.
@@ -171,40 +209,73 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
                 if covered(notes, p) {
                     stats.explained += 1;
                 } else {
-                    mismatches.push(Mismatch { cloud, packet: *p, policy, compiled });
+                    mismatches.push(Mismatch {
+                        cloud,
+                        packet: *p,
+                        policy,
+                        compiled,
+                    });
                 }
             }
         }
     };
 
-    let aws_target = intent.targets.aws.first().cloned().unwrap_or_else(|| AwsTarget::placeholder(&intent.name));
+    let aws_target = intent
+        .targets
+        .aws
+        .first()
+        .cloned()
+        .unwrap_or_else(|| AwsTarget::placeholder(&intent.name));
     // Quotas are checked by their own tests; here the question is only whether the rules mean
     // what the policy means, so AWS compiles without them (AWS quotas are adjustable anyway).
-    match perimeter_aws::compile_with_limits(intent, &aws_target, perimeter_aws::Limits::UNLIMITED) {
+    match perimeter_aws::compile_with_limits(intent, &aws_target, perimeter_aws::Limits::UNLIMITED)
+    {
         Ok(c) => {
             let world = perimeter_aws::evaluate::AwsWorld {
                 security_group: &c.security_group,
                 network_acl: c.network_acl.as_ref(),
                 metadata_options: c.metadata_options.as_ref(),
             };
-            compare("aws", &c.notes, &|p| perimeter_aws::evaluate::decide(&world, p));
+            compare("aws", &c.notes, &|p| {
+                perimeter_aws::evaluate::decide(&world, p)
+            });
         }
         Err(_) => stats.skipped_clouds += 1,
     }
-    let gcp_target = intent.targets.gcp.first().cloned().unwrap_or_else(|| GcpTarget::placeholder(&intent.name));
+    let gcp_target = intent
+        .targets
+        .gcp
+        .first()
+        .cloned()
+        .unwrap_or_else(|| GcpTarget::placeholder(&intent.name));
     match perimeter_gcp::compile(intent, &gcp_target) {
         Ok(c) => {
-            let world = perimeter_gcp::evaluate::GcpWorld { firewalls: &c.firewalls, node_tags: &gcp_target.target_tags };
-            compare("gcp", &c.notes, &|p| perimeter_gcp::evaluate::decide(&world, p));
+            let world = perimeter_gcp::evaluate::GcpWorld {
+                firewalls: &c.firewalls,
+                node_tags: &gcp_target.target_tags,
+            };
+            compare("gcp", &c.notes, &|p| {
+                perimeter_gcp::evaluate::decide(&world, p)
+            });
         }
         Err(_) => stats.skipped_clouds += 1,
     }
-    let azure_target = intent.targets.azure.first().cloned().unwrap_or_else(|| AzureTarget::placeholder(&intent.name));
+    let azure_target = intent
+        .targets
+        .azure
+        .first()
+        .cloned()
+        .unwrap_or_else(|| AzureTarget::placeholder(&intent.name));
     match perimeter_azure::compile(intent, &azure_target) {
         Ok(c) => {
             let asg = perimeter_azure::compile::asg_id(&azure_target);
-            let world = perimeter_azure::evaluate::AzureWorld { rules: &c.rules, node_asg: &asg };
-            compare("azure", &c.notes, &|p| perimeter_azure::evaluate::decide(&world, p));
+            let world = perimeter_azure::evaluate::AzureWorld {
+                rules: &c.rules,
+                node_asg: &asg,
+            };
+            compare("azure", &c.notes, &|p| {
+                perimeter_azure::evaluate::decide(&world, p)
+            });
         }
         Err(_) => stats.skipped_clouds += 1,
     }

@@ -19,29 +19,45 @@ fn notes_text(notes: &[Note]) -> String {
     }
     let mut out = format!("Notes ({}):\n", notes.len());
     for n in notes {
-        let rule = n.rule.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default();
+        let rule = n
+            .rule
+            .as_ref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
         let _ = writeln!(out, "  {}{rule}: {}", n.code.as_str(), n.message);
     }
     out
 }
 
 fn targets_or_placeholder<T: Clone>(list: &[T], placeholder: impl FnOnce() -> T) -> Vec<T> {
-    if list.is_empty() { vec![placeholder()] } else { list.to_vec() }
+    if list.is_empty() {
+        vec![placeholder()]
+    } else {
+        list.to_vec()
+    }
 }
 
 pub(crate) fn run(path: &Path, cloud: Option<Cloud>, format: Format) -> anyhow::Result<u8> {
     let source = super::read_policy(path)?;
-    let Some(intent) = super::load_or_report(&source) else { return Ok(exit::ERROR) };
+    let Some(intent) = super::load_or_report(&source) else {
+        return Ok(exit::ERROR);
+    };
     let wants = |c: Cloud| cloud.is_none_or(|x| x == c);
 
     let mut errors = Diagnostics::default();
     let mut text = String::new();
     let mut doc = json!({"format_version": COMPILE_FORMAT_VERSION, "policy": intent.name});
-    let _ = writeln!(text, "perimeter compile: policy {} ({})", intent.name, source.name);
+    let _ = writeln!(
+        text,
+        "perimeter compile: policy {} ({})",
+        intent.name, source.name
+    );
 
     if wants(Cloud::Aws) {
         let mut out = Vec::new();
-        for t in targets_or_placeholder(&intent.targets.aws, || AwsTarget::placeholder(&intent.name)) {
+        for t in
+            targets_or_placeholder(&intent.targets.aws, || AwsTarget::placeholder(&intent.name))
+        {
             match perimeter_aws::compile(&intent, &t) {
                 Ok(c) => {
                     let _ = writeln!(text, "\n== AWS {} / {} ==", t.region, t.vpc);
@@ -56,7 +72,9 @@ pub(crate) fn run(path: &Path, cloud: Option<Cloud>, format: Format) -> anyhow::
     }
     if wants(Cloud::Gcp) {
         let mut out = Vec::new();
-        for t in targets_or_placeholder(&intent.targets.gcp, || GcpTarget::placeholder(&intent.name)) {
+        for t in
+            targets_or_placeholder(&intent.targets.gcp, || GcpTarget::placeholder(&intent.name))
+        {
             match perimeter_gcp::compile(&intent, &t) {
                 Ok(c) => {
                     let _ = writeln!(text, "\n== GCP {} / {} ==", t.project, t.network);
@@ -71,7 +89,9 @@ pub(crate) fn run(path: &Path, cloud: Option<Cloud>, format: Format) -> anyhow::
     }
     if wants(Cloud::Azure) {
         let mut out = Vec::new();
-        for t in targets_or_placeholder(&intent.targets.azure, || AzureTarget::placeholder(&intent.name)) {
+        for t in targets_or_placeholder(&intent.targets.azure, || {
+            AzureTarget::placeholder(&intent.name)
+        }) {
             match perimeter_azure::compile(&intent, &t) {
                 Ok(c) => {
                     let _ = writeln!(text, "\n== Azure {} / {} ==", t.resource_group, t.nsg);

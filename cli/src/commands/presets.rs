@@ -9,7 +9,10 @@ use crate::{exit, output};
 
 pub(crate) fn run() -> u8 {
     let mut out = String::from("Built-in services (use by name in `services:`):\n");
-    let rows: Vec<Vec<String>> = PRESETS.iter().map(|p| vec![p.name.to_string(), p.summary.to_string()]).collect();
+    let rows: Vec<Vec<String>> = PRESETS
+        .iter()
+        .map(|p| vec![p.name.to_string(), p.summary.to_string()])
+        .collect();
     out.push_str(&table::render(&["Name", "Traffic"], &rows));
     for cni in CNIS {
         let _ = writeln!(
@@ -22,7 +25,12 @@ pub(crate) fn run() -> u8 {
         let rows: Vec<Vec<String>> = cni
             .modes
             .iter()
-            .map(|m| vec![format!("cni:{}/{}", cni.name, m.name), m.summary.to_string()])
+            .map(|m| {
+                vec![
+                    format!("cni:{}/{}", cni.name, m.name),
+                    m.summary.to_string(),
+                ]
+            })
             .collect();
         out.push_str(&table::render(&["Name", "Traffic"], &rows));
     }

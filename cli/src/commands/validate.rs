@@ -26,7 +26,11 @@ pub(crate) fn run(path: &Path, format: Format) -> anyhow::Result<u8> {
         },
         Format::Json => {
             let result = perimeter_core::policy::load(&source);
-            let diags = result.as_ref().err().cloned().unwrap_or_else(Diagnostics::default);
+            let diags = result
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(Diagnostics::default);
             let list: Vec<_> = diags
                 .0
                 .iter()
@@ -46,7 +50,11 @@ pub(crate) fn run(path: &Path, format: Format) -> anyhow::Result<u8> {
                 .collect();
             let doc = json!({"format_version": 1, "valid": result.is_ok(), "diagnostics": list});
             output::data(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
-            Ok(if result.is_ok() { exit::OK } else { exit::ERROR })
+            Ok(if result.is_ok() {
+                exit::OK
+            } else {
+                exit::ERROR
+            })
         }
     }
 }

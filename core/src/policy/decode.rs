@@ -47,6 +47,9 @@ pub(crate) struct TargetsDoc {
     pub azure: Vec<TargetDoc>,
 }
 
+/// `network_acl` as written: its span, `subnets` and `node_cidrs`.
+pub(crate) type NaclDoc = (Span, Vec<Spanned<String>>, Vec<Spanned<String>>);
+
 /// One target's fields, already shape-checked.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TargetDoc {
@@ -55,19 +58,45 @@ pub(crate) struct TargetDoc {
     pub lists: BTreeMap<&'static str, Vec<Spanned<String>>>,
     pub tags: BTreeMap<String, String>,
     pub integers: BTreeMap<&'static str, Spanned<i64>>,
-    pub nacl: Option<(Span, Vec<Spanned<String>>, Vec<Spanned<String>>)>,
+    pub nacl: Option<NaclDoc>,
 }
 
 pub(crate) const TOP_KEYS: &[&str] = &[
-    "apiVersion", "kind", "name", "description", "private", "metadata", "networks", "services",
-    "ingress", "egress", "targets",
+    "apiVersion",
+    "kind",
+    "name",
+    "description",
+    "private",
+    "metadata",
+    "networks",
+    "services",
+    "ingress",
+    "egress",
+    "targets",
 ];
 const RULE_KEYS: &[&str] = &["name", "action", "from", "to", "services", "description"];
-const AWS_KEYS: &[&str] =
-    &["account", "region", "vpc", "security_group", "instances", "network_acl"];
-const GCP_KEYS: &[&str] = &["project", "network", "target_tags", "node_ranges", "priority_base"];
-const AZURE_KEYS: &[&str] =
-    &["subscription", "resource_group", "nsg", "location", "application_security_group"];
+const AWS_KEYS: &[&str] = &[
+    "account",
+    "region",
+    "vpc",
+    "security_group",
+    "instances",
+    "network_acl",
+];
+const GCP_KEYS: &[&str] = &[
+    "project",
+    "network",
+    "target_tags",
+    "node_ranges",
+    "priority_base",
+];
+const AZURE_KEYS: &[&str] = &[
+    "subscription",
+    "resource_group",
+    "nsg",
+    "location",
+    "application_security_group",
+];
 
 /// The decoder: walks the tree, pushing diagnostics instead of stopping.
 pub(crate) struct Decoder<'s> {
@@ -79,7 +108,10 @@ type Fields<'n> = BTreeMap<String, (&'n Node, &'n Node)>;
 
 impl Decoder<'_> {
     fn line_of(&self, span: Span) -> usize {
-        self.text[..span.offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..span.offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn err(&mut self, code: &'static str, span: Span, msg: impl Into<String>) -> &mut Diagnostic {
@@ -129,7 +161,9 @@ impl Decoder<'_> {
                     format!("`{k}` is given twice in {what}"),
                 );
                 d.label = "second occurrence".into();
-                d.help = Some(format!("remove one of them; the first is on line {first_line}"));
+                d.help = Some(format!(
+                    "remove one of them; the first is on line {first_line}"
+                ));
                 continue;
             }
             out.insert(k.clone(), (key, value));
@@ -161,9 +195,10 @@ impl Decoder<'_> {
 
     fn string(&mut self, node: &Node, what: &str) -> Option<Spanned<String>> {
         match &node.kind {
-            NodeKind::Scalar { value, .. } if !node.is_null() => {
-                Some(Spanned { value: value.clone(), span: node.span })
-            }
+            NodeKind::Scalar { value, .. } if !node.is_null() => Some(Spanned {
+                value: value.clone(),
+                span: node.span,
+            }),
             _ => {
                 self.expected(node, what, "a string");
                 None
@@ -205,7 +240,11 @@ impl Decoder<'_> {
                 _ => {}
             }
         }
-        let d = self.err("policy::wrong-type", node.span, format!("{what} must be true or false"));
+        let d = self.err(
+            "policy::wrong-type",
+            node.span,
+            format!("{what} must be true or false"),
+        );
         d.label = "expected a boolean".into();
         d.help = Some("write `true` or `false` without quotes".into());
         None
@@ -215,7 +254,10 @@ impl Decoder<'_> {
         if let NodeKind::Scalar { value, plain: true } = &node.kind
             && let Ok(v) = value.parse::<i64>()
         {
-            return Some(Spanned { value: v, span: node.span });
+            return Some(Spanned {
+                value: v,
+                span: node.span,
+            });
         }
         self.expected(node, what, "an integer");
         None
@@ -229,7 +271,10 @@ impl Decoder<'_> {
     ) -> Option<Spanned<T>> {
         let s = self.string(node, what)?;
         if let Some((_, v)) = choices.iter().find(|(k, _)| *k == s.value) {
-            return Some(Spanned { value: *v, span: s.span });
+            return Some(Spanned {
+                value: *v,
+                span: s.span,
+            });
         }
         let names: Vec<&str> = choices.iter().map(|(k, _)| *k).collect();
         let d = self.err(
@@ -238,7 +283,8 @@ impl Decoder<'_> {
             format!("`{}` is not a valid {what}", s.value),
         );
         d.label = format!("expected one of: {}", names.join(", "));
-        d.help = did_you_mean(&s.value, names.iter().copied()).map(|m| format!("did you mean `{m}`?"));
+        d.help =
+            did_you_mean(&s.value, names.iter().copied()).map(|m| format!("did you mean `{m}`?"));
         None
     }
 
@@ -263,7 +309,11 @@ impl Decoder<'_> {
             && let Some(s) = self.string(v, "`kind`")
             && s.value != "NodePerimeter"
         {
-            let d = self.err("policy::kind", s.span, format!("unsupported kind `{}`", s.value));
+            let d = self.err(
+                "policy::kind",
+                s.span,
+                format!("unsupported kind `{}`", s.value),
+            );
             d.label = "expected NodePerimeter".into();
             d.help = Some("set `kind: NodePerimeter`".into());
         }
@@ -284,7 +334,10 @@ impl Decoder<'_> {
         ];
         let metadata = match fields.get("metadata") {
             Some((_, v)) => self.choice(v, "metadata mode", &metadata_choices),
-            None => Some(Spanned { value: MetadataMode::DenyPods, span: Span::default() }),
+            None => Some(Spanned {
+                value: MetadataMode::DenyPods,
+                span: Span::default(),
+            }),
         };
         let networks = match fields.get("networks") {
             Some((_, v)) => self.named_lists(v, "`networks`"),
@@ -318,7 +371,11 @@ impl Decoder<'_> {
         })
     }
 
-    fn named_lists(&mut self, node: &Node, what: &str) -> Vec<(Spanned<String>, Vec<Spanned<String>>)> {
+    fn named_lists(
+        &mut self,
+        node: &Node,
+        what: &str,
+    ) -> Vec<(Spanned<String>, Vec<Spanned<String>>)> {
         let NodeKind::Map(entries) = &node.kind else {
             if !node.is_null() {
                 self.expected(node, what, "a mapping of names to lists");
@@ -327,7 +384,9 @@ impl Decoder<'_> {
         };
         let mut out: Vec<(Spanned<String>, Vec<Spanned<String>>)> = Vec::new();
         for (k, v) in entries {
-            let Some(key) = self.string(k, &format!("a name in {what}")) else { continue };
+            let Some(key) = self.string(k, &format!("a name in {what}")) else {
+                continue;
+            };
             if out.iter().any(|(existing, _)| existing.value == key.value) {
                 let d = self.err(
                     "policy::duplicate-key",
@@ -356,22 +415,30 @@ impl Decoder<'_> {
         let mut out = Vec::new();
         for item in items {
             let what = format!("an {direction} rule");
-            let Some(fields) = self.fields(item, &what, RULE_KEYS) else { continue };
+            let Some(fields) = self.fields(item, &what, RULE_KEYS) else {
+                continue;
+            };
             if let Some((k, _)) = fields.get(wrong_key) {
                 let d = self.err(
                     "policy::wrong-peer-key",
                     k.span,
-                    format!("{direction} rules name their peers with `{peer_key}`, not `{wrong_key}`"),
+                    format!(
+                        "{direction} rules name their peers with `{peer_key}`, not `{wrong_key}`"
+                    ),
                 );
                 d.label = format!("use `{peer_key}` here");
-                d.help = Some(format!(
-                    "ingress rules say `from:` (who may connect to the nodes); egress rules say `to:` (where the nodes may connect)"
-                ));
+                d.help = Some("ingress rules say `from:` (who may connect to the nodes); egress rules say `to:` (where the nodes may connect)".into());
             }
-            let name = self.require(&fields, "name", item, &what).and_then(|v| self.string(v, "a rule `name`"));
+            let name = self
+                .require(&fields, "name", item, &what)
+                .and_then(|v| self.string(v, "a rule `name`"));
             let action = match fields.get("action") {
                 Some((_, v)) => self
-                    .choice(v, "rule action", &[("allow", Verdict::Allow), ("deny", Verdict::Deny)])
+                    .choice(
+                        v,
+                        "rule action",
+                        &[("allow", Verdict::Allow), ("deny", Verdict::Deny)],
+                    )
                     .map(|s| s.value),
                 None => Some(Verdict::Allow),
             };
@@ -390,7 +457,13 @@ impl Decoder<'_> {
             if let (Some(name), Some(action), Some(peers), Some(services)) =
                 (name, action, peers, services)
             {
-                out.push(RuleDoc { name, action, peers, services, span: item.span });
+                out.push(RuleDoc {
+                    name,
+                    action,
+                    peers,
+                    services,
+                    span: item.span,
+                });
             }
         }
         out
@@ -410,8 +483,22 @@ impl Decoder<'_> {
             for item in items {
                 let doc = match cloud.as_str() {
                     "aws" => self.aws_target(item),
-                    "gcp" => self.target_fields(item, "a gcp target", GCP_KEYS, &["project", "network"], &["target_tags", "node_ranges"], &["priority_base"]),
-                    _ => self.target_fields(item, "an azure target", AZURE_KEYS, &["subscription", "resource_group"], &[], &[]),
+                    "gcp" => self.target_fields(
+                        item,
+                        "a gcp target",
+                        GCP_KEYS,
+                        &["project", "network"],
+                        &["target_tags", "node_ranges"],
+                        &["priority_base"],
+                    ),
+                    _ => self.target_fields(
+                        item,
+                        "an azure target",
+                        AZURE_KEYS,
+                        &["subscription", "resource_group"],
+                        &[],
+                        &[],
+                    ),
                 };
                 let Some(doc) = doc else { continue };
                 match cloud.as_str() {
@@ -434,12 +521,17 @@ impl Decoder<'_> {
         integers: &[&str],
     ) -> Option<TargetDoc> {
         let fields = self.fields(node, what, allowed)?;
-        let mut doc = TargetDoc { span: node.span, ..TargetDoc::default() };
+        let mut doc = TargetDoc {
+            span: node.span,
+            ..TargetDoc::default()
+        };
         for key in required {
             self.require(&fields, key, node, what);
         }
         for &key in allowed {
-            let Some((_, v)) = fields.get(key) else { continue };
+            let Some((_, v)) = fields.get(key) else {
+                continue;
+            };
             if lists.contains(&key) {
                 if let Some(l) = self.string_list(v, &format!("`{key}`")) {
                     doc.lists.insert(key, l);
@@ -458,20 +550,34 @@ impl Decoder<'_> {
     }
 
     fn aws_target(&mut self, node: &Node) -> Option<TargetDoc> {
-        let mut doc = self.target_fields(node, "an aws target", AWS_KEYS, &["region", "vpc"], &[], &[])?;
-        let NodeKind::Map(entries) = &node.kind else { return Some(doc) };
+        let mut doc = self.target_fields(
+            node,
+            "an aws target",
+            AWS_KEYS,
+            &["region", "vpc"],
+            &[],
+            &[],
+        )?;
+        let NodeKind::Map(entries) = &node.kind else {
+            return Some(doc);
+        };
         for (k, v) in entries {
-            let NodeKind::Scalar { value: key, .. } = &k.kind else { continue };
+            let NodeKind::Scalar { value: key, .. } = &k.kind else {
+                continue;
+            };
             match key.as_str() {
                 "instances" => {
-                    let Some(f) = self.fields(v, "`instances`", &["tags"]) else { continue };
+                    let Some(f) = self.fields(v, "`instances`", &["tags"]) else {
+                        continue;
+                    };
                     if let Some(tags) = self.require(&f, "tags", v, "`instances`") {
                         match &tags.kind {
                             NodeKind::Map(pairs) => {
                                 for (tk, tv) in pairs {
-                                    if let (Some(a), Some(b)) =
-                                        (self.string(tk, "a tag key"), self.string(tv, "a tag value"))
-                                    {
+                                    if let (Some(a), Some(b)) = (
+                                        self.string(tk, "a tag key"),
+                                        self.string(tv, "a tag value"),
+                                    ) {
                                         doc.tags.insert(a.value, b.value);
                                     }
                                 }
@@ -481,7 +587,8 @@ impl Decoder<'_> {
                     }
                 }
                 "network_acl" => {
-                    let Some(f) = self.fields(v, "`network_acl`", &["subnets", "node_cidrs"]) else {
+                    let Some(f) = self.fields(v, "`network_acl`", &["subnets", "node_cidrs"])
+                    else {
                         continue;
                     };
                     let subnets = self

@@ -27,7 +27,10 @@ pub fn load(source: &SourceFile) -> Result<Intent, Diagnostics> {
         }
         Err(d) => return Err(Diagnostics(vec![d])),
     };
-    let mut decoder = decode::Decoder { diags: Vec::new(), text: &source.text };
+    let mut decoder = decode::Decoder {
+        diags: Vec::new(),
+        text: &source.text,
+    };
     let doc = decoder.policy(&root);
     let mut diags = Diagnostics(decoder.diags);
     let Some(doc) = doc else {

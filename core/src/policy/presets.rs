@@ -8,13 +8,27 @@
 use crate::intent::{IcmpMatch, PortRange, Service, proto};
 
 const fn tcp(first: u16, last: u16) -> Service {
-    Service::Tcp { ports: PortRange { first, last } }
+    Service::Tcp {
+        ports: PortRange { first, last },
+    }
 }
 const fn udp(first: u16, last: u16) -> Service {
-    Service::Udp { ports: PortRange { first, last } }
+    Service::Udp {
+        ports: PortRange { first, last },
+    }
 }
-const ICMP_ECHO: Service = Service::Icmp { icmp: IcmpMatch { type_: Some(8), code: None } };
-const ICMPV6_ECHO: Service = Service::Icmpv6 { icmp: IcmpMatch { type_: Some(128), code: None } };
+const ICMP_ECHO: Service = Service::Icmp {
+    icmp: IcmpMatch {
+        type_: Some(8),
+        code: None,
+    },
+};
+const ICMPV6_ECHO: Service = Service::Icmpv6 {
+    icmp: IcmpMatch {
+        type_: Some(128),
+        code: None,
+    },
+};
 
 /// A named built-in service.
 pub struct Preset {
@@ -28,9 +42,21 @@ pub struct Preset {
 
 /// Built-in services (not CNI-specific).
 pub const PRESETS: &[Preset] = &[
-    Preset { name: "any", services: &[Service::Any], summary: "every protocol and port" },
-    Preset { name: "ssh", services: &[tcp(22, 22)], summary: "SSH, 22/tcp" },
-    Preset { name: "kubelet", services: &[tcp(10250, 10250)], summary: "kubelet API, 10250/tcp" },
+    Preset {
+        name: "any",
+        services: &[Service::Any],
+        summary: "every protocol and port",
+    },
+    Preset {
+        name: "ssh",
+        services: &[tcp(22, 22)],
+        summary: "SSH, 22/tcp",
+    },
+    Preset {
+        name: "kubelet",
+        services: &[tcp(10250, 10250)],
+        summary: "kubelet API, 10250/tcp",
+    },
     Preset {
         name: "kube-proxy-health",
         services: &[tcp(10256, 10256)],
@@ -46,9 +72,21 @@ pub const PRESETS: &[Preset] = &[
         services: &[tcp(9100, 9100)],
         summary: "Prometheus node-exporter, 9100/tcp",
     },
-    Preset { name: "dns", services: &[udp(53, 53), tcp(53, 53)], summary: "DNS, 53/udp and 53/tcp" },
-    Preset { name: "ntp", services: &[udp(123, 123)], summary: "NTP, 123/udp" },
-    Preset { name: "https", services: &[tcp(443, 443)], summary: "HTTPS, 443/tcp" },
+    Preset {
+        name: "dns",
+        services: &[udp(53, 53), tcp(53, 53)],
+        summary: "DNS, 53/udp and 53/tcp",
+    },
+    Preset {
+        name: "ntp",
+        services: &[udp(123, 123)],
+        summary: "NTP, 123/udp",
+    },
+    Preset {
+        name: "https",
+        services: &[tcp(443, 443)],
+        summary: "HTTPS, 443/tcp",
+    },
     Preset {
         name: "kube-apiserver",
         services: &[tcp(6443, 6443)],
@@ -88,14 +126,28 @@ pub const CNIS: &[Cni] = &[
     Cni {
         name: "calico",
         modes: &[
-            CniMode { name: "bgp", services: &[tcp(179, 179)], summary: "BGP peering, 179/tcp" },
+            CniMode {
+                name: "bgp",
+                services: &[tcp(179, 179)],
+                summary: "BGP peering, 179/tcp",
+            },
             CniMode {
                 name: "ipip",
-                services: &[Service::Protocol { number: proto::IPIP }],
+                services: &[Service::Protocol {
+                    number: proto::IPIP,
+                }],
                 summary: "IP-in-IP encapsulation, IP protocol 4",
             },
-            CniMode { name: "vxlan", services: &[udp(4789, 4789)], summary: "VXLAN, 4789/udp" },
-            CniMode { name: "typha", services: &[tcp(5473, 5473)], summary: "Typha, 5473/tcp" },
+            CniMode {
+                name: "vxlan",
+                services: &[udp(4789, 4789)],
+                summary: "VXLAN, 4789/udp",
+            },
+            CniMode {
+                name: "typha",
+                services: &[tcp(5473, 5473)],
+                summary: "Typha, 5473/tcp",
+            },
             CniMode {
                 name: "wireguard",
                 services: &[udp(51820, 51821)],
@@ -108,14 +160,26 @@ pub const CNIS: &[Cni] = &[
     Cni {
         name: "cilium",
         modes: &[
-            CniMode { name: "vxlan", services: &[udp(8472, 8472)], summary: "VXLAN, 8472/udp" },
-            CniMode { name: "geneve", services: &[udp(6081, 6081)], summary: "Geneve, 6081/udp" },
+            CniMode {
+                name: "vxlan",
+                services: &[udp(8472, 8472)],
+                summary: "VXLAN, 8472/udp",
+            },
+            CniMode {
+                name: "geneve",
+                services: &[udp(6081, 6081)],
+                summary: "Geneve, 6081/udp",
+            },
             CniMode {
                 name: "health",
                 services: &[tcp(4240, 4240), ICMP_ECHO, ICMPV6_ECHO],
                 summary: "health checks, 4240/tcp and ICMP echo",
             },
-            CniMode { name: "hubble", services: &[tcp(4244, 4244)], summary: "Hubble server, 4244/tcp" },
+            CniMode {
+                name: "hubble",
+                services: &[tcp(4244, 4244)],
+                summary: "Hubble server, 4244/tcp",
+            },
             CniMode {
                 name: "wireguard",
                 services: &[udp(51871, 51871)],
@@ -128,8 +192,16 @@ pub const CNIS: &[Cni] = &[
     Cni {
         name: "flannel",
         modes: &[
-            CniMode { name: "vxlan", services: &[udp(8472, 8472)], summary: "VXLAN, 8472/udp" },
-            CniMode { name: "udp", services: &[udp(8285, 8285)], summary: "udp backend, 8285/udp" },
+            CniMode {
+                name: "vxlan",
+                services: &[udp(8472, 8472)],
+                summary: "VXLAN, 8472/udp",
+            },
+            CniMode {
+                name: "udp",
+                services: &[udp(8285, 8285)],
+                summary: "udp backend, 8285/udp",
+            },
             CniMode {
                 name: "wireguard",
                 services: &[udp(51820, 51821)],

@@ -7,7 +7,9 @@ use super::decode::{PolicyDoc, RuleDoc, Spanned, TargetDoc, TargetsDoc};
 use super::presets::{self, PROTOCOL_NAMES};
 use crate::addr::{AddrSet, Cidr, CidrError};
 use crate::diag::{Diagnostic, Span, did_you_mean};
-use crate::intent::{Direction, IcmpMatch, Intent, Peers, PortRange, Rule, Service, Verdict, proto};
+use crate::intent::{
+    Direction, IcmpMatch, Intent, Peers, PortRange, Rule, Service, Verdict, proto,
+};
 use crate::target::{AwsNaclTarget, AwsTarget, AzureTarget, GcpTarget, Targets};
 
 /// Longest policy or rule name: cloud names are built as `<policy>-<dir>-<rule>` and must stay
@@ -30,7 +32,8 @@ fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && !s.ends_with('-')
 }
 
@@ -44,8 +47,16 @@ impl<'d> Resolver<'d> {
             diags: Vec::new(),
             text,
             doc,
-            networks: doc.networks.iter().map(|(k, v)| (k.value.as_str(), v.as_slice())).collect(),
-            services: doc.services.iter().map(|(k, v)| (k.value.as_str(), v.as_slice())).collect(),
+            networks: doc
+                .networks
+                .iter()
+                .map(|(k, v)| (k.value.as_str(), v.as_slice()))
+                .collect(),
+            services: doc
+                .services
+                .iter()
+                .map(|(k, v)| (k.value.as_str(), v.as_slice()))
+                .collect(),
             network_cache: HashMap::new(),
             service_cache: HashMap::new(),
         }
@@ -91,10 +102,14 @@ impl<'d> Resolver<'d> {
                 let d = self.err(
                     "policy::reserved-name",
                     name.span,
-                    format!("`{}` is a built-in service and cannot be redefined", name.value),
+                    format!(
+                        "`{}` is a built-in service and cannot be redefined",
+                        name.value
+                    ),
                 );
                 d.label = "shadows a preset".into();
-                d.help = Some("pick another name; see docs/policy-reference.md for the presets".into());
+                d.help =
+                    Some("pick another name; see docs/policy-reference.md for the presets".into());
             }
         }
         // Resolve every definition once, even unused ones, so their errors are reported too.
@@ -131,10 +146,17 @@ impl<'d> Resolver<'d> {
                 let d = self.err(
                     "policy::duplicate-rule",
                     r.name.span,
-                    format!("{} rule `{}` is defined twice", direction.as_str(), r.name.value),
+                    format!(
+                        "{} rule `{}` is defined twice",
+                        direction.as_str(),
+                        r.name.value
+                    ),
                 );
                 d.label = "second rule with this name".into();
-                let line = self.text[..first.offset.min(self.text.len())].matches('\n').count() + 1;
+                let line = self.text[..first.offset.min(self.text.len())]
+                    .matches('\n')
+                    .count()
+                    + 1;
                 self.diags.last_mut().expect("just pushed").help = Some(format!(
                     "rule names identify cloud rules and must be unique per direction; the first `{}` is on line {line}",
                     r.name.value
@@ -182,9 +204,10 @@ impl<'d> Resolver<'d> {
             Ok(c) => Some(c),
             Err(e) => {
                 let (code, help) = match &e {
-                    CidrError::HostBits { network } => {
-                        ("policy::cidr-host-bits", format!("did you mean `{network}`?"))
-                    }
+                    CidrError::HostBits { network } => (
+                        "policy::cidr-host-bits",
+                        format!("did you mean `{network}`?"),
+                    ),
                     CidrError::BadPrefix(_) => (
                         "policy::bad-cidr",
                         "IPv4 prefixes are 0-32 and IPv6 prefixes 0-128".to_string(),
@@ -194,7 +217,11 @@ impl<'d> Resolver<'d> {
                         "write networks as 10.0.0.0/16 or fd00::/48".to_string(),
                     ),
                 };
-                let d = self.err(code, item.span, format!("invalid network `{}`: {e}", item.value));
+                let d = self.err(
+                    code,
+                    item.span,
+                    format!("invalid network `{}`: {e}", item.value),
+                );
                 d.label = "not a valid CIDR".into();
                 d.help = Some(help);
                 None
@@ -207,9 +234,17 @@ impl<'d> Resolver<'d> {
             return cached.clone();
         }
         let Some(entries) = self.networks.get(name).copied() else {
-            let known: Vec<&str> =
-                self.networks.keys().copied().chain(BUILTIN_PEERS.iter().copied()).collect();
-            let d = self.err("policy::unknown-network", span, format!("unknown network `{name}`"));
+            let known: Vec<&str> = self
+                .networks
+                .keys()
+                .copied()
+                .chain(BUILTIN_PEERS.iter().copied())
+                .collect();
+            let d = self.err(
+                "policy::unknown-network",
+                span,
+                format!("unknown network `{name}`"),
+            );
             d.label = "not defined under `networks:`".into();
             d.help = Some(match did_you_mean(name, known) {
                 Some(s) => format!("did you mean `{s}`?"),
@@ -221,7 +256,10 @@ impl<'d> Resolver<'d> {
             let d = self.err(
                 "policy::reference-cycle",
                 span,
-                format!("network `{name}` refers to itself through {}", stack.join(" → ")),
+                format!(
+                    "network `{name}` refers to itself through {}",
+                    stack.join(" → ")
+                ),
             );
             d.label = "cycle closes here".into();
             d.help = Some("a network may include other networks, but not itself".into());
@@ -243,7 +281,8 @@ impl<'d> Resolver<'d> {
                     format!("`{}` cannot be part of a named network", e.value),
                 );
                 d.label = "built-in peer".into();
-                d.help = Some("name `self` or `internet` directly in the rule's `from`/`to`".into());
+                d.help =
+                    Some("name `self` or `internet` directly in the rule's `from`/`to`".into());
                 ok = false;
             } else {
                 match self.network(&e.value, e.span, stack) {
@@ -278,7 +317,12 @@ impl<'d> Resolver<'d> {
         Some(out)
     }
 
-    fn service_named(&mut self, name: &str, span: Span, stack: &mut Vec<String>) -> Option<Vec<Service>> {
+    fn service_named(
+        &mut self,
+        name: &str,
+        span: Span,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<Service>> {
         if let Some(cached) = self.service_cache.get(name) {
             return cached.clone();
         }
@@ -287,7 +331,10 @@ impl<'d> Resolver<'d> {
             let d = self.err(
                 "policy::reference-cycle",
                 span,
-                format!("service `{name}` refers to itself through {}", stack.join(" → ")),
+                format!(
+                    "service `{name}` refers to itself through {}",
+                    stack.join(" → ")
+                ),
             );
             d.label = "cycle closes here".into();
             return None;
@@ -308,7 +355,11 @@ impl<'d> Resolver<'d> {
     }
 
     /// One entry of a `services` list: a literal, a preset, a CNI preset or a named service.
-    fn service_entry(&mut self, item: &Spanned<String>, stack: &mut Vec<String>) -> Option<Vec<Service>> {
+    fn service_entry(
+        &mut self,
+        item: &Spanned<String>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<Service>> {
         let s = item.value.as_str();
         if let Some(rest) = s.strip_prefix("cni:") {
             return self.cni(rest, item.span);
@@ -330,7 +381,11 @@ impl<'d> Resolver<'d> {
             .map(|p| p.name)
             .chain(self.services.keys().copied())
             .collect();
-        let d = self.err("policy::unknown-service", item.span, format!("unknown service `{s}`"));
+        let d = self.err(
+            "policy::unknown-service",
+            item.span,
+            format!("unknown service `{s}`"),
+        );
         d.label = "not a preset, a defined service or a protocol literal".into();
         d.help = Some(match did_you_mean(s, known) {
             Some(m) => format!("did you mean `{m}`?"),
@@ -348,7 +403,8 @@ impl<'d> Resolver<'d> {
             let names: Vec<&str> = presets::CNIS.iter().map(|c| c.name).collect();
             let d = self.err("policy::unknown-cni", span, format!("unknown CNI `{name}`"));
             d.label = format!("expected one of: {}", names.join(", "));
-            d.help = did_you_mean(name, names.iter().copied()).map(|m| format!("did you mean `cni:{m}`?"));
+            d.help = did_you_mean(name, names.iter().copied())
+                .map(|m| format!("did you mean `cni:{m}`?"));
             return None;
         };
         let modes: Vec<&str> = match mode {
@@ -379,7 +435,11 @@ impl<'d> Resolver<'d> {
         match parse_literal(&item.value) {
             Ok(s) => Some(s),
             Err((msg, help)) => {
-                let d = self.err("policy::bad-service", item.span, format!("invalid service `{}`: {msg}", item.value));
+                let d = self.err(
+                    "policy::bad-service",
+                    item.span,
+                    format!("invalid service `{}`: {msg}", item.value),
+                );
                 d.label = "cannot be read as a service".into();
                 d.help = Some(help.into());
                 None
@@ -390,8 +450,15 @@ impl<'d> Resolver<'d> {
     fn check_private(&mut self, ingress: &[Rule]) {
         let private = AddrSet::from_cidrs(
             &[
-                "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
-                "169.254.0.0/16", "fc00::/7", "fe80::/10", "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "100.64.0.0/10",
+                "127.0.0.0/8",
+                "169.254.0.0/16",
+                "fc00::/7",
+                "fe80::/10",
+                "::1/128",
             ]
             .map(|s| s.parse::<Cidr>().expect("static CIDR")),
         );
@@ -404,12 +471,19 @@ impl<'d> Resolver<'d> {
                 let example = if public.v4.is_full() || public.v6.is_full() {
                     "the internet".to_string()
                 } else {
-                    public.to_cidrs().first().map(ToString::to_string).unwrap_or_default()
+                    public
+                        .to_cidrs()
+                        .first()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
                 };
                 let d = self.err(
                     "policy::private-ingress",
                     rule.span,
-                    format!("rule `{}` allows ingress from public addresses in a private perimeter", rule.name),
+                    format!(
+                        "rule `{}` allows ingress from public addresses in a private perimeter",
+                        rule.name
+                    ),
                 );
                 d.label = format!("includes public addresses: {example}");
                 d.help = Some("`private: true` forbids internet ingress; narrow the rule's `from` to private ranges, or set `private: false`".into());
@@ -440,7 +514,11 @@ impl<'d> Resolver<'d> {
             let priority_base = match t.integers.get("priority_base") {
                 Some(p) if (0..=65535).contains(&p.value) => p.value as u16,
                 Some(p) => {
-                    let d = self.err("policy::bad-value", p.span, format!("priority_base {} is out of range", p.value));
+                    let d = self.err(
+                        "policy::bad-value",
+                        p.span,
+                        format!("priority_base {} is out of range", p.value),
+                    );
                     d.label = "GCP priorities are 0-65535".into();
                     1000
                 }
@@ -495,7 +573,8 @@ pub fn parse_literal(s: &str) -> Result<Service, (String, &'static str)> {
         "tcp" | "udp" => {
             let ports = match rest.as_slice() {
                 [] => PortRange::ALL,
-                [p] => parse_ports(p).ok_or_else(|| (format!("`{p}` is not a port or port range"), port_hint))?,
+                [p] => parse_ports(p)
+                    .ok_or_else(|| (format!("`{p}` is not a port or port range"), port_hint))?,
                 _ => return Err(("too many `/`".into(), port_hint)),
             };
             if ports.first > ports.last {
@@ -504,36 +583,67 @@ pub fn parse_literal(s: &str) -> Result<Service, (String, &'static str)> {
                     "write the lower port first",
                 ));
             }
-            Ok(if head == "tcp" { Service::Tcp { ports } } else { Service::Udp { ports } })
+            Ok(if head == "tcp" {
+                Service::Tcp { ports }
+            } else {
+                Service::Udp { ports }
+            })
         }
         "icmp" | "icmpv6" => {
             let hint = "write `icmp`, `icmp/TYPE` or `icmp/TYPE/CODE` with numbers 0-255";
-            let num = |x: &str| x.parse::<u8>().map_err(|_| (format!("`{x}` is not an ICMP type or code (0-255)"), hint));
+            let num = |x: &str| {
+                x.parse::<u8>()
+                    .map_err(|_| (format!("`{x}` is not an ICMP type or code (0-255)"), hint))
+            };
             let icmp = match rest.as_slice() {
                 [] => IcmpMatch::ALL,
-                [t] => IcmpMatch { type_: Some(num(t)?), code: None },
-                [t, c] => IcmpMatch { type_: Some(num(t)?), code: Some(num(c)?) },
+                [t] => IcmpMatch {
+                    type_: Some(num(t)?),
+                    code: None,
+                },
+                [t, c] => IcmpMatch {
+                    type_: Some(num(t)?),
+                    code: Some(num(c)?),
+                },
                 _ => return Err(("too many `/`".into(), hint)),
             };
-            Ok(if head == "icmp" { Service::Icmp { icmp } } else { Service::Icmpv6 { icmp } })
+            Ok(if head == "icmp" {
+                Service::Icmp { icmp }
+            } else {
+                Service::Icmpv6 { icmp }
+            })
         }
         "proto" => {
-            let hint = "write `proto/N` with an IANA protocol number 0-255, e.g. `proto/4` for IP-in-IP";
+            let hint =
+                "write `proto/N` with an IANA protocol number 0-255, e.g. `proto/4` for IP-in-IP";
             let [n] = rest.as_slice() else {
                 return Err(("expected exactly one protocol number".into(), hint));
             };
-            let n: u8 = n.parse().map_err(|_| (format!("`{n}` is not a protocol number"), hint))?;
+            let n: u8 = n
+                .parse()
+                .map_err(|_| (format!("`{n}` is not a protocol number"), hint))?;
             Ok(match n {
-                proto::TCP => Service::Tcp { ports: PortRange::ALL },
-                proto::UDP => Service::Udp { ports: PortRange::ALL },
-                proto::ICMP => Service::Icmp { icmp: IcmpMatch::ALL },
-                proto::ICMPV6 => Service::Icmpv6 { icmp: IcmpMatch::ALL },
+                proto::TCP => Service::Tcp {
+                    ports: PortRange::ALL,
+                },
+                proto::UDP => Service::Udp {
+                    ports: PortRange::ALL,
+                },
+                proto::ICMP => Service::Icmp {
+                    icmp: IcmpMatch::ALL,
+                },
+                proto::ICMPV6 => Service::Icmpv6 {
+                    icmp: IcmpMatch::ALL,
+                },
                 number => Service::Protocol { number },
             })
         }
         other => {
             let Some((_, number)) = PROTOCOL_NAMES.iter().find(|(n, _)| *n == other) else {
-                return Err(("unknown protocol".into(), "protocols are tcp, udp, icmp, icmpv6, ipip, gre, esp, ah, sctp or proto/N"));
+                return Err((
+                    "unknown protocol".into(),
+                    "protocols are tcp, udp, icmp, icmpv6, ipip, gre, esp, ah, sctp or proto/N",
+                ));
             };
             if !rest.is_empty() {
                 return Err((
@@ -548,7 +658,10 @@ pub fn parse_literal(s: &str) -> Result<Service, (String, &'static str)> {
 
 fn parse_ports(p: &str) -> Option<PortRange> {
     match p.split_once('-') {
-        Some((a, b)) => Some(PortRange { first: a.parse().ok()?, last: b.parse().ok()? }),
+        Some((a, b)) => Some(PortRange {
+            first: a.parse().ok()?,
+            last: b.parse().ok()?,
+        }),
         None => {
             let v = p.parse().ok()?;
             Some(PortRange { first: v, last: v })

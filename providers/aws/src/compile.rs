@@ -44,17 +44,50 @@ pub struct AwsCompiled {
 /// AWS platform addresses that no security group or NACL filters.
 /// <https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html>
 pub fn platform_addresses(metadata: MetadataMode) -> Vec<PlatformAddress> {
-    let imds_egress =
-        if metadata == MetadataMode::DenyAll { Verdict::Deny } else { Verdict::Allow };
+    let imds_egress = if metadata == MetadataMode::DenyAll {
+        Verdict::Deny
+    } else {
+        Verdict::Allow
+    };
     let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
     let v6 = |last| IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, last));
     vec![
-        PlatformAddress { addr: v4(169, 254, 169, 254), what: "instance metadata service", egress: imds_egress, ingress: Verdict::Allow },
-        PlatformAddress { addr: v6(0x254), what: "instance metadata service (IPv6)", egress: imds_egress, ingress: Verdict::Allow },
-        PlatformAddress { addr: v4(169, 254, 169, 253), what: "Amazon DNS resolver", egress: Verdict::Allow, ingress: Verdict::Allow },
-        PlatformAddress { addr: v6(0x253), what: "Amazon DNS resolver (IPv6)", egress: Verdict::Allow, ingress: Verdict::Allow },
-        PlatformAddress { addr: v4(169, 254, 169, 123), what: "Amazon Time Sync Service", egress: Verdict::Allow, ingress: Verdict::Allow },
-        PlatformAddress { addr: v6(0x123), what: "Amazon Time Sync Service (IPv6)", egress: Verdict::Allow, ingress: Verdict::Allow },
+        PlatformAddress {
+            addr: v4(169, 254, 169, 254),
+            what: "instance metadata service",
+            egress: imds_egress,
+            ingress: Verdict::Allow,
+        },
+        PlatformAddress {
+            addr: v6(0x254),
+            what: "instance metadata service (IPv6)",
+            egress: imds_egress,
+            ingress: Verdict::Allow,
+        },
+        PlatformAddress {
+            addr: v4(169, 254, 169, 253),
+            what: "Amazon DNS resolver",
+            egress: Verdict::Allow,
+            ingress: Verdict::Allow,
+        },
+        PlatformAddress {
+            addr: v6(0x253),
+            what: "Amazon DNS resolver (IPv6)",
+            egress: Verdict::Allow,
+            ingress: Verdict::Allow,
+        },
+        PlatformAddress {
+            addr: v4(169, 254, 169, 123),
+            what: "Amazon Time Sync Service",
+            egress: Verdict::Allow,
+            ingress: Verdict::Allow,
+        },
+        PlatformAddress {
+            addr: v6(0x123),
+            what: "Amazon Time Sync Service (IPv6)",
+            egress: Verdict::Allow,
+            ingress: Verdict::Allow,
+        },
     ]
 }
 
@@ -74,7 +107,10 @@ impl Limits {
         nacl_entries: nacl::NACL_ENTRIES_PER_DIRECTION_PER_FAMILY,
     };
     /// No limits (for proving semantics on policies larger than a default account allows).
-    pub const UNLIMITED: Limits = Limits { sg_rules: usize::MAX, nacl_entries: usize::MAX };
+    pub const UNLIMITED: Limits = Limits {
+        sg_rules: usize::MAX,
+        nacl_entries: usize::MAX,
+    };
 }
 
 /// Compiles the intent for one AWS target with AWS's default quotas.
@@ -83,7 +119,11 @@ pub fn compile(intent: &Intent, target: &AwsTarget) -> Result<AwsCompiled, Diagn
 }
 
 /// Compiles the intent for one AWS target, checking the given quotas.
-pub fn compile_with_limits(intent: &Intent, target: &AwsTarget, limits: Limits) -> Result<AwsCompiled, Diagnostics> {
+pub fn compile_with_limits(
+    intent: &Intent,
+    target: &AwsTarget,
+    limits: Limits,
+) -> Result<AwsCompiled, Diagnostics> {
     let mut diags = Diagnostics::default();
     let mut notes = Vec::new();
     let mut rules = Vec::new();
@@ -136,9 +176,14 @@ pub fn compile_with_limits(intent: &Intent, target: &AwsTarget, limits: Limits) 
     };
     if intent.metadata != MetadataMode::Allow {
         let selector = if target.instances.is_empty() {
-            "the target's instances (no `instances.tags` selector is set, so none are selected)".to_string()
+            "the target's instances (no `instances.tags` selector is set, so none are selected)"
+                .to_string()
         } else {
-            let tags: Vec<String> = target.instances.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let tags: Vec<String> = target
+                .instances
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             format!("instances tagged {}", tags.join(", "))
         };
         notes.push(
@@ -152,16 +197,22 @@ pub fn compile_with_limits(intent: &Intent, target: &AwsTarget, limits: Limits) 
             .for_rule("metadata", intent.metadata_span),
         );
     }
-    notes.extend(platform_notes(intent, "AWS", &platform_addresses(intent.metadata)));
+    notes.extend(platform_notes(
+        intent,
+        "AWS",
+        &platform_addresses(intent.metadata),
+    ));
 
     let network_acl = match &target.network_acl {
-        Some(nacl_target) => match nacl::compile(intent, target, nacl_target, limits.nacl_entries) {
-            Ok(n) => Some(n),
-            Err(d) => {
-                diags.0.extend(d.0);
-                None
+        Some(nacl_target) => {
+            match nacl::compile(intent, target, nacl_target, limits.nacl_entries) {
+                Ok(n) => Some(n),
+                Err(d) => {
+                    diags.0.extend(d.0);
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     if diags.has_errors() {
@@ -172,7 +223,10 @@ pub fn compile_with_limits(intent: &Intent, target: &AwsTarget, limits: Limits) 
         security_group: SecurityGroup {
             group_name: target.security_group.clone(),
             vpc_id: target.vpc.clone(),
-            description: sanitize_description(&format!("perimeter: node perimeter {}", intent.name)),
+            description: sanitize_description(&format!(
+                "perimeter: node perimeter {}",
+                intent.name
+            )),
             rules,
         },
         network_acl,
@@ -182,7 +236,12 @@ pub fn compile_with_limits(intent: &Intent, target: &AwsTarget, limits: Limits) 
 }
 
 /// Security group rules for one direction from its effective allowed set.
-fn sg_rules(intent: &Intent, direction: Direction, eff: &Effective, notes: &mut Vec<Note>) -> Vec<SgRule> {
+fn sg_rules(
+    intent: &Intent,
+    direction: Direction,
+    eff: &Effective,
+    notes: &mut Vec<Note>,
+) -> Vec<SgRule> {
     // Addresses allowed for every protocol and port can be one `-1` rule each.
     let mut any_v4 = AddrSet::everything().only_v4();
     let mut any_v6 = AddrSet::everything().only_v6();
@@ -211,13 +270,37 @@ fn sg_rules(intent: &Intent, direction: Direction, eff: &Effective, notes: &mut 
         set.iter().map(|&i| rules[i].name.clone()).collect()
     };
     let desc_any = description(&intent.name, rule_names(&any_rules).iter());
-    let push = |proto: &str, from: i32, to: i32, addrs: &AddrSet, nodes: bool, desc: &str, out: &mut Vec<SgRule>| {
+    let push = |proto: &str,
+                from: i32,
+                to: i32,
+                addrs: &AddrSet,
+                nodes: bool,
+                desc: &str,
+                out: &mut Vec<SgRule>| {
         for c in addrs.to_cidrs() {
-            let peer = if c.is_ipv4() { SgPeer::CidrIpv4(c) } else { SgPeer::CidrIpv6(c) };
-            out.push(SgRule { direction, ip_protocol: proto.into(), from_port: from, to_port: to, peer, description: desc.into() });
+            let peer = if c.is_ipv4() {
+                SgPeer::CidrIpv4(c)
+            } else {
+                SgPeer::CidrIpv6(c)
+            };
+            out.push(SgRule {
+                direction,
+                ip_protocol: proto.into(),
+                from_port: from,
+                to_port: to,
+                peer,
+                description: desc.into(),
+            });
         }
         if nodes {
-            out.push(SgRule { direction, ip_protocol: proto.into(), from_port: from, to_port: to, peer: SgPeer::OwnGroup, description: desc.into() });
+            out.push(SgRule {
+                direction,
+                ip_protocol: proto.into(),
+                from_port: from,
+                to_port: to,
+                peer: SgPeer::OwnGroup,
+                description: desc.into(),
+            });
         }
     };
     push("-1", -1, -1, &any, any_nodes, &desc_any, &mut out);
@@ -231,10 +314,30 @@ fn sg_rules(intent: &Intent, direction: Direction, eff: &Effective, notes: &mut 
         let desc = description(&intent.name, rule_names(&cell.rules).iter());
         let (lo, hi) = cell.ports;
         match cell.class {
-            Class::Tcp => push("tcp", i32::from(lo), i32::from(hi), &rest, nodes, &desc, &mut out),
-            Class::Udp => push("udp", i32::from(lo), i32::from(hi), &rest, nodes, &desc, &mut out),
+            Class::Tcp => push(
+                "tcp",
+                i32::from(lo),
+                i32::from(hi),
+                &rest,
+                nodes,
+                &desc,
+                &mut out,
+            ),
+            Class::Udp => push(
+                "udp",
+                i32::from(lo),
+                i32::from(hi),
+                &rest,
+                nodes,
+                &desc,
+                &mut out,
+            ),
             Class::Icmp | Class::Icmpv6 => {
-                let proto = if cell.class == Class::Icmp { "icmp" } else { "icmpv6" };
+                let proto = if cell.class == Class::Icmp {
+                    "icmp"
+                } else {
+                    "icmpv6"
+                };
                 for (t, c) in icmp_selections(lo, hi) {
                     let t = t.map_or(-1, i32::from);
                     let c = c.map_or(-1, i32::from);
@@ -264,12 +367,24 @@ fn sg_rules(intent: &Intent, direction: Direction, eff: &Effective, notes: &mut 
     out
 }
 
-fn check_quota(intent: &Intent, target: &AwsTarget, rules: &[SgRule], limit: usize, diags: &mut Diagnostics) {
+fn check_quota(
+    intent: &Intent,
+    target: &AwsTarget,
+    rules: &[SgRule],
+    limit: usize,
+    diags: &mut Diagnostics,
+) {
     for direction in Direction::BOTH {
         let in_dir = || rules.iter().filter(|r| r.direction == direction);
         let groups = in_dir().filter(|r| r.peer == SgPeer::OwnGroup).count();
-        let v4 = in_dir().filter(|r| matches!(r.peer, SgPeer::CidrIpv4(_))).count() + groups;
-        let v6 = in_dir().filter(|r| matches!(r.peer, SgPeer::CidrIpv6(_))).count() + groups;
+        let v4 = in_dir()
+            .filter(|r| matches!(r.peer, SgPeer::CidrIpv4(_)))
+            .count()
+            + groups;
+        let v6 = in_dir()
+            .filter(|r| matches!(r.peer, SgPeer::CidrIpv6(_)))
+            .count()
+            + groups;
         for (family, count) in [("IPv4", v4), ("IPv6", v6)] {
             if count > limit {
                 let span = intent
@@ -311,7 +426,13 @@ pub fn sanitize_description(text: &str) -> String {
     const EXTRA: &str = ". _-:/()#,@[]+=&;{}!$*";
     let clean: String = text
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || EXTRA.contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || EXTRA.contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     clean.chars().take(DESCRIPTION_MAX).collect()
 }
@@ -321,15 +442,31 @@ pub fn describe_addrs(addrs: &AddrSet) -> String {
     let cidrs = addrs.to_cidrs();
     match cidrs.len() {
         0 => "no address".into(),
-        1..=3 => cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        1..=3 => cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         n => format!("{}, {} and {} more", cidrs[0], cidrs[1], n - 2),
     }
 }
 
 fn describe_class(class: Class, (lo, hi): (u16, u16)) -> String {
     match class {
-        Class::Tcp => format!("tcp/{}", PortRange { first: lo, last: hi }),
-        Class::Udp => format!("udp/{}", PortRange { first: lo, last: hi }),
+        Class::Tcp => format!(
+            "tcp/{}",
+            PortRange {
+                first: lo,
+                last: hi
+            }
+        ),
+        Class::Udp => format!(
+            "udp/{}",
+            PortRange {
+                first: lo,
+                last: hi
+            }
+        ),
         Class::Icmp => "icmp".into(),
         Class::Icmpv6 => "icmpv6".into(),
         Class::Protocol(n) => format!("protocol {n}"),
@@ -340,10 +477,24 @@ fn describe_class(class: Class, (lo, hi): (u16, u16)) -> String {
 /// A service covering at least the class and port interval (ICMP intervals widen to all ICMP).
 pub fn scope_service(class: Class, (lo, hi): (u16, u16)) -> Service {
     match class {
-        Class::Tcp => Service::Tcp { ports: PortRange { first: lo, last: hi } },
-        Class::Udp => Service::Udp { ports: PortRange { first: lo, last: hi } },
-        Class::Icmp => Service::Icmp { icmp: IcmpMatch::ALL },
-        Class::Icmpv6 => Service::Icmpv6 { icmp: IcmpMatch::ALL },
+        Class::Tcp => Service::Tcp {
+            ports: PortRange {
+                first: lo,
+                last: hi,
+            },
+        },
+        Class::Udp => Service::Udp {
+            ports: PortRange {
+                first: lo,
+                last: hi,
+            },
+        },
+        Class::Icmp => Service::Icmp {
+            icmp: IcmpMatch::ALL,
+        },
+        Class::Icmpv6 => Service::Icmpv6 {
+            icmp: IcmpMatch::ALL,
+        },
         Class::Protocol(number) => Service::Protocol { number },
         Class::OtherProtocols => Service::Any,
     }

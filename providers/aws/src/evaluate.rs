@@ -51,7 +51,9 @@ fn is_unfiltered_service(addr: IpAddr) -> bool {
 pub fn decide(world: &AwsWorld<'_>, packet: &Packet) -> Verdict {
     let addr = packet.peer.addr;
     if is_metadata(addr) {
-        let disabled = world.metadata_options.is_some_and(|m| m.http_endpoint == "disabled");
+        let disabled = world
+            .metadata_options
+            .is_some_and(|m| m.http_endpoint == "disabled");
         return if packet.direction == Direction::Egress && disabled {
             Verdict::Deny
         } else {
@@ -92,7 +94,10 @@ fn reply_of(p: &PacketProtocol) -> Option<PacketProtocol> {
         PacketProtocol::Tcp { .. } => Some(PacketProtocol::Tcp { port: REPLY_PORT }),
         PacketProtocol::Udp { .. } => Some(PacketProtocol::Udp { port: REPLY_PORT }),
         PacketProtocol::Icmp { type_: 8, .. } => Some(PacketProtocol::Icmp { type_: 0, code: 0 }),
-        PacketProtocol::Icmpv6 { type_: 128, .. } => Some(PacketProtocol::Icmpv6 { type_: 129, code: 0 }),
+        PacketProtocol::Icmpv6 { type_: 128, .. } => Some(PacketProtocol::Icmpv6 {
+            type_: 129,
+            code: 0,
+        }),
         PacketProtocol::Icmp { .. } | PacketProtocol::Icmpv6 { .. } => None,
         PacketProtocol::Other { number } => Some(PacketProtocol::Other { number: *number }),
     }
@@ -114,13 +119,21 @@ fn sg_rule_matches(rule: &SgRule, packet: &Packet) -> bool {
         SgPeer::CidrIpv4(c) | SgPeer::CidrIpv6(c) => c.contains(packet.peer.addr),
         SgPeer::OwnGroup => packet.peer.is_node,
     };
-    peer_ok && protocol_matches(rule.ip_protocol.as_str(), rule.from_port, rule.to_port, &packet.protocol)
+    peer_ok
+        && protocol_matches(
+            rule.ip_protocol.as_str(),
+            rule.from_port,
+            rule.to_port,
+            &packet.protocol,
+        )
 }
 
 /// EC2's protocol/port matching, shared by the SG and NACL models: `-1` is everything; TCP and
 /// UDP compare the destination port with the range; ICMP compares type and code, -1 being any.
 fn protocol_matches(proto: &str, from: i32, to: i32, p: &PacketProtocol) -> bool {
-    let Some(number) = protocol_number(proto) else { return false };
+    let Some(number) = protocol_number(proto) else {
+        return false;
+    };
     if number == -1 {
         return true;
     }

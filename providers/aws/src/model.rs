@@ -44,7 +44,13 @@ impl Keyed for SgRule {
     /// Everything but the description: a description change is an in-place update.
     type Key = (Direction, String, i32, i32, SgPeer);
     fn key(&self) -> Self::Key {
-        (self.direction, self.ip_protocol.clone(), self.from_port, self.to_port, self.peer.clone())
+        (
+            self.direction,
+            self.ip_protocol.clone(),
+            self.from_port,
+            self.to_port,
+            self.peer.clone(),
+        )
     }
 }
 
@@ -74,7 +80,10 @@ impl SecurityGroup {
     pub fn ip_permissions(&self, direction: Direction) -> Vec<Value> {
         let mut grouped: BTreeMap<(String, i32, i32), Vec<&SgRule>> = BTreeMap::new();
         for r in self.rules(direction) {
-            grouped.entry((r.ip_protocol.clone(), r.from_port, r.to_port)).or_default().push(r);
+            grouped
+                .entry((r.ip_protocol.clone(), r.from_port, r.to_port))
+                .or_default()
+                .push(r);
         }
         grouped
             .into_iter()
@@ -90,9 +99,13 @@ impl SecurityGroup {
                 let mut groups = Vec::new();
                 for r in rules {
                     match &r.peer {
-                        SgPeer::CidrIpv4(c) => v4.push(json!({"CidrIp": c.to_string(), "Description": r.description})),
-                        SgPeer::CidrIpv6(c) => v6.push(json!({"CidrIpv6": c.to_string(), "Description": r.description})),
-                        SgPeer::OwnGroup => groups.push(json!({"GroupId": OWN_GROUP_ID, "Description": r.description})),
+                        SgPeer::CidrIpv4(c) => {
+                            v4.push(json!({"CidrIp": c.to_string(), "Description": r.description}))
+                        }
+                        SgPeer::CidrIpv6(c) => v6
+                            .push(json!({"CidrIpv6": c.to_string(), "Description": r.description})),
+                        SgPeer::OwnGroup => groups
+                            .push(json!({"GroupId": OWN_GROUP_ID, "Description": r.description})),
                     }
                 }
                 perm.insert("IpRanges".into(), json!(v4));
@@ -106,7 +119,10 @@ impl SecurityGroup {
 
 /// True for protocols whose `FromPort`/`ToPort` mean something to EC2.
 pub fn has_ports(ip_protocol: &str) -> bool {
-    matches!(ip_protocol, "tcp" | "udp" | "icmp" | "icmpv6" | "6" | "17" | "1" | "58")
+    matches!(
+        ip_protocol,
+        "tcp" | "udp" | "icmp" | "icmpv6" | "6" | "17" | "1" | "58"
+    )
 }
 
 /// One network ACL entry.

@@ -30,6 +30,9 @@ pub const RULE_NUMBER_STEP: u16 = 100;
 /// First port of the ephemeral range opened for replies ("in practice ... 1024-65535").
 pub const EPHEMERAL_FIRST: u16 = 1024;
 
+/// An entry before it gets a number: protocol, peer, port range, ICMP type/code.
+type PendingEntry = (String, Cidr, Option<(u16, u16)>, Option<(i32, i32)>);
+
 /// What one direction's rules allow, by kind of traffic, as seen by the NACL.
 #[derive(Default)]
 struct Reach {
@@ -66,7 +69,12 @@ fn reach(intent: &Intent, direction: Direction, node_cidrs: &AddrSet) -> Reach {
 }
 
 /// Compiles the NACL for one target.
-pub fn compile(intent: &Intent, target: &AwsTarget, nacl: &AwsNaclTarget, limit: usize) -> Result<NetworkAcl, Diagnostics> {
+pub fn compile(
+    intent: &Intent,
+    target: &AwsTarget,
+    nacl: &AwsNaclTarget,
+    limit: usize,
+) -> Result<NetworkAcl, Diagnostics> {
     let mut diags = Diagnostics::default();
     let uses_self = Direction::BOTH
         .iter()
@@ -88,11 +96,12 @@ pub fn compile(intent: &Intent, target: &AwsTarget, nacl: &AwsNaclTarget, limit:
     let egress = reach(intent, Direction::Egress, &node_cidrs);
 
     let mut entries = Vec::new();
-    for (direction, same, other) in
-        [(Direction::Ingress, &ingress, &egress), (Direction::Egress, &egress, &ingress)]
-    {
+    for (direction, same, other) in [
+        (Direction::Ingress, &ingress, &egress),
+        (Direction::Egress, &egress, &ingress),
+    ] {
         let egress_flag = direction == Direction::Egress;
-        let mut list: Vec<(String, Cidr, Option<(u16, u16)>, Option<(i32, i32)>)> = Vec::new();
+        let mut list: Vec<PendingEntry> = Vec::new();
         for c in same.any.to_cidrs() {
             list.push(("-1".into(), c, None, None));
         }
@@ -135,7 +144,9 @@ pub fn compile(intent: &Intent, target: &AwsTarget, nacl: &AwsNaclTarget, limit:
             }
         }
         for (i, (protocol, cidr, port_range, icmp_type_code)) in list.into_iter().enumerate() {
-            let rule_number = u16::try_from(i + 1).unwrap_or(u16::MAX).saturating_mul(RULE_NUMBER_STEP);
+            let rule_number = u16::try_from(i + 1)
+                .unwrap_or(u16::MAX)
+                .saturating_mul(RULE_NUMBER_STEP);
             entries.push(NaclEntry {
                 egress: egress_flag,
                 rule_number,
@@ -151,5 +162,9 @@ pub fn compile(intent: &Intent, target: &AwsTarget, nacl: &AwsNaclTarget, limit:
         return Err(diags);
     }
     entries.sort_by_key(|e| (e.egress, e.rule_number));
-    Ok(NetworkAcl { vpc_id: target.vpc.clone(), subnets: nacl.subnets.clone(), entries })
+    Ok(NetworkAcl {
+        vpc_id: target.vpc.clone(),
+        subnets: nacl.subnets.clone(),
+        entries,
+    })
 }

@@ -31,7 +31,11 @@ fn sg_ports(r: &SgRule) -> String {
             (t, c) => format!("type {t} code {c}"),
         };
     }
-    if r.from_port == r.to_port { r.from_port.to_string() } else { format!("{}-{}", r.from_port, r.to_port) }
+    if r.from_port == r.to_port {
+        r.from_port.to_string()
+    } else {
+        format!("{}-{}", r.from_port, r.to_port)
+    }
 }
 
 fn sg_peer(p: &SgPeer) -> String {
@@ -45,7 +49,11 @@ fn sg_peer(p: &SgPeer) -> String {
 pub fn text(c: &AwsCompiled) -> String {
     let mut out = String::new();
     let sg = &c.security_group;
-    let _ = writeln!(out, "AWS security group {} (vpc {}, {})", sg.group_name, sg.vpc_id, c.target.region);
+    let _ = writeln!(
+        out,
+        "AWS security group {} (vpc {}, {})",
+        sg.group_name, sg.vpc_id, c.target.region
+    );
     for direction in Direction::BOTH {
         let (title, peer) = match direction {
             Direction::Ingress => ("Inbound rules", "Source"),
@@ -56,7 +64,11 @@ pub fn text(c: &AwsCompiled) -> String {
             .map(|r| {
                 vec![
                     sg_type(r).into(),
-                    if r.ip_protocol == "-1" { "All".into() } else { r.ip_protocol.to_uppercase() },
+                    if r.ip_protocol == "-1" {
+                        "All".into()
+                    } else {
+                        r.ip_protocol.to_uppercase()
+                    },
                     sg_ports(r),
                     sg_peer(&r.peer),
                     r.description.clone(),
@@ -67,12 +79,23 @@ pub fn text(c: &AwsCompiled) -> String {
         if rows.is_empty() {
             out.push_str("    (none)\n");
         } else {
-            out.push_str(&indent(&table::render(&["Type", "Protocol", "Port range", peer, "Description"], &rows)));
+            out.push_str(&indent(&table::render(
+                &["Type", "Protocol", "Port range", peer, "Description"],
+                &rows,
+            )));
         }
     }
     if let Some(nacl) = &c.network_acl {
-        let _ = writeln!(out, "\nAWS network ACL for subnets {} (vpc {})", nacl.subnets.join(", "), nacl.vpc_id);
-        for (egress, title, peer) in [(false, "Inbound rules", "Source"), (true, "Outbound rules", "Destination")] {
+        let _ = writeln!(
+            out,
+            "\nAWS network ACL for subnets {} (vpc {})",
+            nacl.subnets.join(", "),
+            nacl.vpc_id
+        );
+        for (egress, title, peer) in [
+            (false, "Inbound rules", "Source"),
+            (true, "Outbound rules", "Destination"),
+        ] {
             let mut rows: Vec<Vec<String>> = nacl
                 .entries
                 .iter()
@@ -91,21 +114,51 @@ pub fn text(c: &AwsCompiled) -> String {
                         "58" => "ICMPv6 (58)".into(),
                         n => format!("protocol {n}"),
                     };
-                    vec![e.rule_number.to_string(), proto, ports, e.cidr.to_string(), e.rule_action.clone()]
+                    vec![
+                        e.rule_number.to_string(),
+                        proto,
+                        ports,
+                        e.cidr.to_string(),
+                        e.rule_action.clone(),
+                    ]
                 })
                 .collect();
-            rows.push(vec!["*".into(), "All".into(), "All".into(), "0.0.0.0/0".into(), "deny".into()]);
-            rows.push(vec!["*".into(), "All".into(), "All".into(), "::/0".into(), "deny".into()]);
+            rows.push(vec![
+                "*".into(),
+                "All".into(),
+                "All".into(),
+                "0.0.0.0/0".into(),
+                "deny".into(),
+            ]);
+            rows.push(vec![
+                "*".into(),
+                "All".into(),
+                "All".into(),
+                "::/0".into(),
+                "deny".into(),
+            ]);
             let _ = writeln!(out, "  {title}");
-            out.push_str(&indent(&table::render(&["Rule #", "Protocol", "Port range", peer, "Allow/Deny"], &rows)));
+            out.push_str(&indent(&table::render(
+                &["Rule #", "Protocol", "Port range", peer, "Allow/Deny"],
+                &rows,
+            )));
         }
     }
     if let Some(m) = &c.metadata_options {
-        let selector: Vec<String> = c.target.instances.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let selector: Vec<String> = c
+            .target
+            .instances
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(
             out,
             "\nAWS instance metadata options (instances tagged {})",
-            if selector.is_empty() { "<none selected>".to_string() } else { selector.join(", ") }
+            if selector.is_empty() {
+                "<none selected>".to_string()
+            } else {
+                selector.join(", ")
+            }
         );
         let _ = writeln!(out, "  HttpEndpoint: {}", m.http_endpoint);
         if let Some(t) = &m.http_tokens {

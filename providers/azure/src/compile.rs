@@ -55,7 +55,11 @@ pub fn platform_addresses(metadata: MetadataMode) -> Vec<PlatformAddress> {
         PlatformAddress {
             addr: IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
             what: "instance metadata service (IMDS)",
-            egress: if metadata == MetadataMode::DenyAll { Verdict::Deny } else { Verdict::Allow },
+            egress: if metadata == MetadataMode::DenyAll {
+                Verdict::Deny
+            } else {
+                Verdict::Allow
+            },
             ingress: Verdict::Allow,
         },
         PlatformAddress {
@@ -106,11 +110,20 @@ struct ProtocolPart {
 
 fn protocol_parts(services: &[Service]) -> (Vec<ProtocolPart>, Vec<u8>) {
     if services.contains(&Service::Any) {
-        return (vec![ProtocolPart { protocol: "*", ports: Vec::new(), v4: true, v6: true }], Vec::new());
+        return (
+            vec![ProtocolPart {
+                protocol: "*",
+                ports: Vec::new(),
+                v4: true,
+                v6: true,
+            }],
+            Vec::new(),
+        );
     }
     let mut tcp = Vec::new();
     let mut udp = Vec::new();
-    let (mut tcp_all, mut udp_all, mut icmp4, mut icmp6, mut esp, mut ah) = (false, false, false, false, false, false);
+    let (mut tcp_all, mut udp_all, mut icmp4, mut icmp6, mut esp, mut ah) =
+        (false, false, false, false, false, false);
     let mut widened = Vec::new();
     for s in services {
         match s {
@@ -128,22 +141,52 @@ fn protocol_parts(services: &[Service]) -> (Vec<ProtocolPart>, Vec<u8>) {
     }
     let mut parts = Vec::new();
     if !widened.is_empty() {
-        parts.push(ProtocolPart { protocol: "*", ports: Vec::new(), v4: true, v6: true });
+        parts.push(ProtocolPart {
+            protocol: "*",
+            ports: Vec::new(),
+            v4: true,
+            v6: true,
+        });
     }
     if tcp_all || !tcp.is_empty() {
-        parts.push(ProtocolPart { protocol: "Tcp", ports: if tcp_all { Vec::new() } else { tcp }, v4: true, v6: true });
+        parts.push(ProtocolPart {
+            protocol: "Tcp",
+            ports: if tcp_all { Vec::new() } else { tcp },
+            v4: true,
+            v6: true,
+        });
     }
     if udp_all || !udp.is_empty() {
-        parts.push(ProtocolPart { protocol: "Udp", ports: if udp_all { Vec::new() } else { udp }, v4: true, v6: true });
+        parts.push(ProtocolPart {
+            protocol: "Udp",
+            ports: if udp_all { Vec::new() } else { udp },
+            v4: true,
+            v6: true,
+        });
     }
     if icmp4 || icmp6 {
-        parts.push(ProtocolPart { protocol: "Icmp", ports: Vec::new(), v4: icmp4, v6: icmp6 });
+        parts.push(ProtocolPart {
+            protocol: "Icmp",
+            ports: Vec::new(),
+            v4: icmp4,
+            v6: icmp6,
+        });
     }
     if esp {
-        parts.push(ProtocolPart { protocol: "Esp", ports: Vec::new(), v4: true, v6: true });
+        parts.push(ProtocolPart {
+            protocol: "Esp",
+            ports: Vec::new(),
+            v4: true,
+            v6: true,
+        });
     }
     if ah {
-        parts.push(ProtocolPart { protocol: "Ah", ports: Vec::new(), v4: true, v6: true });
+        parts.push(ProtocolPart {
+            protocol: "Ah",
+            ports: Vec::new(),
+            v4: true,
+            v6: true,
+        });
     }
     (parts, widened)
 }
@@ -188,6 +231,17 @@ fn short_protocol(p: &str) -> &'static str {
     }
 }
 
+/// How one policy rule splits into NSG rules.
+struct RuleShape<'a> {
+    rule: &'a Rule,
+    /// One per Azure protocol.
+    parts: Vec<ProtocolPart>,
+    /// Protocol numbers Azure lacks, written as `*`.
+    widened: Vec<u8>,
+    /// One per kind of peer (IPv4 prefixes, IPv6 prefixes, `*`, the nodes' ASG).
+    forms: Vec<PeerForm>,
+}
+
 struct Emit<'a> {
     target: &'a AzureTarget,
     policy: &'a str,
@@ -218,9 +272,19 @@ impl Emit<'_> {
             destination_address_prefix: None,
             destination_address_prefixes: Vec::new(),
             destination_application_security_groups: Vec::new(),
-            access: if access == Verdict::Allow { "Allow" } else { "Deny" }.into(),
+            access: if access == Verdict::Allow {
+                "Allow"
+            } else {
+                "Deny"
+            }
+            .into(),
             priority,
-            direction: if direction == Direction::Ingress { "Inbound" } else { "Outbound" }.into(),
+            direction: if direction == Direction::Ingress {
+                "Inbound"
+            } else {
+                "Outbound"
+            }
+            .into(),
         };
         match ports {
             [] => p.destination_port_range = Some("*".into()),
@@ -245,11 +309,18 @@ impl Emit<'_> {
         *other_prefix = Some("*".into());
         match form {
             PeerForm::Star => *prefix = Some("*".into()),
-            PeerForm::V4(list) | PeerForm::V6(list) if list.len() == 1 => *prefix = Some(list[0].clone()),
+            PeerForm::V4(list) | PeerForm::V6(list) if list.len() == 1 => {
+                *prefix = Some(list[0].clone())
+            }
             PeerForm::V4(list) | PeerForm::V6(list) => *prefixes = list.clone(),
-            PeerForm::Asg => asgs.push(ResourceRef { id: asg_id(self.target) }),
+            PeerForm::Asg => asgs.push(ResourceRef {
+                id: asg_id(self.target),
+            }),
         }
-        SecurityRule { name, properties: p }
+        SecurityRule {
+            name,
+            properties: p,
+        }
     }
 }
 
@@ -258,7 +329,10 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
     let mut diags = Diagnostics::default();
     let mut notes = Vec::new();
     let mut rules = Vec::new();
-    let emit = Emit { target, policy: &intent.name };
+    let emit = Emit {
+        target,
+        policy: &intent.name,
+    };
 
     if intent.metadata == MetadataMode::DenyAll {
         let mut r = emit.rule(
@@ -291,22 +365,45 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
     }
 
     for direction in Direction::BOTH {
-        let dir = if direction == Direction::Ingress { "in" } else { "out" };
-        let compiled: Vec<(&Rule, Vec<ProtocolPart>, Vec<u8>, Vec<PeerForm>)> = intent
+        let dir = if direction == Direction::Ingress {
+            "in"
+        } else {
+            "out"
+        };
+        let compiled: Vec<RuleShape<'_>> = intent
             .rules(direction)
             .iter()
             .map(|r| {
                 let (parts, widened) = protocol_parts(&r.services);
-                (r, parts, widened, peer_forms(r))
+                RuleShape {
+                    rule: r,
+                    parts,
+                    widened,
+                    forms: peer_forms(r),
+                }
             })
             .collect();
         let max_parts = compiled
             .iter()
-            .map(|(_, parts, _, forms)| forms.iter().map(|f| parts.iter().filter(|p| applies(p, f)).count()).sum::<usize>())
+            .map(|RuleShape { parts, forms, .. }| {
+                forms
+                    .iter()
+                    .map(|f| parts.iter().filter(|p| applies(p, f)).count())
+                    .sum::<usize>()
+            })
             .max()
             .unwrap_or(0);
         let block = (max_parts.div_ceil(10).max(1) * 10) as u32;
-        for (i, (rule, parts, widened, forms)) in compiled.iter().enumerate() {
+        for (
+            i,
+            RuleShape {
+                rule,
+                parts,
+                widened,
+                forms,
+            },
+        ) in compiled.iter().enumerate()
+        {
             let base = u32::from(FIRST_RULE_PRIORITY) + block * i as u32;
             let mut offset = 0u32;
             for form in forms {
@@ -328,12 +425,20 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
                         );
                         break;
                     }
-                    let name = format!("{}-{dir}-{}-{}{}", intent.name, rule.name, short_protocol(part.protocol), form.suffix());
+                    let name = format!(
+                        "{}-{dir}-{}-{}{}",
+                        intent.name,
+                        rule.name,
+                        short_protocol(part.protocol),
+                        form.suffix()
+                    );
                     // Azure's `Icmp` is ICMP and ICMPv6 at once. For every address, a
                     // one-family ICMP rule names that family's whole space instead of `*`.
                     let single_family_icmp = part.protocol == "Icmp" && part.v4 != part.v6;
                     let form = match form {
-                        PeerForm::Star if single_family_icmp && part.v4 => &PeerForm::V4(vec!["0.0.0.0/0".into()]),
+                        PeerForm::Star if single_family_icmp && part.v4 => {
+                            &PeerForm::V4(vec!["0.0.0.0/0".into()])
+                        }
                         PeerForm::Star if single_family_icmp => &PeerForm::V6(vec!["::/0".into()]),
                         other => other,
                     };
@@ -343,9 +448,19 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
                             Verdict::Deny => (NoteCode::Narrowed, "also denies"),
                         };
                         let (other, other_name) = if part.v4 {
-                            (Service::Icmpv6 { icmp: IcmpMatch::ALL }, "ICMPv6")
+                            (
+                                Service::Icmpv6 {
+                                    icmp: IcmpMatch::ALL,
+                                },
+                                "ICMPv6",
+                            )
                         } else {
-                            (Service::Icmp { icmp: IcmpMatch::ALL }, "ICMP for IPv4")
+                            (
+                                Service::Icmp {
+                                    icmp: IcmpMatch::ALL,
+                                },
+                                "ICMP for IPv4",
+                            )
                         };
                         notes.push(
                             Note::new(
@@ -356,7 +471,16 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
                             .scoped(direction, vec![other], perimeter_core::Peers { addrs: perimeter_core::AddrSet::empty(), nodes: true }),
                         );
                     }
-                    rules.push(emit.rule(name, &rule.name, direction, rule.action, priority as u16, part.protocol, &part.ports, form));
+                    rules.push(emit.rule(
+                        name,
+                        &rule.name,
+                        direction,
+                        rule.action,
+                        priority as u16,
+                        part.protocol,
+                        &part.ports,
+                        form,
+                    ));
                 }
             }
             if !widened.is_empty() {
@@ -387,13 +511,26 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
                     Verdict::Deny => (NoteCode::Narrowed, "denies every ICMP type"),
                 };
                 notes.push(
-                    Note::new(code, format!("Azure NSGs cannot match ICMP types; rule `{}` {how}", rule.name))
-                        .for_rule(&rule.name, rule.span)
-                        .scoped(
-                            direction,
-                            vec![Service::Icmp { icmp: IcmpMatch::ALL }, Service::Icmpv6 { icmp: IcmpMatch::ALL }],
-                            rule.peers.clone(),
+                    Note::new(
+                        code,
+                        format!(
+                            "Azure NSGs cannot match ICMP types; rule `{}` {how}",
+                            rule.name
                         ),
+                    )
+                    .for_rule(&rule.name, rule.span)
+                    .scoped(
+                        direction,
+                        vec![
+                            Service::Icmp {
+                                icmp: IcmpMatch::ALL,
+                            },
+                            Service::Icmpv6 {
+                                icmp: IcmpMatch::ALL,
+                            },
+                        ],
+                        rule.peers.clone(),
+                    ),
                 );
             }
         }
@@ -415,7 +552,11 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
             Diagnostic::error(
                 "azure::rule-quota",
                 target.span,
-                format!("NSG `{}` would hold {} rules; Azure allows {RULES_PER_NSG}", target.nsg, rules.len()),
+                format!(
+                    "NSG `{}` would hold {} rules; Azure allows {RULES_PER_NSG}",
+                    target.nsg,
+                    rules.len()
+                ),
             )
             .label("this target")
             .help("each policy rule becomes one NSG rule per protocol and peer kind; merge rules"),
@@ -428,27 +569,46 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
                 Diagnostic::error(
                     "azure::name-too-long",
                     target.span,
-                    format!("NSG rule name `{}` is {} characters; Azure allows {NAME_MAX}", r.name, r.name.len()),
+                    format!(
+                        "NSG rule name `{}` is {} characters; Azure allows {NAME_MAX}",
+                        r.name,
+                        r.name.len()
+                    ),
                 )
                 .label("names are <policy>-<in|out>-<rule>-<protocol>[-v6|-self]")
                 .help("shorten the policy name or the rule name"),
             );
         }
-        let count = p.source_address_prefixes.len().max(p.destination_address_prefixes.len());
+        let count = p
+            .source_address_prefixes
+            .len()
+            .max(p.destination_address_prefixes.len());
         if count > PREFIXES_PER_RULE {
             diags.push(Diagnostic::error(
                 "azure::prefix-quota",
                 target.span,
-                format!("NSG rule `{}` would list {count} prefixes; Azure allows {PREFIXES_PER_RULE}", r.name),
+                format!(
+                    "NSG rule `{}` would list {count} prefixes; Azure allows {PREFIXES_PER_RULE}",
+                    r.name
+                ),
             ));
         }
     }
-    notes.extend(platform_notes(intent, "Azure", &platform_addresses(intent.metadata)));
+    notes.extend(platform_notes(
+        intent,
+        "Azure",
+        &platform_addresses(intent.metadata),
+    ));
     if diags.has_errors() {
         return Err(diags);
     }
     rules.sort_by(|a, b| {
-        (&a.properties.direction, a.properties.priority).cmp(&(&b.properties.direction, b.properties.priority))
+        (&a.properties.direction, a.properties.priority)
+            .cmp(&(&b.properties.direction, b.properties.priority))
     });
-    Ok(AzureCompiled { target: target.clone(), rules, notes })
+    Ok(AzureCompiled {
+        target: target.clone(),
+        rules,
+        notes,
+    })
 }

@@ -28,17 +28,30 @@ pub struct AzureWorld<'a> {
 
 /// A built-in default rule: (priority, direction, source, destination, access).
 const DEFAULTS: &[(u16, &str, &str, &str, &str)] = &[
-    (65000, "Inbound", "VirtualNetwork", "VirtualNetwork", "Allow"),
+    (
+        65000,
+        "Inbound",
+        "VirtualNetwork",
+        "VirtualNetwork",
+        "Allow",
+    ),
     (65001, "Inbound", "AzureLoadBalancer", "*", "Allow"),
     (65500, "Inbound", "*", "*", "Deny"),
-    (65000, "Outbound", "VirtualNetwork", "VirtualNetwork", "Allow"),
+    (
+        65000,
+        "Outbound",
+        "VirtualNetwork",
+        "VirtualNetwork",
+        "Allow",
+    ),
     (65001, "Outbound", "*", "Internet", "Allow"),
     (65500, "Outbound", "*", "*", "Deny"),
 ];
 
 fn private_space() -> AddrSet {
     AddrSet::from_cidrs(
-        &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"].map(|s| s.parse::<Cidr>().expect("static")),
+        &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+            .map(|s| s.parse::<Cidr>().expect("static")),
     )
 }
 
@@ -56,7 +69,13 @@ fn selector_matches(prefix: &str, addr: IpAddr) -> bool {
     }
 }
 
-fn peer_matches(single: Option<&String>, many: &[String], asgs: &[crate::model::ResourceRef], world: &AzureWorld<'_>, packet: &Packet) -> bool {
+fn peer_matches(
+    single: Option<&String>,
+    many: &[String],
+    asgs: &[crate::model::ResourceRef],
+    world: &AzureWorld<'_>,
+    packet: &Packet,
+) -> bool {
     let addr = packet.peer.addr;
     single.is_some_and(|p| selector_matches(p, addr))
         || many.iter().any(|p| selector_matches(p, addr))
@@ -68,7 +87,10 @@ fn protocol_matches(p: &SecurityRuleProperties, proto: &PacketProtocol) -> bool 
         "*" => true,
         "Tcp" => matches!(proto, PacketProtocol::Tcp { .. }),
         "Udp" => matches!(proto, PacketProtocol::Udp { .. }),
-        "Icmp" => matches!(proto, PacketProtocol::Icmp { .. } | PacketProtocol::Icmpv6 { .. }),
+        "Icmp" => matches!(
+            proto,
+            PacketProtocol::Icmp { .. } | PacketProtocol::Icmpv6 { .. }
+        ),
         "Esp" => proto.number() == 50,
         "Ah" => proto.number() == 51,
         _ => false,
@@ -76,25 +98,40 @@ fn protocol_matches(p: &SecurityRuleProperties, proto: &PacketProtocol) -> bool 
     if !ok {
         return false;
     }
-    let Some(port) = proto.port() else { return true };
+    let Some(port) = proto.port() else {
+        return true;
+    };
     let in_range = |r: &String| -> bool {
         if r == "*" {
             return true;
         }
         match r.split_once('-') {
-            Some((a, b)) => a.parse::<u16>().is_ok_and(|a| a <= port) && b.parse::<u16>().is_ok_and(|b| port <= b),
+            Some((a, b)) => {
+                a.parse::<u16>().is_ok_and(|a| a <= port)
+                    && b.parse::<u16>().is_ok_and(|b| port <= b)
+            }
             None => r.parse::<u16>() == Ok(port),
         }
     };
-    p.destination_port_range.as_ref().is_some_and(in_range) || p.destination_port_ranges.iter().any(in_range)
+    p.destination_port_range.as_ref().is_some_and(in_range)
+        || p.destination_port_ranges.iter().any(in_range)
 }
 
 fn rule_matches(p: &SecurityRuleProperties, world: &AzureWorld<'_>, packet: &Packet) -> bool {
     let (far_single, far_many, far_asgs) = match packet.direction {
-        Direction::Ingress => (&p.source_address_prefix, &p.source_address_prefixes, &p.source_application_security_groups),
-        Direction::Egress => (&p.destination_address_prefix, &p.destination_address_prefixes, &p.destination_application_security_groups),
+        Direction::Ingress => (
+            &p.source_address_prefix,
+            &p.source_address_prefixes,
+            &p.source_application_security_groups,
+        ),
+        Direction::Egress => (
+            &p.destination_address_prefix,
+            &p.destination_address_prefixes,
+            &p.destination_application_security_groups,
+        ),
     };
-    protocol_matches(p, &packet.protocol) && peer_matches(far_single.as_ref(), far_many, far_asgs, world, packet)
+    protocol_matches(p, &packet.protocol)
+        && peer_matches(far_single.as_ref(), far_many, far_asgs, world, packet)
 }
 
 /// Azure's decision for the first packet of a flow at a protected node.
@@ -103,15 +140,29 @@ pub fn decide(world: &AzureWorld<'_>, packet: &Packet) -> Verdict {
         Direction::Ingress => "Inbound",
         Direction::Egress => "Outbound",
     };
-    let mut rules: Vec<&SecurityRuleProperties> =
-        world.rules.iter().map(|r| &r.properties).filter(|p| p.direction == dir).collect();
+    let mut rules: Vec<&SecurityRuleProperties> = world
+        .rules
+        .iter()
+        .map(|r| &r.properties)
+        .filter(|p| p.direction == dir)
+        .collect();
     rules.sort_by_key(|p| p.priority);
-    let verdict = |access: &str| if access == "Allow" { Verdict::Allow } else { Verdict::Deny };
+    let verdict = |access: &str| {
+        if access == "Allow" {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        }
+    };
 
     let addr = packet.peer.addr;
     if addr == IMDS || addr == WIRESERVER {
         // Only rules naming a platform service tag see this traffic.
-        let tag = if addr == IMDS { "AzurePlatformIMDS" } else { "AzurePlatformDNS" };
+        let tag = if addr == IMDS {
+            "AzurePlatformIMDS"
+        } else {
+            "AzurePlatformDNS"
+        };
         let names_tag = |p: &&&SecurityRuleProperties| {
             let far = match packet.direction {
                 Direction::Ingress => &p.source_address_prefix,
@@ -132,7 +183,11 @@ pub fn decide(world: &AzureWorld<'_>, packet: &Packet) -> Verdict {
         if d != dir {
             continue;
         }
-        let far = if packet.direction == Direction::Ingress { src } else { dst };
+        let far = if packet.direction == Direction::Ingress {
+            src
+        } else {
+            dst
+        };
         if selector_matches(far, addr) {
             return verdict(access);
         }

@@ -15,7 +15,10 @@ fn side(single: &Option<String>, many: &[String], asgs: &[crate::model::Resource
     if !many.is_empty() {
         return many.join(", ");
     }
-    asgs.iter().map(|a| a.id.rsplit('/').next().unwrap_or(&a.id).to_string()).collect::<Vec<_>>().join(", ")
+    asgs.iter()
+        .map(|a| a.id.rsplit('/').next().unwrap_or(&a.id).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn ports(p: &SecurityRuleProperties) -> String {
@@ -34,7 +37,10 @@ pub fn text(c: &AzureCompiled) -> String {
         "Azure network security group {} (resource group {}, subscription {})",
         c.target.nsg, c.target.resource_group, c.target.subscription
     );
-    for (dir, title) in [("Inbound", "Inbound security rules"), ("Outbound", "Outbound security rules")] {
+    for (dir, title) in [
+        ("Inbound", "Inbound security rules"),
+        ("Outbound", "Outbound security rules"),
+    ] {
         let rows: Vec<Vec<String>> = c
             .rules
             .iter()
@@ -45,15 +51,40 @@ pub fn text(c: &AzureCompiled) -> String {
                     p.priority.to_string(),
                     r.name.clone(),
                     ports(p),
-                    if p.protocol == "*" { "Any".into() } else { p.protocol.clone() },
-                    side(&p.source_address_prefix, &p.source_address_prefixes, &p.source_application_security_groups),
-                    side(&p.destination_address_prefix, &p.destination_address_prefixes, &p.destination_application_security_groups),
+                    if p.protocol == "*" {
+                        "Any".into()
+                    } else {
+                        p.protocol.clone()
+                    },
+                    side(
+                        &p.source_address_prefix,
+                        &p.source_address_prefixes,
+                        &p.source_application_security_groups,
+                    ),
+                    side(
+                        &p.destination_address_prefix,
+                        &p.destination_address_prefixes,
+                        &p.destination_application_security_groups,
+                    ),
                     p.access.clone(),
                 ]
             })
             .collect();
         let _ = writeln!(out, "  {title}");
-        for line in table::render(&["Priority", "Name", "Port", "Protocol", "Source", "Destination", "Action"], &rows).lines() {
+        for line in table::render(
+            &[
+                "Priority",
+                "Name",
+                "Port",
+                "Protocol",
+                "Source",
+                "Destination",
+                "Action",
+            ],
+            &rows,
+        )
+        .lines()
+        {
             let _ = writeln!(out, "  {line}");
         }
     }

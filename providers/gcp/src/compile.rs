@@ -17,7 +17,8 @@ use perimeter_core::intent::{IcmpMatch, MetadataMode, Rule};
 use perimeter_core::note::{PlatformAddress, platform_notes};
 use perimeter_core::target::GcpTarget;
 use perimeter_core::{
-    AddrSet, Cidr, Diagnostic, Diagnostics, Direction, Intent, Note, NoteCode, Peers, Service, Verdict,
+    AddrSet, Cidr, Diagnostic, Diagnostics, Direction, Intent, Note, NoteCode, Peers, Service,
+    Verdict,
 };
 
 use crate::model::{Firewall, ProtocolPorts};
@@ -63,7 +64,8 @@ fn is_rfc1035(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= NAME_MAX
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && !s.ends_with('-')
 }
 
@@ -74,18 +76,30 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
     let mut firewalls = Vec::new();
 
     if target.target_tags.len() > TARGET_TAGS_MAX {
-        diags.push(Diagnostic::error(
-            "gcp::too-many-target-tags",
-            target.span,
-            format!("{} target tags; GCP allows {TARGET_TAGS_MAX} per rule", target.target_tags.len()),
-        ).label("this target"));
+        diags.push(
+            Diagnostic::error(
+                "gcp::too-many-target-tags",
+                target.span,
+                format!(
+                    "{} target tags; GCP allows {TARGET_TAGS_MAX} per rule",
+                    target.target_tags.len()
+                ),
+            )
+            .label("this target"),
+        );
     }
     if target.target_tags.len() > SOURCE_TAGS_MAX {
-        diags.push(Diagnostic::error(
-            "gcp::too-many-source-tags",
-            target.span,
-            format!("`self` would need {} source tags; GCP allows {SOURCE_TAGS_MAX} per rule", target.target_tags.len()),
-        ).label("this target"));
+        diags.push(
+            Diagnostic::error(
+                "gcp::too-many-source-tags",
+                target.span,
+                format!(
+                    "`self` would need {} source tags; GCP allows {SOURCE_TAGS_MAX} per rule",
+                    target.target_tags.len()
+                ),
+            )
+            .label("this target"),
+        );
     }
     for tag in &target.target_tags {
         if !is_rfc1035(tag) {
@@ -103,7 +117,10 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
         let priorities = allocate_priorities(rules, target.priority_base);
         for (rule, &priority) in rules.iter().zip(&priorities) {
             if priority >= u32::from(EGRESS_DEFAULT_PRIORITY) {
-                let over = priorities.iter().filter(|p| **p >= u32::from(EGRESS_DEFAULT_PRIORITY)).count();
+                let over = priorities
+                    .iter()
+                    .filter(|p| **p >= u32::from(EGRESS_DEFAULT_PRIORITY))
+                    .count();
                 diags.push(
                     Diagnostic::error(
                         "gcp::priority-exhausted",
@@ -119,7 +136,17 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
                 );
                 break;
             }
-            compile_rule(intent, target, direction, rule, priority as u16, &node_ranges, &mut firewalls, &mut notes, &mut diags);
+            compile_rule(
+                intent,
+                target,
+                direction,
+                rule,
+                priority as u16,
+                &node_ranges,
+                &mut firewalls,
+                &mut notes,
+                &mut diags,
+            );
         }
     }
     if intent.default_verdict(Direction::Egress) == Verdict::Deny {
@@ -135,7 +162,10 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
                 destination_ranges: vec![cidr.to_string()],
                 target_tags: target.target_tags.clone(),
                 allowed: Vec::new(),
-                denied: vec![ProtocolPorts { ip_protocol: "all".into(), ports: Vec::new() }],
+                denied: vec![ProtocolPorts {
+                    ip_protocol: "all".into(),
+                    ports: Vec::new(),
+                }],
                 disabled: false,
             });
         }
@@ -146,7 +176,11 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
                 Diagnostic::error(
                     "gcp::name-too-long",
                     target.span,
-                    format!("firewall rule name `{}` is {} characters; GCP allows {NAME_MAX}", fw.name, fw.name.len()),
+                    format!(
+                        "firewall rule name `{}` is {} characters; GCP allows {NAME_MAX}",
+                        fw.name,
+                        fw.name.len()
+                    ),
                 )
                 .label("names are <policy>-<i|e>-<rule>[-self|-v6][-N]")
                 .help("shorten the policy name or the rule name"),
@@ -174,7 +208,11 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
     }
     // Ingress then egress, by priority; within a priority, policy order (stable sort).
     firewalls.sort_by_key(|f| (f.direction != "INGRESS", f.priority));
-    Ok(GcpCompiled { target: target.clone(), firewalls, notes })
+    Ok(GcpCompiled {
+        target: target.clone(),
+        firewalls,
+        notes,
+    })
 }
 
 /// Priorities for one direction's rules, in policy order.
@@ -193,12 +231,15 @@ pub fn allocate_priorities(rules: &[Rule], base: u16) -> Vec<u32> {
         runs.push(run);
     }
     let last = runs.last().copied().unwrap_or(0);
-    let step = if u32::from(base) + u32::from(PRIORITY_STEP) * last < u32::from(EGRESS_DEFAULT_PRIORITY) {
-        u32::from(PRIORITY_STEP)
-    } else {
-        1
-    };
-    runs.into_iter().map(|r| u32::from(base) + step * r).collect()
+    let step =
+        if u32::from(base) + u32::from(PRIORITY_STEP) * last < u32::from(EGRESS_DEFAULT_PRIORITY) {
+            u32::from(PRIORITY_STEP)
+        } else {
+            1
+        };
+    runs.into_iter()
+        .map(|r| u32::from(base) + step * r)
+        .collect()
 }
 
 fn description(policy: &str, what: &str) -> String {
@@ -217,7 +258,11 @@ fn compile_rule(
     notes: &mut Vec<Note>,
     diags: &mut Diagnostics,
 ) {
-    let dir_letter = if direction == Direction::Ingress { "i" } else { "e" };
+    let dir_letter = if direction == Direction::Ingress {
+        "i"
+    } else {
+        "e"
+    };
     let base_name = format!("{}-{dir_letter}-{}", intent.name, rule.name);
     let mut addrs = rule.peers.addrs.clone();
     let mut tags = false;
@@ -271,8 +316,12 @@ fn compile_rule(
         .services
         .iter()
         .filter_map(|s| match s {
-            Service::Icmp { icmp } if *icmp != IcmpMatch::ALL => Some(Service::Icmp { icmp: IcmpMatch::ALL }),
-            Service::Icmpv6 { icmp } if *icmp != IcmpMatch::ALL => Some(Service::Icmpv6 { icmp: IcmpMatch::ALL }),
+            Service::Icmp { icmp } if *icmp != IcmpMatch::ALL => Some(Service::Icmp {
+                icmp: IcmpMatch::ALL,
+            }),
+            Service::Icmpv6 { icmp } if *icmp != IcmpMatch::ALL => Some(Service::Icmpv6 {
+                icmp: IcmpMatch::ALL,
+            }),
             _ => None,
         })
         .collect();
@@ -288,7 +337,10 @@ fn compile_rule(
         notes.push(
             Note::new(
                 code,
-                format!("GCP firewall rules cannot match ICMP types or codes; rule `{}` {how}", rule.name),
+                format!(
+                    "GCP firewall rules cannot match ICMP types or codes; rule `{}` {how}",
+                    rule.name
+                ),
             )
             .for_rule(&rule.name, rule.span)
             .scoped(direction, typed_icmp, peers),
@@ -318,12 +370,19 @@ fn compile_rule(
         let chunks: Vec<Vec<String>> = if ranges.len() <= RANGES_PER_RULE {
             vec![ranges]
         } else {
-            ranges.chunks(RANGES_PER_RULE).map(<[String]>::to_vec).collect()
+            ranges
+                .chunks(RANGES_PER_RULE)
+                .map(<[String]>::to_vec)
+                .collect()
         };
         let last_chunk = chunks.len() - 1;
         let mut protocols = Some(protocols);
         for (k, chunk) in chunks.into_iter().enumerate() {
-            let name = if k == 0 { format!("{base_name}{suffix}") } else { format!("{base_name}{suffix}-{}", k + 1) };
+            let name = if k == 0 {
+                format!("{base_name}{suffix}")
+            } else {
+                format!("{base_name}{suffix}-{}", k + 1)
+            };
             let (source_ranges, destination_ranges) = match direction {
                 Direction::Ingress => (chunk, Vec::new()),
                 Direction::Egress => (Vec::new(), chunk),
@@ -342,9 +401,18 @@ fn compile_rule(
                 description: description(&intent.name, &rule.name),
                 network: target.network.clone(),
                 priority,
-                direction: if direction == Direction::Ingress { "INGRESS" } else { "EGRESS" }.into(),
+                direction: if direction == Direction::Ingress {
+                    "INGRESS"
+                } else {
+                    "EGRESS"
+                }
+                .into(),
                 source_ranges,
-                source_tags: if with_tags && k == 0 { target.target_tags.clone() } else { Vec::new() },
+                source_tags: if with_tags && k == 0 {
+                    target.target_tags.clone()
+                } else {
+                    Vec::new()
+                },
                 destination_ranges,
                 target_tags: target.target_tags.clone(),
                 allowed,
@@ -365,7 +433,10 @@ enum Family {
 /// The `allowed`/`denied` list for a rule's services, for one address family.
 fn protocols(services: &[Service], family: Family) -> Vec<ProtocolPorts> {
     if services.contains(&Service::Any) {
-        return vec![ProtocolPorts { ip_protocol: "all".into(), ports: Vec::new() }];
+        return vec![ProtocolPorts {
+            ip_protocol: "all".into(),
+            ports: Vec::new(),
+        }];
     }
     let mut tcp = Vec::new();
     let mut udp = Vec::new();
@@ -379,22 +450,37 @@ fn protocols(services: &[Service], family: Family) -> Vec<ProtocolPorts> {
             Service::Udp { ports } if ports.is_all() => udp_all = true,
             Service::Udp { ports } => udp.push(ports.to_string()),
             Service::Icmp { .. } if family != Family::V6 => {
-                out.push(ProtocolPorts { ip_protocol: "icmp".into(), ports: Vec::new() });
+                out.push(ProtocolPorts {
+                    ip_protocol: "icmp".into(),
+                    ports: Vec::new(),
+                });
             }
             Service::Icmpv6 { .. } if family != Family::V4 => {
-                out.push(ProtocolPorts { ip_protocol: "58".into(), ports: Vec::new() });
+                out.push(ProtocolPorts {
+                    ip_protocol: "58".into(),
+                    ports: Vec::new(),
+                });
             }
             Service::Protocol { number } => {
-                out.push(ProtocolPorts { ip_protocol: number.to_string(), ports: Vec::new() });
+                out.push(ProtocolPorts {
+                    ip_protocol: number.to_string(),
+                    ports: Vec::new(),
+                });
             }
             _ => {}
         }
     }
     if tcp_all || !tcp.is_empty() {
-        out.push(ProtocolPorts { ip_protocol: "tcp".into(), ports: if tcp_all { Vec::new() } else { tcp } });
+        out.push(ProtocolPorts {
+            ip_protocol: "tcp".into(),
+            ports: if tcp_all { Vec::new() } else { tcp },
+        });
     }
     if udp_all || !udp.is_empty() {
-        out.push(ProtocolPorts { ip_protocol: "udp".into(), ports: if udp_all { Vec::new() } else { udp } });
+        out.push(ProtocolPorts {
+            ip_protocol: "udp".into(),
+            ports: if udp_all { Vec::new() } else { udp },
+        });
     }
     out.sort();
     out.dedup();

@@ -24,7 +24,9 @@ pub struct GcpWorld<'a> {
 }
 
 fn in_ranges(ranges: &[String], addr: IpAddr) -> bool {
-    ranges.iter().any(|r| r.parse::<Cidr>().is_ok_and(|c| c.contains(addr)))
+    ranges
+        .iter()
+        .any(|r| r.parse::<Cidr>().is_ok_and(|c| c.contains(addr)))
 }
 
 fn protocol_matches(pp: &ProtocolPorts, p: &PacketProtocol) -> bool {
@@ -45,7 +47,10 @@ fn protocol_matches(pp: &ProtocolPorts, p: &PacketProtocol) -> bool {
     }
     match p.port() {
         Some(port) if !pp.ports.is_empty() => pp.ports.iter().any(|r| match r.split_once('-') {
-            Some((a, b)) => a.parse::<u16>().is_ok_and(|a| a <= port) && b.parse::<u16>().is_ok_and(|b| port <= b),
+            Some((a, b)) => {
+                a.parse::<u16>().is_ok_and(|a| a <= port)
+                    && b.parse::<u16>().is_ok_and(|b| port <= b)
+            }
             None => r.parse::<u16>() == Ok(port),
         }),
         _ => true,
@@ -66,12 +71,14 @@ fn applies(fw: &Firewall, world: &GcpWorld<'_>, packet: &Packet) -> bool {
     let addr = packet.peer.addr;
     let peer_ok = match packet.direction {
         Direction::Ingress => {
-            let by_tag = packet.peer.is_node && fw.source_tags.iter().any(|t| world.node_tags.contains(t));
+            let by_tag =
+                packet.peer.is_node && fw.source_tags.iter().any(|t| world.node_tags.contains(t));
             let no_source = fw.source_ranges.is_empty() && fw.source_tags.is_empty();
             by_tag || in_ranges(&fw.source_ranges, addr) || (no_source && addr.is_ipv4())
         }
         Direction::Egress => {
-            in_ranges(&fw.destination_ranges, addr) || (fw.destination_ranges.is_empty() && addr.is_ipv4())
+            in_ranges(&fw.destination_ranges, addr)
+                || (fw.destination_ranges.is_empty() && addr.is_ipv4())
         }
     };
     peer_ok
@@ -88,12 +95,22 @@ pub fn decide(world: &GcpWorld<'_>, packet: &Packet) -> Verdict {
         return Verdict::Allow;
     }
     let mut best: Option<(u16, Verdict)> = None;
-    for fw in world.firewalls.iter().filter(|fw| applies(fw, world, packet)) {
-        let verdict = if fw.denied.is_empty() { Verdict::Allow } else { Verdict::Deny };
+    for fw in world
+        .firewalls
+        .iter()
+        .filter(|fw| applies(fw, world, packet))
+    {
+        let verdict = if fw.denied.is_empty() {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        };
         best = match best {
             None => Some((fw.priority, verdict)),
             Some((p, _)) if fw.priority < p => Some((fw.priority, verdict)),
-            Some((p, _)) if fw.priority == p && verdict == Verdict::Deny => Some((p, Verdict::Deny)),
+            Some((p, _)) if fw.priority == p && verdict == Verdict::Deny => {
+                Some((p, Verdict::Deny))
+            }
             keep => keep,
         };
     }

@@ -10,7 +10,13 @@ use crate::model::{Firewall, ProtocolPorts};
 
 fn protocols(list: &[ProtocolPorts]) -> String {
     list.iter()
-        .map(|p| if p.ports.is_empty() { p.ip_protocol.clone() } else { format!("{}:{}", p.ip_protocol, p.ports.join(",")) })
+        .map(|p| {
+            if p.ports.is_empty() {
+                p.ip_protocol.clone()
+            } else {
+                format!("{}:{}", p.ip_protocol, p.ports.join(","))
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -32,15 +38,28 @@ fn filters(fw: &Firewall) -> String {
 /// Console-like text.
 pub fn text(c: &GcpCompiled) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "GCP firewall rules in project {}, network {}", c.target.project, c.target.network);
+    let _ = writeln!(
+        out,
+        "GCP firewall rules in project {}, network {}",
+        c.target.project, c.target.network
+    );
     let rows: Vec<Vec<String>> = c
         .firewalls
         .iter()
         .map(|fw| {
-            let (action, list) = if fw.denied.is_empty() { ("Allow", &fw.allowed) } else { ("Deny", &fw.denied) };
+            let (action, list) = if fw.denied.is_empty() {
+                ("Allow", &fw.allowed)
+            } else {
+                ("Deny", &fw.denied)
+            };
             vec![
                 fw.name.clone(),
-                if fw.direction == "INGRESS" { "Ingress" } else { "Egress" }.into(),
+                if fw.direction == "INGRESS" {
+                    "Ingress"
+                } else {
+                    "Egress"
+                }
+                .into(),
                 format!("Tags: {}", fw.target_tags.join(", ")),
                 filters(fw),
                 protocols(list),
@@ -49,7 +68,18 @@ pub fn text(c: &GcpCompiled) -> String {
             ]
         })
         .collect();
-    out.push_str(&table::render(&["Name", "Type", "Targets", "Filters", "Protocols/ports", "Action", "Priority"], &rows));
+    out.push_str(&table::render(
+        &[
+            "Name",
+            "Type",
+            "Targets",
+            "Filters",
+            "Protocols/ports",
+            "Action",
+            "Priority",
+        ],
+        &rows,
+    ));
     out
 }
 
