@@ -12,10 +12,13 @@ use serde::{Deserialize, Serialize};
 /// A native rule with an identity. Rules with the same key are the same cloud object; rules
 /// with equal keys but different contents are updates.
 pub trait Keyed {
-    /// The identity (e.g. GCP rule name, NACL direction + rule number).
-    type Key: Eq + Hash;
+    /// The identity (e.g. GCP rule name, NACL direction + rule number), borrowed from the rule
+    /// so that diffing large rule sets copies nothing.
+    type Key<'a>: Eq + Hash
+    where
+        Self: 'a;
     /// The rule's key.
-    fn key(&self) -> Self::Key;
+    fn key(&self) -> Self::Key<'_>;
 }
 
 /// What happens to one native rule. Symbols follow Terraform.
@@ -97,7 +100,7 @@ impl std::fmt::Display for Summary {
 /// order of `desired`), then deletes (in the order of `observed`), so apply adds before it
 /// removes and the same inputs always give the same plan.
 pub fn diff<R: Keyed + PartialEq + Clone>(desired: &[R], observed: &[R]) -> Vec<Change<R>> {
-    let mut observed_index: HashMap<R::Key, usize, BuildFxHasher> =
+    let mut observed_index: HashMap<R::Key<'_>, usize, BuildFxHasher> =
         HashMap::with_capacity_and_hasher(observed.len(), BuildFxHasher);
     for (i, r) in observed.iter().enumerate() {
         observed_index.insert(r.key(), i);
@@ -174,8 +177,8 @@ mod tests {
     #[derive(Clone, PartialEq, Eq, Debug)]
     struct R(&'static str, u32);
     impl Keyed for R {
-        type Key = &'static str;
-        fn key(&self) -> Self::Key {
+        type Key<'a> = &'static str;
+        fn key(&self) -> Self::Key<'_> {
             self.0
         }
     }

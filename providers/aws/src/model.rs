@@ -42,15 +42,9 @@ pub struct SgRule {
 
 impl Keyed for SgRule {
     /// Everything but the description: a description change is an in-place update.
-    type Key = (Direction, String, i32, i32, SgPeer);
-    fn key(&self) -> Self::Key {
-        (
-            self.direction,
-            self.ip_protocol.clone(),
-            self.from_port,
-            self.to_port,
-            self.peer.clone(),
-        )
+    type Key<'a> = (Direction, &'a str, i32, i32, &'a SgPeer);
+    fn key(&self) -> Self::Key<'_> {
+        (self.direction, &self.ip_protocol, self.from_port, self.to_port, &self.peer)
     }
 }
 
@@ -145,8 +139,8 @@ pub struct NaclEntry {
 }
 
 impl Keyed for NaclEntry {
-    type Key = (bool, u16);
-    fn key(&self) -> Self::Key {
+    type Key<'a> = (bool, u16);
+    fn key(&self) -> Self::Key<'_> {
         (self.egress, self.rule_number)
     }
 }

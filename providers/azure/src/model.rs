@@ -62,8 +62,8 @@ pub struct SecurityRule {
 }
 
 impl Keyed for SecurityRule {
-    type Key = String;
-    fn key(&self) -> Self::Key {
-        self.name.clone()
+    type Key<'a> = &'a str;
+    fn key(&self) -> Self::Key<'_> {
+        &self.name
     }
 }

@@ -263,8 +263,7 @@ fn compile_rule(
     } else {
         "e"
     };
-    let base_name = format!("{}-{dir_letter}-{}", intent.name, rule.name);
-    let mut addrs = rule.peers.addrs.clone();
+    let mut addrs = std::borrow::Cow::Borrowed(&rule.peers.addrs);
     let mut tags = false;
     if rule.peers.nodes {
         match direction {
@@ -297,7 +296,7 @@ fn compile_rule(
                 return;
             }
             Direction::Egress => {
-                addrs = addrs.union(node_ranges);
+                addrs = std::borrow::Cow::Owned(addrs.union(node_ranges));
                 notes.push(
                     Note::new(
                         NoteCode::Approximated,
@@ -349,17 +348,17 @@ fn compile_rule(
     let v4: Vec<String> = addrs.v4_cidrs().iter().map(ToString::to_string).collect();
     let v6: Vec<String> = addrs.v6_cidrs().iter().map(ToString::to_string).collect();
     // (name suffix, ranges, with tags, family filter)
-    let mut pieces: Vec<(String, Vec<String>, bool, Family)> = Vec::new();
+    let mut pieces: Vec<(&str, Vec<String>, bool, Family)> = Vec::new();
     // `self` gets a piece of its own: a tag-only source has no address family, and keeping it
     // apart from IPv4 ranges lets it carry ICMPv6 too.
     if tags {
-        pieces.push(("-self".into(), Vec::new(), true, Family::Both));
+        pieces.push(("-self", Vec::new(), true, Family::Both));
     }
     if !v4.is_empty() {
-        pieces.push((String::new(), v4, false, Family::V4));
+        pieces.push(("", v4, false, Family::V4));
     }
     if !v6.is_empty() {
-        pieces.push(("-v6".into(), v6, false, Family::V6));
+        pieces.push(("-v6", v6, false, Family::V6));
     }
     for (suffix, ranges, with_tags, family) in pieces {
         let protocols = protocols(&rule.services, family);
@@ -379,9 +378,9 @@ fn compile_rule(
         let mut protocols = Some(protocols);
         for (k, chunk) in chunks.into_iter().enumerate() {
             let name = if k == 0 {
-                format!("{base_name}{suffix}")
+                format!("{}-{dir_letter}-{}{suffix}", intent.name, rule.name)
             } else {
-                format!("{base_name}{suffix}-{}", k + 1)
+                format!("{}-{dir_letter}-{}{suffix}-{}", intent.name, rule.name, k + 1)
             };
             let (source_ranges, destination_ranges) = match direction {
                 Direction::Ingress => (chunk, Vec::new()),

@@ -52,8 +52,8 @@ pub struct Firewall {
 }
 
 impl Keyed for Firewall {
-    type Key = String;
-    fn key(&self) -> Self::Key {
-        self.name.clone()
+    type Key<'a> = &'a str;
+    fn key(&self) -> Self::Key<'_> {
+        &self.name
     }
 }
