@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use perimeter_core::SourceFile;
-use perimeter_core::target::{AwsTarget, AzureTarget, GcpTarget};
 use perimeter_tests::{Rng, check, packets, policy_cidrs};
 
 fn examples() -> Vec<PathBuf> {
@@ -38,28 +37,13 @@ fn examples_compile_for_every_cloud_and_match_snapshots() {
         let intent = load(&path);
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
 
-        let aws_t = intent
-            .targets
-            .aws
-            .first()
-            .cloned()
-            .unwrap_or_else(|| AwsTarget::placeholder(&intent.name));
+        let aws_t = intent.targets.aws_or_placeholder(&intent.name).remove(0);
         let aws =
             perimeter_aws::compile(&intent, &aws_t).unwrap_or_else(|d| panic!("{stem} aws: {d:?}"));
-        let gcp_t = intent
-            .targets
-            .gcp
-            .first()
-            .cloned()
-            .unwrap_or_else(|| GcpTarget::placeholder(&intent.name));
+        let gcp_t = intent.targets.gcp_or_placeholder(&intent.name).remove(0);
         let gcp =
             perimeter_gcp::compile(&intent, &gcp_t).unwrap_or_else(|d| panic!("{stem} gcp: {d:?}"));
-        let az_t = intent
-            .targets
-            .azure
-            .first()
-            .cloned()
-            .unwrap_or_else(|| AzureTarget::placeholder(&intent.name));
+        let az_t = intent.targets.azure_or_placeholder(&intent.name).remove(0);
         let azure = perimeter_azure::compile(&intent, &az_t)
             .unwrap_or_else(|d| panic!("{stem} azure: {d:?}"));
 

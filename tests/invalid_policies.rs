@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use perimeter_core::target::{AwsTarget, AzureTarget, GcpTarget};
 use perimeter_core::{Diagnostics, SourceFile};
 
 /// Loads and compiles for every cloud, returning all diagnostics (policy or compile).
@@ -13,38 +12,30 @@ fn diagnose(source: &SourceFile) -> Diagnostics {
         Err(d) => return d,
     };
     let mut d = Diagnostics::default();
-    for t in intent.targets.aws.clone().into_iter().chain(
-        intent
-            .targets
-            .aws
-            .is_empty()
-            .then(|| AwsTarget::placeholder(&intent.name)),
-    ) {
-        if let Err(e) = perimeter_aws::compile(&intent, &t) {
-            d.0.extend(e.0);
-        }
+    let name = &intent.name;
+    for t in intent.targets.aws_or_placeholder(name) {
+        d.0.extend(
+            perimeter_aws::compile(&intent, &t)
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default(),
+        );
     }
-    for t in intent.targets.gcp.clone().into_iter().chain(
-        intent
-            .targets
-            .gcp
-            .is_empty()
-            .then(|| GcpTarget::placeholder(&intent.name)),
-    ) {
-        if let Err(e) = perimeter_gcp::compile(&intent, &t) {
-            d.0.extend(e.0);
-        }
+    for t in intent.targets.gcp_or_placeholder(name) {
+        d.0.extend(
+            perimeter_gcp::compile(&intent, &t)
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default(),
+        );
     }
-    for t in intent.targets.azure.clone().into_iter().chain(
-        intent
-            .targets
-            .azure
-            .is_empty()
-            .then(|| AzureTarget::placeholder(&intent.name)),
-    ) {
-        if let Err(e) = perimeter_azure::compile(&intent, &t) {
-            d.0.extend(e.0);
-        }
+    for t in intent.targets.azure_or_placeholder(name) {
+        d.0.extend(
+            perimeter_azure::compile(&intent, &t)
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default(),
+        );
     }
     d
 }

@@ -135,3 +135,29 @@ impl AzureTarget {
         }
     }
 }
+
+impl Targets {
+    /// The declared AWS targets, or one placeholder named after the policy, so that a policy
+    /// can always be compiled for every cloud.
+    pub fn aws_or_placeholder(&self, policy: &str) -> Vec<AwsTarget> {
+        or_placeholder(&self.aws, || AwsTarget::placeholder(policy))
+    }
+
+    /// The declared GCP targets, or one placeholder.
+    pub fn gcp_or_placeholder(&self, policy: &str) -> Vec<GcpTarget> {
+        or_placeholder(&self.gcp, || GcpTarget::placeholder(policy))
+    }
+
+    /// The declared Azure targets, or one placeholder.
+    pub fn azure_or_placeholder(&self, policy: &str) -> Vec<AzureTarget> {
+        or_placeholder(&self.azure, || AzureTarget::placeholder(policy))
+    }
+}
+
+fn or_placeholder<T: Clone>(declared: &[T], placeholder: impl FnOnce() -> T) -> Vec<T> {
+    if declared.is_empty() {
+        vec![placeholder()]
+    } else {
+        declared.to_vec()
+    }
+}

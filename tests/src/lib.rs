@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use perimeter_core::target::{AwsTarget, AzureTarget, GcpTarget};
 use perimeter_core::{Cidr, Direction, Intent, Note, Packet, PacketProtocol, Peer, Verdict};
 
 /// A tiny deterministic generator (xorshift64*), so packet sweeps are reproducible from a seed.
@@ -220,12 +219,7 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
         }
     };
 
-    let aws_target = intent
-        .targets
-        .aws
-        .first()
-        .cloned()
-        .unwrap_or_else(|| AwsTarget::placeholder(&intent.name));
+    let aws_target = intent.targets.aws_or_placeholder(&intent.name).remove(0);
     // Quotas are checked by their own tests; here the question is only whether the rules mean
     // what the policy means, so AWS compiles without them (AWS quotas are adjustable anyway).
     match perimeter_aws::compile_with_limits(intent, &aws_target, perimeter_aws::Limits::UNLIMITED)
@@ -242,12 +236,7 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
         }
         Err(_) => stats.skipped_clouds += 1,
     }
-    let gcp_target = intent
-        .targets
-        .gcp
-        .first()
-        .cloned()
-        .unwrap_or_else(|| GcpTarget::placeholder(&intent.name));
+    let gcp_target = intent.targets.gcp_or_placeholder(&intent.name).remove(0);
     match perimeter_gcp::compile(intent, &gcp_target) {
         Ok(c) => {
             let world = perimeter_gcp::evaluate::GcpWorld {
@@ -260,12 +249,7 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
         }
         Err(_) => stats.skipped_clouds += 1,
     }
-    let azure_target = intent
-        .targets
-        .azure
-        .first()
-        .cloned()
-        .unwrap_or_else(|| AzureTarget::placeholder(&intent.name));
+    let azure_target = intent.targets.azure_or_placeholder(&intent.name).remove(0);
     match perimeter_azure::compile(intent, &azure_target) {
         Ok(c) => {
             let asg = perimeter_azure::compile::asg_id(&azure_target);

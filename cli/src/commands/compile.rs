@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use perimeter_core::target::{AwsTarget, AzureTarget, GcpTarget};
 use perimeter_core::{Diagnostics, Note};
 use serde_json::{Value, json};
 
@@ -29,14 +28,6 @@ fn notes_text(notes: &[Note]) -> String {
     out
 }
 
-fn targets_or_placeholder<T: Clone>(list: &[T], placeholder: impl FnOnce() -> T) -> Vec<T> {
-    if list.is_empty() {
-        vec![placeholder()]
-    } else {
-        list.to_vec()
-    }
-}
-
 pub(crate) fn run(path: &Path, cloud: Option<Cloud>, format: Format) -> anyhow::Result<u8> {
     let source = super::read_policy(path)?;
     let Some(intent) = super::load_or_report(&source) else {
@@ -55,9 +46,7 @@ pub(crate) fn run(path: &Path, cloud: Option<Cloud>, format: Format) -> anyhow::
 
     if wants(Cloud::Aws) {
         let mut out = Vec::new();
-        for t in
-            targets_or_placeholder(&intent.targets.aws, || AwsTarget::placeholder(&intent.name))
-        {
+        for t in intent.targets.aws_or_placeholder(&intent.name) {
             match perimeter_aws::compile(&intent, &t) {
                 Ok(c) => {
                     let _ = writeln!(text, "\n== AWS {} / {} ==", t.region, t.vpc);
@@ -72,9 +61,7 @@ pub(crate) fn run(path: &Path, cloud: Option<Cloud>, format: Format) -> anyhow::
     }
     if wants(Cloud::Gcp) {
         let mut out = Vec::new();
-        for t in
-            targets_or_placeholder(&intent.targets.gcp, || GcpTarget::placeholder(&intent.name))
-        {
+        for t in intent.targets.gcp_or_placeholder(&intent.name) {
             match perimeter_gcp::compile(&intent, &t) {
                 Ok(c) => {
                     let _ = writeln!(text, "\n== GCP {} / {} ==", t.project, t.network);
@@ -89,9 +76,7 @@ pub(crate) fn run(path: &Path, cloud: Option<Cloud>, format: Format) -> anyhow::
     }
     if wants(Cloud::Azure) {
         let mut out = Vec::new();
-        for t in targets_or_placeholder(&intent.targets.azure, || {
-            AzureTarget::placeholder(&intent.name)
-        }) {
+        for t in intent.targets.azure_or_placeholder(&intent.name) {
             match perimeter_azure::compile(&intent, &t) {
                 Ok(c) => {
                     let _ = writeln!(text, "\n== Azure {} / {} ==", t.resource_group, t.nsg);

@@ -44,7 +44,13 @@ impl Keyed for SgRule {
     /// Everything but the description: a description change is an in-place update.
     type Key<'a> = (Direction, &'a str, i32, i32, &'a SgPeer);
     fn key(&self) -> Self::Key<'_> {
-        (self.direction, &self.ip_protocol, self.from_port, self.to_port, &self.peer)
+        (
+            self.direction,
+            &self.ip_protocol,
+            self.from_port,
+            self.to_port,
+            &self.peer,
+        )
     }
 }
 

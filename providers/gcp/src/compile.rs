@@ -380,7 +380,12 @@ fn compile_rule(
             let name = if k == 0 {
                 format!("{}-{dir_letter}-{}{suffix}", intent.name, rule.name)
             } else {
-                format!("{}-{dir_letter}-{}{suffix}-{}", intent.name, rule.name, k + 1)
+                format!(
+                    "{}-{dir_letter}-{}{suffix}-{}",
+                    intent.name,
+                    rule.name,
+                    k + 1
+                )
             };
             let (source_ranges, destination_ranges) = match direction {
                 Direction::Ingress => (chunk, Vec::new()),
