@@ -292,7 +292,9 @@ fn sg_rules(
                 description: desc.into(),
             });
         }
-        if nodes {
+        // A node has an address of the class's family; when every such address is allowed,
+        // a group reference would only repeat it.
+        if nodes && !covers_family(addrs, proto) {
             out.push(SgRule {
                 direction,
                 ip_protocol: proto.into(),
@@ -365,6 +367,15 @@ fn sg_rules(
         }
     }
     out
+}
+
+/// True when `addrs` holds every address a packet of `proto` can have.
+fn covers_family(addrs: &AddrSet, proto: &str) -> bool {
+    match proto {
+        "icmp" => addrs.v4.is_full(),
+        "icmpv6" => addrs.v6.is_full(),
+        _ => addrs.v4.is_full() && addrs.v6.is_full(),
+    }
 }
 
 fn check_quota(
@@ -503,4 +514,85 @@ pub fn scope_service(class: Class, (lo, hi): (u16, u16)) -> Service {
 /// The span of the target for diagnostics, or of the policy start.
 pub fn target_span(target: &AwsTarget) -> Span {
     target.span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use perimeter_core::policy::load_str;
+
+    fn compile_str(body: &str) -> Result<AwsCompiled, Diagnostics> {
+        let text = format!("apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\n{body}");
+        let intent = load_str("t.yaml", &text).expect("valid policy");
+        compile(&intent, &AwsTarget::placeholder("t"))
+    }
+
+    #[test]
+    fn descriptions_keep_to_the_ec2_charset() {
+        assert_eq!(sanitize_description("it's <ok> — yes"), "it_s _ok_ _ yes");
+        assert_eq!(
+            sanitize_description(&"x".repeat(300)).len(),
+            DESCRIPTION_MAX
+        );
+    }
+
+    #[test]
+    fn open_egress_is_one_allow_all_rule_per_family_and_no_removal_note() {
+        let c = compile_str("private: false\n").unwrap();
+        let egress: Vec<&SgRule> = c.security_group.rules(Direction::Egress).collect();
+        assert_eq!(egress.len(), 2);
+        assert!(egress.iter().all(|r| r.ip_protocol == "-1"));
+        assert!(
+            !c.notes
+                .iter()
+                .any(|n| n.message.contains("allow-all egress rule"))
+        );
+    }
+
+    #[test]
+    fn private_egress_removes_the_default_rule_and_says_so() {
+        let c = compile_str("private: true\n").unwrap();
+        assert_eq!(c.security_group.rules(Direction::Egress).count(), 0);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.code == NoteCode::Info && n.message.contains("allow-all egress rule"))
+        );
+    }
+
+    #[test]
+    fn a_group_reference_counts_against_both_families() {
+        // 59 IPv6 CIDRs plus one `self` reference is 60 IPv6 rules: exactly the quota.
+        let cidrs: Vec<String> = (0..59)
+            .map(|i| format!("\"fd00:{:x}::/32\"", 2 * i))
+            .collect();
+        let body = format!(
+            "ingress:\n  - {{name: r, from: [self, {}], services: [ssh]}}\n",
+            cidrs.join(", ")
+        );
+        assert!(compile_str(&body).is_ok());
+        let cidrs: Vec<String> = (0..60)
+            .map(|i| format!("\"fd00:{:x}::/32\"", 2 * i))
+            .collect();
+        let body = format!(
+            "ingress:\n  - {{name: r, from: [self, {}], services: [ssh]}}\n",
+            cidrs.join(", ")
+        );
+        let err = compile_str(&body).unwrap_err();
+        assert_eq!(err.0[0].code, "aws::sg-rule-quota");
+        assert!(
+            err.0[0].message.contains("61 ingress IPv6 rules"),
+            "{}",
+            err.0[0].message
+        );
+    }
+
+    #[test]
+    fn deny_all_metadata_disables_the_endpoint() {
+        let c = compile_str("metadata: deny-all\n").unwrap();
+        let m = c.metadata_options.unwrap();
+        assert_eq!(m.http_endpoint, "disabled");
+        let c = compile_str("metadata: allow\n").unwrap();
+        assert!(c.metadata_options.is_none());
+    }
 }

@@ -168,3 +168,87 @@ pub fn compile(
         entries,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use perimeter_core::policy::load_str;
+
+    use crate::compile::{Limits, compile_with_limits};
+
+    const BASE: &str = "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\ntargets:\n  aws:\n    region: r\n    vpc: v\n    network_acl: {subnets: [s], node_cidrs: [10.0.16.0/20]}\n";
+
+    #[test]
+    fn peers_get_all_traffic_and_one_way_peers_get_reply_entries() {
+        let text = format!(
+            "{BASE}ingress:\n  - {{name: kubelet, from: 10.0.0.0/24, services: [kubelet]}}\negress:\n  - {{name: https, to: 10.9.0.0/24, services: [https]}}\n"
+        );
+        let intent = load_str("t.yaml", &text).unwrap();
+        let c = compile_with_limits(&intent, &intent.targets.aws[0], Limits::AWS_DEFAULT).unwrap();
+        let nacl = c.network_acl.unwrap();
+        let inbound: Vec<String> = nacl
+            .entries
+            .iter()
+            .filter(|e| !e.egress)
+            .map(|e| {
+                format!(
+                    "{} {} {} {:?}",
+                    e.rule_number, e.protocol, e.cidr, e.port_range
+                )
+            })
+            .collect();
+        assert_eq!(
+            inbound,
+            [
+                "100 -1 10.0.0.0/24 None",
+                "200 6 10.9.0.0/24 Some((1024, 65535))"
+            ]
+        );
+        let outbound: Vec<String> = nacl
+            .entries
+            .iter()
+            .filter(|e| e.egress)
+            .map(|e| {
+                format!(
+                    "{} {} {} {:?}",
+                    e.rule_number, e.protocol, e.cidr, e.port_range
+                )
+            })
+            .collect();
+        assert_eq!(
+            outbound,
+            [
+                "100 -1 10.9.0.0/24 None",
+                "200 6 10.0.0.0/24 Some((1024, 65535))"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_default_entry_counts_against_the_budget() {
+        // 19 peers + `*` = 20 entries: fits; 20 peers do not.
+        let peers = |n: usize| {
+            (0..n)
+                .map(|i| format!("10.{}.0.0/16", 2 * i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ok = format!(
+            "{BASE}ingress:\n  - {{name: r, from: [{}], services: [ssh]}}\n",
+            peers(19)
+        );
+        let intent = load_str("t.yaml", &ok).unwrap();
+        assert!(compile_with_limits(&intent, &intent.targets.aws[0], Limits::AWS_DEFAULT).is_ok());
+        let over = format!(
+            "{BASE}ingress:\n  - {{name: r, from: [{}], services: [ssh]}}\n",
+            peers(20)
+        );
+        let intent = load_str("t.yaml", &over).unwrap();
+        let err =
+            compile_with_limits(&intent, &intent.targets.aws[0], Limits::AWS_DEFAULT).unwrap_err();
+        assert!(
+            err.0.iter().any(|d| d.code == "aws::nacl-entry-quota"
+                && d.message.contains("21 inbound IPv4 entries")),
+            "{err:?}"
+        );
+    }
+}

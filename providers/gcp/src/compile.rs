@@ -490,3 +490,92 @@ fn protocols(services: &[Service], family: Family) -> Vec<ProtocolPorts> {
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use perimeter_core::policy::load_str;
+
+    fn compile_str(body: &str) -> Result<GcpCompiled, Diagnostics> {
+        let text = format!("apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\n{body}");
+        let intent = load_str("t.yaml", &text).expect("valid policy");
+        compile(&intent, &GcpTarget::placeholder("t"))
+    }
+
+    #[test]
+    fn runs_of_same_action_share_a_priority_and_changes_move_on() {
+        let c = compile_str(
+            "ingress:\n  - {name: a, from: 10.0.0.0/8, services: [ssh]}\n  - {name: b, from: 10.1.0.0/16, services: [kubelet]}\n  - {name: c, action: deny, from: 10.2.0.0/16, services: [any]}\n  - {name: d, from: 10.0.0.0/8, services: [any]}\n",
+        )
+        .unwrap();
+        let prio: Vec<(String, u16)> = c
+            .firewalls
+            .iter()
+            .filter(|f| f.direction == "INGRESS")
+            .map(|f| (f.name.clone(), f.priority))
+            .collect();
+        assert_eq!(
+            prio,
+            [
+                ("t-i-a".into(), 1000),
+                ("t-i-b".into(), 1000),
+                ("t-i-c".into(), 1010),
+                ("t-i-d".into(), 1020)
+            ]
+        );
+    }
+
+    #[test]
+    fn more_than_256_ranges_split_into_rules_of_the_same_priority() {
+        let cidrs: Vec<String> = (0..300)
+            .map(|i| format!("10.{}.{}.0/24", i / 128, (i % 128) * 2))
+            .collect();
+        let c = compile_str(&format!(
+            "ingress:\n  - {{name: many, from: [{}], services: [ssh]}}\n",
+            cidrs.join(", ")
+        ))
+        .unwrap();
+        let parts: Vec<(&str, usize, u16)> = c
+            .firewalls
+            .iter()
+            .filter(|f| f.direction == "INGRESS")
+            .map(|f| (f.name.as_str(), f.source_ranges.len(), f.priority))
+            .collect();
+        assert_eq!(parts, [("t-i-many", 256, 1000), ("t-i-many-2", 44, 1000)]);
+    }
+
+    #[test]
+    fn private_egress_gets_explicit_denies_above_the_implied_allow() {
+        let c = compile_str("private: true\n").unwrap();
+        let names: Vec<&str> = c.firewalls.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["t-e-default-deny", "t-e-default-deny-v6"]);
+        assert!(
+            c.firewalls
+                .iter()
+                .all(|f| f.priority == EGRESS_DEFAULT_PRIORITY && !f.denied.is_empty())
+        );
+        assert!(
+            compile_str("private: false\n")
+                .unwrap()
+                .firewalls
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn names_over_63_characters_are_an_error() {
+        let text = format!(
+            "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: {}\ningress:\n  - {{name: {}, from: \"fd00::/8\", services: [ssh]}}\n",
+            "p".repeat(30),
+            "r".repeat(30)
+        );
+        let intent = load_str("t.yaml", &text).unwrap();
+        let err = compile(&intent, &GcpTarget::placeholder("t")).unwrap_err();
+        assert_eq!(err.0[0].code, "gcp::name-too-long");
+        assert!(
+            err.0[0].message.contains("is 66 characters"),
+            "{}",
+            err.0[0].message
+        );
+    }
+}
