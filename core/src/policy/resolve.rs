@@ -86,6 +86,24 @@ impl<'d> Resolver<'d> {
     pub(crate) fn intent(&mut self) -> Intent {
         let doc = self.doc;
         self.check_name(&doc.name, "policy name");
+        for (name, _) in doc.networks.iter().chain(doc.services.iter()) {
+            let ok = name.value.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                let d = self.err(
+                    "policy::bad-name",
+                    name.span,
+                    format!("`{}` is not a valid network or service name", name.value),
+                );
+                d.label = "expected a letter, then letters, digits, `-`, `_` or `.`".into();
+                d.help = Some(
+                    "names must not look like addresses (`10.0.0.0/8`) or protocols (`tcp/22`), which the same lists accept".into(),
+                );
+            }
+        }
         for (name, _) in &doc.networks {
             if BUILTIN_PEERS.contains(&name.value.as_str()) {
                 let d = self.err(
@@ -98,7 +116,10 @@ impl<'d> Resolver<'d> {
             }
         }
         for (name, _) in &doc.services {
-            if presets::preset(&name.value).is_some() {
+            let n = name.value.as_str();
+            let literal = ["tcp", "udp", "icmp", "icmpv6", "proto"].contains(&n)
+                || PROTOCOL_NAMES.iter().any(|(p, _)| *p == n);
+            if presets::preset(n).is_some() || literal {
                 let d = self.err(
                     "policy::reserved-name",
                     name.span,
