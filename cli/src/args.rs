@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 success, 1 error (invalid policy, a cloud limit exceeded, unreadable file).
+Exit codes: 0 success, 1 error, 2 changes present (plan --detailed-exitcode).
 
 Examples:
   perimeter validate policies/eks-workers.yaml
   perimeter compile policies/multi-cloud.yaml
   perimeter compile policies/gke-workers.yaml --cloud gcp --format json
   perimeter presets
+  perimeter plan policies/eks-workers.yaml --out plan.json --detailed-exitcode
+  perimeter apply plan.json
 
 Docs: docs/policy-reference.md (policy language), docs/cli.md (commands, exit codes, JSON).";
 
@@ -65,8 +67,63 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Compare the clouds with the policy and show what apply would change.
+    ///
+    /// Observes every AWS target (bulk reads: a handful of API calls per region, whatever the
+    /// number of groups), diffs against the compiled policy, and prints the changes like
+    /// Terraform: `+` create, `~` change in place, `-` destroy, then "Plan: N to add, N to
+    /// change, N to destroy." Credentials come from the standard AWS chain; AWS_ENDPOINT_URL
+    /// points perimeter at an emulator (see localstack/).
+    #[command(
+        after_help = "Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present (--detailed-exitcode only).
+
+Examples:
+  perimeter plan policies/eks-workers.yaml
+  perimeter plan policy.yaml --out plan.json --detailed-exitcode
+  perimeter plan policy.yaml --format markdown > comment.md"
+    )]
+    Plan {
+        /// The policy file.
+        policy: PathBuf,
+        /// Save the plan (with a fingerprint of everything observed) for `perimeter apply`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// `text`, `json` (docs/plan-format.md) or `markdown` (for pull-request comments).
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Exit 2 when there are changes, 0 when there are none (1 is always an error).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the clouds match a saved plan (or a policy, with --auto-approve).
+    ///
+    /// Re-reads every target first and refuses, writing nothing, if anything changed since the
+    /// plan was made. Writes in the plan's order: create the group or NACL, add rules, change
+    /// rules in place, remove rules; throttling and 5xx answers are retried with backoff. Then
+    /// reads everything back and fails unless a new plan would be empty.
+    #[command(
+        after_help = "Exit codes: 0 applied and converged, 1 error (stale plan, failed write, not converged).
+
+Examples:
+  perimeter plan policy.yaml --out plan.json && perimeter apply plan.json
+  perimeter apply policy.yaml --auto-approve"
+    )]
+    Apply {
+        /// A plan saved by `perimeter plan --out`, or a policy file with --auto-approve.
+        plan: PathBuf,
+        /// Accept a policy file: plan and apply in one step without review.
+        #[arg(long)]
+        auto_approve: bool,
+    },
     /// List the built-in services and CNI presets with their ports.
     Presets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

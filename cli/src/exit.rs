@@ -5,6 +5,6 @@
 pub(crate) const OK: u8 = 0;
 /// Any error: invalid policy, unreadable file, a limit a cloud cannot hold.
 pub(crate) const ERROR: u8 = 1;
-/// Usage error reported by the argument parser (clap's own code).
-#[allow(dead_code)]
-pub(crate) const USAGE: u8 = 2;
+/// `plan --detailed-exitcode` and `drift`: success, and there are changes (Terraform's 2).
+/// clap also exits 2 on a usage error, before any work is done.
+pub(crate) const CHANGES: u8 = 2;

@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod exit;
 mod output;
+mod plan_doc;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,13 @@ fn main() -> ExitCode {
             cloud,
             format,
         } => commands::compile::run(&policy, cloud, format),
+        args::Command::Plan {
+            policy,
+            out,
+            format,
+            detailed_exitcode,
+        } => commands::plan::run(&policy, out.as_deref(), format, detailed_exitcode),
+        args::Command::Apply { plan, auto_approve } => commands::apply::run(&plan, auto_approve),
         args::Command::Presets => Ok(commands::presets::run()),
     };
     match result {

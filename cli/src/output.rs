@@ -8,6 +8,11 @@ pub(crate) fn stderr_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
+/// True when stdout is a terminal and NO_COLOR is unset or empty.
+pub(crate) fn stdout_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
 /// Writes data to stdout. A closed pipe (`| head`) is not an error worth a panic.
 pub(crate) fn data(text: &str) {
     let mut out = std::io::stdout().lock();

@@ -77,6 +77,15 @@ impl Cidr {
         }
     }
 
+    /// Parses like `from_str` but clears host bits instead of refusing them: for reading what
+    /// a cloud stored, which may be written as `10.0.0.1/8`.
+    pub fn parse_lenient(s: &str) -> Result<Self, CidrError> {
+        match s.parse::<Cidr>() {
+            Err(CidrError::HostBits { network }) => Ok(network),
+            other => other,
+        }
+    }
+
     /// The network address.
     pub fn addr(&self) -> IpAddr {
         self.addr

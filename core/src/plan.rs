@@ -9,6 +9,33 @@ use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
+/// Version of the plan document (`plan --format json`, `plan --out`). Documented in
+/// docs/plan-format.md; bumped only on incompatible change.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// A fingerprint of observed state: the SHA-256 of its canonical JSON. A saved plan records
+/// one per resource; apply re-observes and refuses to write if any differs ("stale plan").
+pub fn fingerprint<T: Serialize + ?Sized>(value: &T) -> String {
+    use sha2::{Digest, Sha256};
+    // serde_json writes struct fields in declaration order and our maps are BTreeMaps, so the
+    // same state always gives the same bytes.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Something about the cloud's posture that the policy cares about but perimeter does not
+/// change (e.g. a node with a public IP in a private perimeter).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable code, e.g. `public-ip`, `internet-route`, `group-not-attached`.
+    pub code: String,
+    /// The cloud object it concerns.
+    pub resource: String,
+    /// What is wrong and why it matters.
+    pub message: String,
+}
+
 /// A native rule with an identity. Rules with the same key are the same cloud object; rules
 /// with equal keys but different contents are updates.
 pub trait Keyed {

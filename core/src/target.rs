@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::addr::Cidr;
 use crate::diag::Span;
 
 /// All targets of a policy.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Targets {
     /// AWS accounts / regions / VPCs.
     pub aws: Vec<AwsTarget>,
@@ -20,7 +20,7 @@ pub struct Targets {
 }
 
 /// One AWS VPC to protect.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AwsTarget {
     /// Account id, when the job must check it runs in the right account.
     pub account: Option<String>,
@@ -40,7 +40,7 @@ pub struct AwsTarget {
 }
 
 /// The network ACL part of an AWS target.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AwsNaclTarget {
     /// Subnets to associate with the owned NACL.
     pub subnets: Vec<String>,
@@ -52,7 +52,7 @@ pub struct AwsNaclTarget {
 }
 
 /// One GCP VPC network to protect.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GcpTarget {
     /// Project id.
     pub project: String,
@@ -75,7 +75,7 @@ pub struct GcpTarget {
 }
 
 /// One Azure network security group to manage.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AzureTarget {
     /// Subscription id.
     pub subscription: String,

@@ -1,6 +1,8 @@
 //! One module per subcommand; each returns the process exit code.
 
+pub(crate) mod apply;
 pub(crate) mod compile;
+pub(crate) mod plan;
 pub(crate) mod presets;
 pub(crate) mod validate;
 

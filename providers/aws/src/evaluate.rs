@@ -118,6 +118,7 @@ fn sg_rule_matches(rule: &SgRule, packet: &Packet) -> bool {
     let peer_ok = match &rule.peer {
         SgPeer::CidrIpv4(c) | SgPeer::CidrIpv6(c) => c.contains(packet.peer.addr),
         SgPeer::OwnGroup => packet.peer.is_node,
+        SgPeer::ReferencedGroup(_) | SgPeer::PrefixList(_) => false,
     };
     peer_ok
         && protocol_matches(

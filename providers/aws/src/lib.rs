@@ -3,12 +3,18 @@
 //!
 //! Same shape as every provider crate: `model` (native objects), `compile` (pure, from the
 //! neutral intent), `evaluate` (an independent model of the cloud's packet decisions, used to
-//! prove the compiler right), `render` (console-like text and API JSON).
+//! prove the compiler right), `render` (console-like text and API JSON), `state` and `plan`
+//! (observed state and the pure diff against it), `backend` (the only code that calls EC2).
 
+pub mod backend;
 pub mod compile;
 pub mod evaluate;
 pub mod model;
 pub mod nacl;
+pub mod paginate;
+pub mod plan;
 pub mod render;
+pub mod render_plan;
+pub mod state;
 
 pub use compile::{AwsCompiled, Limits, compile, compile_with_limits};

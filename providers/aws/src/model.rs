@@ -21,6 +21,10 @@ pub enum SgPeer {
     CidrIpv6(Cidr),
     /// A reference to the owned group itself: the protected nodes.
     OwnGroup,
+    /// A reference to another security group (only ever observed, never desired).
+    ReferencedGroup(String),
+    /// A managed prefix list (only ever observed, never desired).
+    PrefixList(String),
 }
 
 /// One security group rule (one peer).
@@ -78,43 +82,63 @@ impl SecurityGroup {
 
     /// The EC2 `IpPermissions` (ingress) or `IpPermissionsEgress` list for one direction.
     pub fn ip_permissions(&self, direction: Direction) -> Vec<Value> {
-        let mut grouped: BTreeMap<(String, i32, i32), Vec<&SgRule>> = BTreeMap::new();
-        for r in self.rules(direction) {
-            grouped
-                .entry((r.ip_protocol.clone(), r.from_port, r.to_port))
-                .or_default()
-                .push(r);
-        }
+        ip_permissions(self.rules(direction), OWN_GROUP_ID)
+    }
+}
+
+/// Groups rules into EC2 `IpPermission` objects (one per protocol and port range), naming the
+/// owned group by `own_group_id`.
+pub fn ip_permissions<'a>(
+    rules: impl Iterator<Item = &'a SgRule>,
+    own_group_id: &str,
+) -> Vec<Value> {
+    let mut grouped: BTreeMap<(String, i32, i32), Vec<&SgRule>> = BTreeMap::new();
+    for r in rules {
         grouped
-            .into_iter()
-            .map(|((proto, from, to), rules)| {
-                let mut perm = serde_json::Map::new();
-                perm.insert("IpProtocol".into(), json!(proto));
-                if has_ports(&proto) {
-                    perm.insert("FromPort".into(), json!(from));
-                    perm.insert("ToPort".into(), json!(to));
-                }
-                let mut v4 = Vec::new();
-                let mut v6 = Vec::new();
-                let mut groups = Vec::new();
-                for r in rules {
-                    match &r.peer {
-                        SgPeer::CidrIpv4(c) => {
-                            v4.push(json!({"CidrIp": c.to_string(), "Description": r.description}))
-                        }
-                        SgPeer::CidrIpv6(c) => v6
-                            .push(json!({"CidrIpv6": c.to_string(), "Description": r.description})),
-                        SgPeer::OwnGroup => groups
-                            .push(json!({"GroupId": OWN_GROUP_ID, "Description": r.description})),
+            .entry((r.ip_protocol.clone(), r.from_port, r.to_port))
+            .or_default()
+            .push(r);
+    }
+    grouped
+        .into_iter()
+        .map(|((proto, from, to), rules)| {
+            let mut perm = serde_json::Map::new();
+            perm.insert("IpProtocol".into(), json!(proto));
+            if has_ports(&proto) {
+                perm.insert("FromPort".into(), json!(from));
+                perm.insert("ToPort".into(), json!(to));
+            }
+            let (mut v4, mut v6, mut groups, mut lists) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for r in rules {
+                let d = &r.description;
+                match &r.peer {
+                    SgPeer::CidrIpv4(c) => {
+                        v4.push(json!({"CidrIp": c.to_string(), "Description": d}))
+                    }
+                    SgPeer::CidrIpv6(c) => {
+                        v6.push(json!({"CidrIpv6": c.to_string(), "Description": d}))
+                    }
+                    SgPeer::OwnGroup => {
+                        groups.push(json!({"GroupId": own_group_id, "Description": d}))
+                    }
+                    SgPeer::ReferencedGroup(id) => {
+                        groups.push(json!({"GroupId": id, "Description": d}))
+                    }
+                    SgPeer::PrefixList(id) => {
+                        lists.push(json!({"PrefixListId": id, "Description": d}))
                     }
                 }
-                perm.insert("IpRanges".into(), json!(v4));
-                perm.insert("Ipv6Ranges".into(), json!(v6));
-                perm.insert("UserIdGroupPairs".into(), json!(groups));
-                Value::Object(perm)
-            })
-            .collect()
-    }
+            }
+            perm.insert("IpRanges".into(), json!(v4));
+            perm.insert("Ipv6Ranges".into(), json!(v6));
+            perm.insert("UserIdGroupPairs".into(), json!(groups));
+            if !lists.is_empty() {
+                perm.insert("PrefixListIds".into(), json!(lists));
+            }
+            Value::Object(perm)
+        })
+        .collect()
 }
 
 /// True for protocols whose `FromPort`/`ToPort` mean something to EC2.

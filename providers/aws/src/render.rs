@@ -38,10 +38,12 @@ fn sg_ports(r: &SgRule) -> String {
     }
 }
 
-fn sg_peer(p: &SgPeer) -> String {
+pub(crate) fn sg_peer(p: &SgPeer) -> String {
     match p {
         SgPeer::CidrIpv4(c) | SgPeer::CidrIpv6(c) => c.to_string(),
         SgPeer::OwnGroup => format!("{OWN_GROUP_ID} (this group)"),
+        SgPeer::ReferencedGroup(id) => id.clone(),
+        SgPeer::PrefixList(id) => id.clone(),
     }
 }
 

@@ -1,0 +1,171 @@
+//! `perimeter apply PLANFILE` or `perimeter apply POLICY --auto-approve`.
+//!
+//! Re-observes every target first and refuses, writing nothing, if anything changed since the
+//! plan was made. Then executes each target's plan (create, then add, then change, then
+//! remove), reads everything back and checks that a new plan would be empty.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use perimeter_aws::backend::AwsBackend;
+use perimeter_aws::plan::{AwsTargetPlan, Fingerprints};
+use perimeter_core::plan::PLAN_FORMAT_VERSION;
+
+use crate::plan_doc::PlanDocument;
+use crate::{exit, output};
+
+fn load_plan(path: &Path, text: &str) -> anyhow::Result<Option<PlanDocument>> {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => return Ok(None),
+    };
+    let version = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64);
+    match version {
+        Some(v) if v == u64::from(PLAN_FORMAT_VERSION) => {}
+        Some(v) => bail!(
+            "{} is a plan of format version {v}; this perimeter reads version {PLAN_FORMAT_VERSION}: make the plan again",
+            path.display()
+        ),
+        None => return Ok(None),
+    }
+    let doc = serde_json::from_value(value)
+        .with_context(|| format!("{} is not a valid perimeter plan", path.display()))?;
+    Ok(Some(doc))
+}
+
+pub(crate) fn run(path: &Path, auto_approve: bool) -> anyhow::Result<u8> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let rt = super::plan::runtime()?;
+    let doc = match load_plan(path, &text)? {
+        Some(doc) => doc,
+        None => {
+            if !auto_approve {
+                bail!(
+                    "{} is a policy, not a saved plan: run `perimeter plan {0} --out plan.json`, review it, then `perimeter apply plan.json`; or pass --auto-approve to plan and apply in one step",
+                    path.display()
+                );
+            }
+            let source = super::read_policy(path)?;
+            let Some(intent) = super::load_or_report(&source) else {
+                return Ok(exit::ERROR);
+            };
+            let Some(desired) = super::plan::desired(&intent, &source) else {
+                return Ok(exit::ERROR);
+            };
+            let (plans, calls) = rt.block_on(super::plan::make_plan(&intent.name, &desired))?;
+            let doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans, calls);
+            output::diag(&super::plan::text(&doc, output::stderr_color()));
+            doc
+        }
+    };
+    rt.block_on(apply(&doc))
+}
+
+async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
+    let mut by_region: BTreeMap<&str, Vec<&AwsTargetPlan>> = BTreeMap::new();
+    for p in &doc.aws {
+        by_region
+            .entry(p.target.region.as_str())
+            .or_default()
+            .push(p);
+    }
+    let mut backends = BTreeMap::new();
+    // 1. Stale check for every target before the first write anywhere.
+    let mut stale = Vec::new();
+    for (region, plans) in &by_region {
+        let backend = AwsBackend::connect(region).await;
+        let targets: Vec<_> = plans.iter().map(|p| p.target.clone()).collect();
+        let observed = backend
+            .observe(&doc.policy, &targets)
+            .await
+            .with_context(|| format!("observing AWS {region}"))?;
+        for (p, obs) in plans.iter().zip(&observed) {
+            let now = Fingerprints::of(obs);
+            let what = format!(
+                "aws {} {} ({})",
+                p.target.region, p.target.vpc, p.target.security_group
+            );
+            if now.security_group != p.fingerprints.security_group {
+                stale.push(format!(
+                    "{what}: the security group changed since the plan was made"
+                ));
+            }
+            if now.network_acl != p.fingerprints.network_acl {
+                stale.push(format!("{what}: the network ACL or its subnet associations changed since the plan was made"));
+            }
+            if now.instances != p.fingerprints.instances {
+                stale.push(format!("{what}: the selected instances or their metadata options changed since the plan was made"));
+            }
+        }
+        backends.insert(*region, backend);
+    }
+    if !stale.is_empty() {
+        let mut msg = String::from("error: saved plan is stale; nothing was written\n");
+        for s in &stale {
+            msg.push_str(&format!("  - {s}\n"));
+        }
+        msg.push_str("Run `perimeter plan` again, review the new plan, and apply that.\n");
+        output::diag(&msg);
+        return Ok(exit::ERROR);
+    }
+    let observe_calls: u64 = backends.values().map(AwsBackend::api_calls).sum();
+
+    // 2. Execute.
+    let mut writes = 0usize;
+    for (region, plans) in &by_region {
+        let backend = &backends[region];
+        for p in plans {
+            if p.is_empty() {
+                continue;
+            }
+            let mut progress = |line: String| output::diag(&format!("{line}\n"));
+            match backend.apply(p, &mut progress).await {
+                Ok(n) => writes += n,
+                Err(e) => {
+                    output::diag(&format!(
+                        "error: apply stopped after {writes} write(s): {e}\nThe changes made so far are in place; run `perimeter plan` to see what is left, then apply again.\n"
+                    ));
+                    return Ok(exit::ERROR);
+                }
+            }
+        }
+    }
+    let write_calls: u64 =
+        backends.values().map(AwsBackend::api_calls).sum::<u64>() - observe_calls;
+
+    // 3. Read back and check convergence.
+    let mut left = 0usize;
+    for (region, plans) in &by_region {
+        let backend = &backends[region];
+        let targets: Vec<_> = plans.iter().map(|p| p.target.clone()).collect();
+        let observed = backend
+            .observe(&doc.policy, &targets)
+            .await
+            .with_context(|| format!("re-reading AWS {region}"))?;
+        for (p, obs) in plans.iter().zip(&observed) {
+            let again = perimeter_aws::plan::plan(&p.desired, Vec::new(), obs, &doc.policy)?;
+            let s = again.summary();
+            left += s.add + s.change + s.destroy;
+        }
+    }
+    let total_calls: u64 = backends.values().map(AwsBackend::api_calls).sum();
+    let s = doc.summary;
+    output::diag(&format!(
+        "Apply complete: {} added, {} changed, {} destroyed in {writes} write call(s); {left} change(s) left.\nAPI calls: {total_calls} ({observe_calls} to check the plan, {write_calls} to write, {} to verify).\n",
+        s.add,
+        s.change,
+        s.destroy,
+        total_calls - observe_calls - write_calls
+    ));
+    if left > 0 {
+        output::diag(
+            "error: the cloud does not match the policy after apply; run `perimeter plan` to see the difference\n",
+        );
+        return Ok(exit::ERROR);
+    }
+    Ok(exit::OK)
+}

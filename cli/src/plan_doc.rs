@@ -1,0 +1,55 @@
+//! The plan document: what `plan --out` saves, `plan --format json` prints and `apply` reads.
+//! Versioned and documented in docs/plan-format.md.
+
+use perimeter_aws::plan::AwsTargetPlan;
+use perimeter_core::plan::{PLAN_FORMAT_VERSION, Summary};
+use serde::{Deserialize, Serialize};
+
+/// One plan over every target of a policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PlanDocument {
+    /// [`PLAN_FORMAT_VERSION`].
+    pub(crate) format_version: u32,
+    /// The perimeter version that made it.
+    pub(crate) perimeter_version: String,
+    /// Policy name.
+    pub(crate) policy: String,
+    /// Policy file as given.
+    pub(crate) policy_file: String,
+    /// SHA-256 of the policy file.
+    pub(crate) policy_sha256: String,
+    /// Requests sent to cloud APIs to make the plan (retries included).
+    pub(crate) api_calls: u64,
+    /// Totals over every target.
+    pub(crate) summary: Summary,
+    /// AWS targets.
+    pub(crate) aws: Vec<AwsTargetPlan>,
+}
+
+impl PlanDocument {
+    pub(crate) fn new(
+        policy: &str,
+        file: &str,
+        text: &str,
+        aws: Vec<AwsTargetPlan>,
+        api_calls: u64,
+    ) -> Self {
+        let mut summary = Summary::default();
+        for p in &aws {
+            let s = p.summary();
+            summary.add += s.add;
+            summary.change += s.change;
+            summary.destroy += s.destroy;
+        }
+        Self {
+            format_version: PLAN_FORMAT_VERSION,
+            perimeter_version: env!("CARGO_PKG_VERSION").to_string(),
+            policy: policy.to_string(),
+            policy_file: file.to_string(),
+            policy_sha256: perimeter_core::plan::fingerprint(text),
+            api_calls,
+            summary,
+            aws,
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Desired (compiled) against observed → the changes for one AWS target. Pure.
+//!
+//! Everything apply needs is decided here: which group to create, which rule ids to modify or
+//! revoke, which NACL numbers to write, which subnets to re-associate, which instances get new
+//! metadata options. Apply executes it and makes no choices.
+
+use std::collections::HashMap;
+
+use perimeter_core::plan::{Action, Change, Finding, Keyed, Summary, diff, fingerprint};
+use perimeter_core::target::AwsTarget;
+use perimeter_core::{Cidr, Direction};
+use serde::{Deserialize, Serialize};
+
+use crate::compile::AwsCompiled;
+use crate::model::{MetadataOptions, NaclEntry, NetworkAcl, SecurityGroup, SgPeer, SgRule};
+use crate::state::{OWNER_TAG, ObservedAws, ObservedInstance, SubnetAssociation};
+
+/// One security group rule change. `rule_id` is the observed rule's id for updates and deletes
+/// (absent for a default rule of a group that does not exist yet: apply finds it by its key
+/// right after creating the group).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SgChange {
+    /// Create, update (description, in place) or delete.
+    pub action: Action,
+    /// Observed rule id.
+    pub rule_id: Option<String>,
+    /// Observed rule.
+    pub before: Option<SgRule>,
+    /// Desired rule.
+    pub after: Option<SgRule>,
+}
+
+/// The owned security group's plan.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SecurityGroupPlan {
+    /// Existing group id; `None` when apply creates the group.
+    pub group_id: Option<String>,
+    /// `GroupName`.
+    pub group_name: String,
+    /// `VpcId`.
+    pub vpc_id: String,
+    /// `Description` for a new group.
+    pub description: String,
+    /// Rule changes: creates, then updates, then deletes.
+    pub changes: Vec<SgChange>,
+}
+
+/// The owned network ACL's plan.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct NaclPlan {
+    /// Existing NACL id; `None` when apply creates it.
+    pub network_acl_id: Option<String>,
+    /// `VpcId`.
+    pub vpc_id: String,
+    /// Entry changes: creates, then replacements, then deletes.
+    pub changes: Vec<Change<NaclEntry>>,
+    /// Subnets to move to the owned NACL, with their current association ids.
+    pub associate: Vec<SubnetAssociation>,
+}
+
+/// New metadata options for one instance.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MetadataChange {
+    /// `i-...`.
+    pub instance_id: String,
+    /// Current options.
+    pub before: MetadataOptions,
+    /// Options after apply.
+    pub after: MetadataOptions,
+}
+
+/// What the policy wants in one target: the compiled state, kept in the plan so that apply
+/// can check convergence after writing without the policy file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AwsDesired {
+    /// The target.
+    pub target: AwsTarget,
+    /// The owned security group.
+    pub security_group: SecurityGroup,
+    /// The owned NACL.
+    pub network_acl: Option<NetworkAcl>,
+    /// Metadata options for the selected instances.
+    pub metadata_options: Option<MetadataOptions>,
+    /// True for `private: true` (findings depend on it).
+    pub private: bool,
+}
+
+impl AwsDesired {
+    /// The desired state of a compiled target.
+    pub fn from_compiled(c: &AwsCompiled, private: bool) -> Self {
+        Self {
+            target: c.target.clone(),
+            security_group: c.security_group.clone(),
+            network_acl: c.network_acl.clone(),
+            metadata_options: c.metadata_options.clone(),
+            private,
+        }
+    }
+}
+
+/// Fingerprints of what a plan was made against; apply refuses to write if any changed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Fingerprints {
+    /// The owned security group and its rules (and any foreign group with its name).
+    pub security_group: String,
+    /// The owned NACL and the subnets' associations.
+    pub network_acl: String,
+    /// The selected instances' metadata options.
+    pub instances: String,
+}
+
+impl Fingerprints {
+    /// Fingerprints of an observation.
+    pub fn of(o: &ObservedAws) -> Self {
+        Self {
+            security_group: fingerprint(&(&o.security_group, &o.foreign_group)),
+            network_acl: fingerprint(&(&o.network_acl, &o.subnet_associations)),
+            instances: fingerprint(
+                &o.instances
+                    .iter()
+                    .map(|i| (&i.instance_id, &i.metadata))
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+}
+
+/// Everything perimeter will do in one AWS target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AwsTargetPlan {
+    /// The target.
+    pub target: AwsTarget,
+    /// What the policy wants there.
+    pub desired: AwsDesired,
+    /// What the plan was made against.
+    pub fingerprints: Fingerprints,
+    /// Tag value identifying perimeter's objects.
+    pub policy: String,
+    /// The security group.
+    pub security_group: SecurityGroupPlan,
+    /// The network ACL, when the target manages one.
+    pub network_acl: Option<NaclPlan>,
+    /// Metadata option changes.
+    pub metadata: Vec<MetadataChange>,
+    /// Compiler notes, in their JSON form (docs/policy-reference.md, Notes).
+    pub notes: Vec<serde_json::Value>,
+    /// Posture findings.
+    pub findings: Vec<Finding>,
+}
+
+/// Why a target cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A group with the target's name exists but carries no ownership tag for this policy.
+    #[error(
+        "security group `{name}` ({group_id}) in {vpc} exists but is not owned by policy `{policy}` (no {OWNER_TAG}={policy} tag); perimeter never writes what it does not own"
+    )]
+    ForeignGroup {
+        /// Group name.
+        name: String,
+        /// Its id.
+        group_id: String,
+        /// VPC.
+        vpc: String,
+        /// Policy name.
+        policy: String,
+    },
+}
+
+impl AwsTargetPlan {
+    /// True when applying would write nothing.
+    pub fn is_empty(&self) -> bool {
+        self.summary().is_empty()
+    }
+
+    /// Counts for the summary line: a created group or NACL counts as one add, each rule or
+    /// entry change as one, each instance's metadata change as one change.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        if self.security_group.group_id.is_none() {
+            s.add += 1;
+        }
+        for c in &self.security_group.changes {
+            count(&mut s, c.action);
+        }
+        if let Some(n) = &self.network_acl {
+            if n.network_acl_id.is_none() {
+                s.add += 1;
+            }
+            for c in &n.changes {
+                count(&mut s, c.action);
+            }
+            s.change += n.associate.len();
+        }
+        s.change += self.metadata.len();
+        s
+    }
+}
+
+fn count(s: &mut Summary, a: Action) {
+    match a {
+        Action::Create => s.add += 1,
+        Action::Update => s.change += 1,
+        Action::Delete => s.destroy += 1,
+    }
+}
+
+/// The default egress rules AWS adds to a new group in this VPC.
+pub fn default_egress_rules(vpc_has_ipv6: bool) -> Vec<SgRule> {
+    let rule = |peer| SgRule {
+        direction: Direction::Egress,
+        ip_protocol: "-1".into(),
+        from_port: -1,
+        to_port: -1,
+        peer,
+        description: String::new(),
+    };
+    let mut v = vec![rule(SgPeer::CidrIpv4(Cidr::ANY_V4))];
+    if vpc_has_ipv6 {
+        v.push(rule(SgPeer::CidrIpv6(Cidr::ANY_V6)));
+    }
+    v
+}
+
+/// Plans one target.
+pub fn plan(
+    desired: &AwsDesired,
+    notes: Vec<serde_json::Value>,
+    observed: &ObservedAws,
+    policy: &str,
+) -> Result<AwsTargetPlan, PlanError> {
+    let compiled = desired;
+    let private = desired.private;
+    let target = &compiled.target;
+    if let Some(group_id) = &observed.foreign_group {
+        return Err(PlanError::ForeignGroup {
+            name: target.security_group.clone(),
+            group_id: group_id.clone(),
+            vpc: target.vpc.clone(),
+            policy: policy.into(),
+        });
+    }
+    let desired_rules = &compiled.security_group.rules;
+    let (observed_rules, ids): (Vec<SgRule>, HashMap<SgRuleKey, String>) =
+        match &observed.security_group {
+            Some(g) => (
+                g.rules.iter().map(|r| r.rule.clone()).collect(),
+                g.rules
+                    .iter()
+                    .map(|r| (SgRuleKey::of(&r.rule), r.rule_id.clone()))
+                    .collect(),
+            ),
+            // A new group arrives with AWS's default egress rules: plan their removal now.
+            None => (default_egress_rules(observed.vpc_has_ipv6), HashMap::new()),
+        };
+    let changes = diff(desired_rules, &observed_rules)
+        .into_iter()
+        .map(|c| {
+            let rule_id = c
+                .before
+                .as_ref()
+                .and_then(|b| ids.get(&SgRuleKey::of(b)).cloned());
+            SgChange {
+                action: c.action,
+                rule_id,
+                before: c.before,
+                after: c.after,
+            }
+        })
+        .collect();
+    let security_group = SecurityGroupPlan {
+        group_id: observed.security_group.as_ref().map(|g| g.group_id.clone()),
+        group_name: target.security_group.clone(),
+        vpc_id: target.vpc.clone(),
+        description: compiled.security_group.description.clone(),
+        changes,
+    };
+
+    let network_acl = compiled.network_acl.as_ref().map(|want| {
+        let (current, acl_id) = match &observed.network_acl {
+            Some(n) => (n.entries.clone(), Some(n.network_acl_id.clone())),
+            None => (Vec::new(), None),
+        };
+        let associate = observed
+            .subnet_associations
+            .iter()
+            .filter(|a| {
+                want.subnets.contains(&a.subnet_id) && Some(&a.network_acl_id) != acl_id.as_ref()
+            })
+            .cloned()
+            .collect();
+        NaclPlan {
+            network_acl_id: acl_id,
+            vpc_id: target.vpc.clone(),
+            changes: diff(&want.entries, &current),
+            associate,
+        }
+    });
+
+    let metadata = match &compiled.metadata_options {
+        Some(want) => observed
+            .instances
+            .iter()
+            .filter_map(|i| {
+                let after = merge_metadata(&i.metadata, want);
+                (after != i.metadata).then(|| MetadataChange {
+                    instance_id: i.instance_id.clone(),
+                    before: i.metadata.clone(),
+                    after,
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+
+    Ok(AwsTargetPlan {
+        target: target.clone(),
+        desired: desired.clone(),
+        fingerprints: Fingerprints::of(observed),
+        policy: policy.into(),
+        security_group,
+        network_acl,
+        metadata,
+        notes,
+        findings: findings(observed, private),
+    })
+}
+
+/// The options an instance ends up with: perimeter's fields, the rest as they are.
+fn merge_metadata(current: &MetadataOptions, want: &MetadataOptions) -> MetadataOptions {
+    MetadataOptions {
+        http_endpoint: want.http_endpoint.clone(),
+        http_tokens: want
+            .http_tokens
+            .clone()
+            .or_else(|| current.http_tokens.clone()),
+        http_put_response_hop_limit: want
+            .http_put_response_hop_limit
+            .or(current.http_put_response_hop_limit),
+    }
+}
+
+fn findings(observed: &ObservedAws, private: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for i in &observed.instances {
+        if private && let Some(ip) = &i.public_ip {
+            out.push(Finding {
+                code: "public-ip".into(),
+                resource: i.instance_id.clone(),
+                message: format!(
+                    "node {} has public IP {ip} in a private perimeter",
+                    i.instance_id
+                ),
+            });
+        }
+        if private
+            && let Some(subnet) = &i.subnet_id
+            && observed.internet_routed_subnets.contains(subnet)
+        {
+            out.push(Finding {
+                code: "internet-route".into(),
+                resource: subnet.clone(),
+                message: format!("node {} is in subnet {subnet}, whose route table sends 0.0.0.0/0 to an internet gateway", i.instance_id),
+            });
+        }
+        if let Some(g) = &observed.security_group
+            && !i.security_groups.contains(&g.group_id)
+        {
+            out.push(Finding {
+                code: "group-not-attached".into(),
+                resource: i.instance_id.clone(),
+                message: format!("node {} does not carry the owned security group {}; the perimeter does not protect it", i.instance_id, g.group_id),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.code, &a.resource).cmp(&(&b.code, &b.resource)));
+    out.dedup();
+    out
+}
+
+/// An owned copy of a rule's key, to look up observed rule ids.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct SgRuleKey(Direction, String, i32, i32, SgPeer);
+
+impl SgRuleKey {
+    /// The key of a rule.
+    pub fn of(r: &SgRule) -> Self {
+        let (d, p, f, t, peer) = r.key();
+        SgRuleKey(d, p.to_string(), f, t, peer.clone())
+    }
+}
+
+/// Observed instances sorted for stable output (helper for backends and tests).
+pub fn sort_instances(v: &mut [ObservedInstance]) {
+    v.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+}

@@ -1,0 +1,83 @@
+//! What perimeter observed in one AWS target: the input of planning, the output of `observe`.
+//! Plain data, serializable, so that planning stays pure and testable without a cloud.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{MetadataOptions, NaclEntry, SgRule};
+
+/// Tag key that marks an object as perimeter's and names the policy that owns it.
+pub const OWNER_TAG: &str = "perimeter:policy";
+
+/// A security group rule as observed, with its id.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct ObservedSgRule {
+    /// `sgr-...`.
+    pub rule_id: String,
+    /// The rule in perimeter's model (a reference to the owned group is `OwnGroup`).
+    pub rule: SgRule,
+}
+
+/// The owned security group as observed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ObservedSecurityGroup {
+    /// `sg-...`.
+    pub group_id: String,
+    /// Its rules, sorted by rule id.
+    pub rules: Vec<ObservedSgRule>,
+}
+
+/// The owned network ACL as observed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ObservedNetworkAcl {
+    /// `acl-...`.
+    pub network_acl_id: String,
+    /// Its entries except the `*` defaults, sorted by direction and number.
+    pub entries: Vec<NaclEntry>,
+    /// Subnets associated with it.
+    pub subnets: Vec<String>,
+}
+
+/// A subnet's current NACL association (needed to move the subnet to the owned NACL).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SubnetAssociation {
+    /// `subnet-...`.
+    pub subnet_id: String,
+    /// `aclassoc-...`.
+    pub association_id: String,
+    /// The NACL it is associated with now.
+    pub network_acl_id: String,
+}
+
+/// A worker instance the target selects.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ObservedInstance {
+    /// `i-...`.
+    pub instance_id: String,
+    /// Its current metadata options (all three fields filled in).
+    pub metadata: MetadataOptions,
+    /// Public IPv4 address, if any.
+    pub public_ip: Option<String>,
+    /// Subnet.
+    pub subnet_id: Option<String>,
+    /// Security groups on its primary interface.
+    pub security_groups: Vec<String>,
+}
+
+/// Everything observed for one target.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+pub struct ObservedAws {
+    /// The owned security group, if it exists.
+    pub security_group: Option<ObservedSecurityGroup>,
+    /// A security group with the target's group name that perimeter does not own.
+    pub foreign_group: Option<String>,
+    /// True when the VPC has an IPv6 CIDR (a new group then also gets a `::/0` egress rule).
+    pub vpc_has_ipv6: bool,
+    /// The owned NACL, if the target has one and it exists.
+    pub network_acl: Option<ObservedNetworkAcl>,
+    /// Current NACL associations of the target's NACL subnets.
+    pub subnet_associations: Vec<SubnetAssociation>,
+    /// Selected instances, sorted by id.
+    pub instances: Vec<ObservedInstance>,
+    /// Subnets whose route table sends 0.0.0.0/0 to an internet gateway.
+    pub internet_routed_subnets: Vec<String>,
+}
