@@ -37,6 +37,9 @@ ready() { curl -fsS -o /dev/null "$url/moto-api/" 2>/dev/null; }
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 start() {
+  # Several test binaries may start the emulator at once: one at a time installs and starts.
+  exec 9>"$state/start.lock"
+  flock 9
   if running && ready; then echo "$url"; return; fi
   install
   if ready; then

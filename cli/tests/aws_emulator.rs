@@ -1,0 +1,412 @@
+//! End to end against a real EC2 emulator (moto server, LocalStack's EC2 engine) on
+//! 127.0.0.1: plan, apply, out-of-band changes, stale plans, ownership.
+//!
+//! The tests start the emulator themselves with `localstack/moto.sh start` (installing it into
+//! a virtualenv on first use) and leave it running for the other tests; `.ci/run` stops it.
+//! Each test works in its own region, which moto keeps as a separate backend, so the tests
+//! run in parallel without seeing each other.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
+};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Starts moto once per test binary and returns its endpoint.
+fn endpoint() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(root().join("localstack/moto.sh"))
+            .arg("start")
+            .output()
+            .expect("run localstack/moto.sh");
+        assert!(
+            out.status.success(),
+            "could not start the EC2 emulator (localstack/moto.sh start needs python3 with venv):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    })
+}
+
+fn perimeter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_perimeter"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run perimeter")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+async fn client(region: &str) -> Client {
+    let conf = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "test"))
+        .build();
+    Client::from_conf(conf)
+}
+
+/// A VPC with two node subnets and two worker instances, IMDSv1 allowed (as AMIs often are).
+struct World {
+    region: String,
+    vpc: String,
+    subnets: [String; 2],
+    instances: Vec<String>,
+    policy: PathBuf,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn world(region: &str) -> World {
+    let c = client(region).await;
+    let vpc = c.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let mut subnets = Vec::new();
+    for cidr in ["10.0.16.0/20", "10.0.32.0/20"] {
+        let s = c.create_subnet().vpc_id(&vpc).cidr_block(cidr).send().await.unwrap();
+        subnets.push(s.subnet.unwrap().subnet_id.unwrap());
+    }
+    let images = c.describe_images().owners("amazon").send().await.unwrap();
+    let ami = images.images()[0].image_id().unwrap().to_string();
+    let run = c
+        .run_instances()
+        .image_id(ami)
+        .min_count(2)
+        .max_count(2)
+        .subnet_id(&subnets[0])
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(Tag::builder().key("eks:nodegroup-name").value("workers").build())
+                .build(),
+        )
+        .metadata_options(
+            aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Optional)
+                .http_put_response_hop_limit(2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let instances = run.instances().iter().map(|i| i.instance_id().unwrap().to_string()).collect();
+    let dir = std::env::temp_dir().join(format!("perimeter-e2e-{region}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = std::fs::read_to_string(root().join("policies/eks-workers.yaml"))
+        .unwrap()
+        .replace("us-east-1", region)
+        .replace("vpc-0a1b2c3d4e5f60718", &vpc)
+        .replace("subnet-0aaa1111bbbb2222c", &subnets[0])
+        .replace("subnet-0ddd3333eeee4444f", &subnets[1]);
+    let path = dir.join("eks-workers.yaml");
+    std::fs::write(&path, policy).unwrap();
+    World {
+        region: region.into(),
+        vpc,
+        subnets: [subnets[0].clone(), subnets[1].clone()],
+        instances,
+        policy: path,
+        _dir: TempDir(dir),
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+async fn owned_group(c: &Client, vpc: &str) -> String {
+    let o = c
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .filters(Filter::builder().name("group-name").values("eks-workers").build())
+        .send()
+        .await
+        .unwrap();
+    o.security_groups()[0].group_id().unwrap().to_string()
+}
+
+#[test]
+fn fresh_account_plan_apply_plan_converges_and_a_second_apply_writes_nothing() {
+    let rt = runtime();
+    let w = rt.block_on(world("us-west-1"));
+    let p = path(&w.policy);
+
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("+ security group eks-workers"), "{out}");
+    assert!(out.contains("- egress all traffic to 0.0.0.0/0  (default rule of a new group)"), "{out}");
+    assert!(out.contains("HttpTokens optional → required"), "{out}");
+
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("0 change(s) left"), "{}", text(&o));
+
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("No changes."), "{}", text(&o));
+
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("in 0 write call(s)"), "{}", text(&o));
+
+    // The cloud holds what the policy says: IMDSv2 with hop limit 1 on both workers, the
+    // subnets on the owned NACL.
+    rt.block_on(async {
+        let c = client(&w.region).await;
+        let d = c.describe_instances().set_instance_ids(Some(w.instances.clone())).send().await.unwrap();
+        for i in d.reservations().iter().flat_map(|r| r.instances()) {
+            let m = i.metadata_options().unwrap();
+            assert_eq!(m.http_tokens(), Some(&HttpTokensState::Required));
+            assert_eq!(m.http_put_response_hop_limit(), Some(1));
+        }
+        let acls = c
+            .describe_network_acls()
+            .filters(Filter::builder().name("association.subnet-id").values(&w.subnets[0]).values(&w.subnets[1]).build())
+            .send()
+            .await
+            .unwrap();
+        let owned: Vec<_> = acls
+            .network_acls()
+            .iter()
+            .filter(|a| a.tags().iter().any(|t| t.key() == Some("perimeter:policy")))
+            .collect();
+        assert_eq!(owned.len(), 1);
+        assert_eq!(owned[0].associations().len(), 2);
+    });
+}
+
+#[test]
+fn out_of_band_changes_are_planned_and_repaired() {
+    let rt = runtime();
+    let w = rt.block_on(world("eu-west-1"));
+    let p = path(&w.policy);
+    assert_eq!(perimeter(&["apply", p, "--auto-approve"]).status.code(), Some(0));
+
+    rt.block_on(async {
+        let c = client(&w.region).await;
+        let gid = owned_group(&c, &w.vpc).await;
+        // Someone opens SSH to the world, deletes the node-exporter rule, and turns IMDSv1 back on.
+        c.authorize_security_group_ingress()
+            .group_id(&gid)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(22)
+                    .to_port(22)
+                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let rules = c
+            .describe_security_group_rules()
+            .filters(Filter::builder().name("group-id").values(&gid).build())
+            .send()
+            .await
+            .unwrap();
+        let exporter = rules
+            .security_group_rules()
+            .iter()
+            .find(|r| r.from_port() == Some(9100))
+            .unwrap()
+            .security_group_rule_id()
+            .unwrap()
+            .to_string();
+        c.revoke_security_group_ingress().group_id(&gid).security_group_rule_ids(exporter).send().await.unwrap();
+        c.modify_instance_metadata_options()
+            .instance_id(&w.instances[0])
+            .http_tokens(HttpTokensState::Optional)
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("+ ingress tcp 9100 from 10.0.200.0/24"), "{out}");
+    assert!(out.contains("- ingress tcp 22 from 0.0.0.0/0"), "{out}");
+    assert!(out.contains(&format!("~ {}: HttpTokens optional → required", w.instances[0])), "{out}");
+    assert!(out.contains("Plan: 1 to add, 1 to change, 1 to destroy."), "{out}");
+
+    assert_eq!(perimeter(&["apply", p, "--auto-approve"]).status.code(), Some(0));
+    assert_eq!(perimeter(&["plan", p, "--detailed-exitcode"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_stale_saved_plan_is_refused_and_nothing_is_written() {
+    let rt = runtime();
+    let w = rt.block_on(world("ap-southeast-2"));
+    let p = path(&w.policy);
+    assert_eq!(perimeter(&["apply", p, "--auto-approve"]).status.code(), Some(0));
+
+    // A saved plan that would remove a hand-added rule...
+    let gid = rt.block_on(async {
+        let c = client(&w.region).await;
+        let gid = owned_group(&c, &w.vpc).await;
+        c.authorize_security_group_ingress()
+            .group_id(&gid)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(8080)
+                    .to_port(8080)
+                    .ip_ranges(IpRange::builder().cidr_ip("10.9.0.0/16").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        gid
+    });
+    let plan_file = w.policy.with_file_name("plan.json");
+    let o = perimeter(&["plan", p, "--out", path(&plan_file)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("- ingress tcp 8080 from 10.9.0.0/16"), "{}", text(&o));
+
+    // ...then someone changes the group again before apply.
+    let rules_before = rt.block_on(async {
+        let c = client(&w.region).await;
+        c.authorize_security_group_ingress()
+            .group_id(&gid)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("udp")
+                    .from_port(5000)
+                    .to_port(5000)
+                    .ip_ranges(IpRange::builder().cidr_ip("10.8.0.0/16").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        c.describe_security_group_rules()
+            .filters(Filter::builder().name("group-id").values(&gid).build())
+            .send()
+            .await
+            .unwrap()
+            .security_group_rules()
+            .len()
+    });
+    let o = perimeter(&["apply", path(&plan_file)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("saved plan is stale; nothing was written"), "{}", text(&o));
+    let rules_after = rt.block_on(async {
+        let c = client(&w.region).await;
+        c.describe_security_group_rules()
+            .filters(Filter::builder().name("group-id").values(&gid).build())
+            .send()
+            .await
+            .unwrap()
+            .security_group_rules()
+            .len()
+    });
+    assert_eq!(rules_before, rules_after, "a refused apply must not write");
+}
+
+#[test]
+fn only_what_perimeter_owns_is_written() {
+    let rt = runtime();
+    let w = rt.block_on(world("ca-central-1"));
+    let p = path(&w.policy);
+    // A group perimeter does not own, in the same VPC, with an open rule.
+    let other = rt.block_on(async {
+        let c = client(&w.region).await;
+        let g = c
+            .create_security_group()
+            .group_name("team-owned")
+            .description("not perimeter's")
+            .vpc_id(&w.vpc)
+            .send()
+            .await
+            .unwrap()
+            .group_id
+            .unwrap();
+        c.authorize_security_group_ingress()
+            .group_id(&g)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(22)
+                    .to_port(22)
+                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        g
+    });
+    let count_rules = |gid: String| {
+        rt.block_on(async {
+            let c = client(&w.region).await;
+            c.describe_security_group_rules()
+                .filters(Filter::builder().name("group-id").values(gid).build())
+                .send()
+                .await
+                .unwrap()
+                .security_group_rules()
+                .len()
+        })
+    };
+    let before = count_rules(other.clone());
+    assert_eq!(perimeter(&["apply", p, "--auto-approve"]).status.code(), Some(0));
+    // A hand-added rule in the owned group is removed by the next apply.
+    rt.block_on(async {
+        let c = client(&w.region).await;
+        let gid = owned_group(&c, &w.vpc).await;
+        c.authorize_security_group_ingress()
+            .group_id(&gid)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(3389)
+                    .to_port(3389)
+                    .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("- ingress tcp 3389 from 10.0.0.0/8"), "{}", text(&o));
+    assert_eq!(count_rules(other.clone()), before, "the group perimeter does not own is untouched");
+
+    // A group with the target's name that perimeter does not own is refused, not adopted.
+    let foreign = w.policy.with_file_name("foreign.yaml");
+    std::fs::write(&foreign, std::fs::read_to_string(&w.policy).unwrap().replace("security_group: eks-workers", "security_group: team-owned")).unwrap();
+    let o = perimeter(&["plan", path(&foreign)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is not owned by policy `eks-workers`"), "{}", text(&o));
+    assert_eq!(count_rules(other), before);
+}
