@@ -17,8 +17,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 state="${PERIMETER_STATE_DIR:-$here/.state}"
 port="${MOTO_PORT:-5055}"
 venv="$state/moto-venv"
-pidfile="$state/moto.pid"
-log="$state/moto.log"
+pidfile="$state/moto-$port.pid"
+log="$state/moto-$port.log"
 url="http://127.0.0.1:$port"
 
 mkdir -p "$state"
@@ -38,7 +38,7 @@ running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 start() {
   # Several test binaries may start the emulator at once: one at a time installs and starts.
-  exec 9>"$state/start.lock"
+  exec 9>"$state/start-$port.lock"
   flock 9
   if running && ready; then echo "$url"; return; fi
   install
@@ -46,7 +46,8 @@ start() {
     echo "port $port already answers like moto but was not started by this script; set MOTO_PORT" >&2
     exit 1
   fi
-  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  # 9>&-: the server must not inherit (and so hold forever) the start lock.
+  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 9>&- &
   echo $! >"$pidfile"
   for _ in $(seq 1 100); do
     if ready; then echo "$url"; return; fi

@@ -115,8 +115,32 @@ Examples:
         #[arg(long)]
         auto_approve: bool,
     },
+    /// Report how the clouds differ from the policy, read-only, for cron jobs and alerts.
+    ///
+    /// Each difference is `missing` (the policy wants it, the cloud lacks it), `unexpected`
+    /// (the cloud has it, the policy does not) or `modified`. Writes nothing.
+    #[command(
+        after_help = "Exit codes: 0 in sync, 2 drift, 1 error.\n\nExamples:\n  perimeter drift policy.yaml\n  perimeter drift policy.yaml --format json > baseline.json      # accept today's drift\n  perimeter drift policy.yaml --baseline baseline.json\n  perimeter drift policy.yaml --format prometheus > /var/lib/node-exporter/perimeter.prom"
+    )]
+    Drift {
+        /// The policy file.
+        policy: PathBuf,
+        /// `text`, `json` (docs/drift-format.md) or `prometheus` (node-exporter textfile).
+        #[arg(long, value_enum, default_value_t = DriftFormat::Text)]
+        format: DriftFormat,
+        /// Accept known drift: a saved `--format json` report, or `{"accept": [KEY, ...]}`.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+    },
     /// List the built-in services and CNI presets with their ports.
     Presets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DriftFormat {
+    Text,
+    Json,
+    Prometheus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

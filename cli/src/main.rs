@@ -27,6 +27,11 @@ fn main() -> ExitCode {
             detailed_exitcode,
         } => commands::plan::run(&policy, out.as_deref(), format, detailed_exitcode),
         args::Command::Apply { plan, auto_approve } => commands::apply::run(&plan, auto_approve),
+        args::Command::Drift {
+            policy,
+            format,
+            baseline,
+        } => commands::drift::run(&policy, format, baseline.as_deref()),
         args::Command::Presets => Ok(commands::presets::run()),
     };
     match result {

@@ -50,11 +50,18 @@ fn perimeter(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn client(region: &str) -> Client {
@@ -62,7 +69,9 @@ async fn client(region: &str) -> Client {
         .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
         .region(aws_sdk_ec2::config::Region::new(region.to_string()))
         .endpoint_url(endpoint())
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "test"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
         .build();
     Client::from_conf(conf)
 }
@@ -86,10 +95,25 @@ impl Drop for TempDir {
 
 async fn world(region: &str) -> World {
     let c = client(region).await;
-    let vpc = c.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let vpc = c
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
     let mut subnets = Vec::new();
     for cidr in ["10.0.16.0/20", "10.0.32.0/20"] {
-        let s = c.create_subnet().vpc_id(&vpc).cidr_block(cidr).send().await.unwrap();
+        let s = c
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .send()
+            .await
+            .unwrap();
         subnets.push(s.subnet.unwrap().subnet_id.unwrap());
     }
     let images = c.describe_images().owners("amazon").send().await.unwrap();
@@ -103,7 +127,12 @@ async fn world(region: &str) -> World {
         .tag_specifications(
             TagSpecification::builder()
                 .resource_type(ResourceType::Instance)
-                .tags(Tag::builder().key("eks:nodegroup-name").value("workers").build())
+                .tags(
+                    Tag::builder()
+                        .key("eks:nodegroup-name")
+                        .value("workers")
+                        .build(),
+                )
                 .build(),
         )
         .metadata_options(
@@ -115,7 +144,11 @@ async fn world(region: &str) -> World {
         .send()
         .await
         .unwrap();
-    let instances = run.instances().iter().map(|i| i.instance_id().unwrap().to_string()).collect();
+    let instances = run
+        .instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect();
     let dir = std::env::temp_dir().join(format!("perimeter-e2e-{region}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = std::fs::read_to_string(root().join("policies/eks-workers.yaml"))
@@ -144,7 +177,12 @@ async fn owned_group(c: &Client, vpc: &str) -> String {
     let o = c
         .describe_security_groups()
         .filters(Filter::builder().name("vpc-id").values(vpc).build())
-        .filters(Filter::builder().name("group-name").values("eks-workers").build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("eks-workers")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -161,7 +199,10 @@ fn fresh_account_plan_apply_plan_converges_and_a_second_apply_writes_nothing() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("+ security group eks-workers"), "{out}");
-    assert!(out.contains("- egress all traffic to 0.0.0.0/0  (default rule of a new group)"), "{out}");
+    assert!(
+        out.contains("- egress all traffic to 0.0.0.0/0  (default rule of a new group)"),
+        "{out}"
+    );
     assert!(out.contains("HttpTokens optional → required"), "{out}");
 
     let o = perimeter(&["apply", p, "--auto-approve"]);
@@ -180,7 +221,12 @@ fn fresh_account_plan_apply_plan_converges_and_a_second_apply_writes_nothing() {
     // subnets on the owned NACL.
     rt.block_on(async {
         let c = client(&w.region).await;
-        let d = c.describe_instances().set_instance_ids(Some(w.instances.clone())).send().await.unwrap();
+        let d = c
+            .describe_instances()
+            .set_instance_ids(Some(w.instances.clone()))
+            .send()
+            .await
+            .unwrap();
         for i in d.reservations().iter().flat_map(|r| r.instances()) {
             let m = i.metadata_options().unwrap();
             assert_eq!(m.http_tokens(), Some(&HttpTokensState::Required));
@@ -188,7 +234,13 @@ fn fresh_account_plan_apply_plan_converges_and_a_second_apply_writes_nothing() {
         }
         let acls = c
             .describe_network_acls()
-            .filters(Filter::builder().name("association.subnet-id").values(&w.subnets[0]).values(&w.subnets[1]).build())
+            .filters(
+                Filter::builder()
+                    .name("association.subnet-id")
+                    .values(&w.subnets[0])
+                    .values(&w.subnets[1])
+                    .build(),
+            )
             .send()
             .await
             .unwrap();
@@ -207,7 +259,10 @@ fn out_of_band_changes_are_planned_and_repaired() {
     let rt = runtime();
     let w = rt.block_on(world("eu-west-1"));
     let p = path(&w.policy);
-    assert_eq!(perimeter(&["apply", p, "--auto-approve"]).status.code(), Some(0));
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
 
     rt.block_on(async {
         let c = client(&w.region).await;
@@ -240,7 +295,12 @@ fn out_of_band_changes_are_planned_and_repaired() {
             .security_group_rule_id()
             .unwrap()
             .to_string();
-        c.revoke_security_group_ingress().group_id(&gid).security_group_rule_ids(exporter).send().await.unwrap();
+        c.revoke_security_group_ingress()
+            .group_id(&gid)
+            .security_group_rule_ids(exporter)
+            .send()
+            .await
+            .unwrap();
         c.modify_instance_metadata_options()
             .instance_id(&w.instances[0])
             .http_tokens(HttpTokensState::Optional)
@@ -249,16 +309,96 @@ fn out_of_band_changes_are_planned_and_repaired() {
             .unwrap();
     });
 
+    // drift reports each change, classified, with exit code 2.
+    let o = perimeter(&["drift", p, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["in_sync"], false);
+    assert_eq!(
+        report["counts"],
+        serde_json::json!({"missing": 1, "unexpected": 1, "modified": 1})
+    );
+    let kinds: Vec<(String, String)> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_string(),
+                i["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, d)| k == "missing" && d.contains("tcp 9100")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, d)| k == "unexpected" && d.contains("tcp 22 from 0.0.0.0/0")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, d)| k == "modified" && d.contains(&w.instances[0])),
+        "{kinds:?}"
+    );
+    // A baseline made from that report accepts exactly that drift.
+    let baseline = w.policy.with_file_name("baseline.json");
+    std::fs::write(&baseline, &o.stdout).unwrap();
+    let o = perimeter(&["drift", p, "--baseline", path(&baseline)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("In sync: 0 missing, 0 unexpected, 0 modified (3 accepted by the baseline)"),
+        "{}",
+        text(&o)
+    );
+    let o = perimeter(&["drift", p, "--format", "prometheus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let prom = text(&o);
+    assert!(
+        prom.contains("perimeter_drift_items{policy=\"eks-workers\",kind=\"unexpected\"} 1"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("perimeter_in_sync{policy=\"eks-workers\"} 0"),
+        "{prom}"
+    );
+
     let o = perimeter(&["plan", p, "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("+ ingress tcp 9100 from 10.0.200.0/24"), "{out}");
+    assert!(
+        out.contains("+ ingress tcp 9100 from 10.0.200.0/24"),
+        "{out}"
+    );
     assert!(out.contains("- ingress tcp 22 from 0.0.0.0/0"), "{out}");
-    assert!(out.contains(&format!("~ {}: HttpTokens optional → required", w.instances[0])), "{out}");
-    assert!(out.contains("Plan: 1 to add, 1 to change, 1 to destroy."), "{out}");
+    assert!(
+        out.contains(&format!(
+            "~ {}: HttpTokens optional → required",
+            w.instances[0]
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 1 to add, 1 to change, 1 to destroy."),
+        "{out}"
+    );
 
-    assert_eq!(perimeter(&["apply", p, "--auto-approve"]).status.code(), Some(0));
-    assert_eq!(perimeter(&["plan", p, "--detailed-exitcode"]).status.code(), Some(0));
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        perimeter(&["plan", p, "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(perimeter(&["drift", p]).status.code(), Some(0));
 }
 
 #[test]
@@ -266,7 +406,10 @@ fn a_stale_saved_plan_is_refused_and_nothing_is_written() {
     let rt = runtime();
     let w = rt.block_on(world("ap-southeast-2"));
     let p = path(&w.policy);
-    assert_eq!(perimeter(&["apply", p, "--auto-approve"]).status.code(), Some(0));
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
 
     // A saved plan that would remove a hand-added rule...
     let gid = rt.block_on(async {
@@ -290,7 +433,11 @@ fn a_stale_saved_plan_is_refused_and_nothing_is_written() {
     let plan_file = w.policy.with_file_name("plan.json");
     let o = perimeter(&["plan", p, "--out", path(&plan_file)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("- ingress tcp 8080 from 10.9.0.0/16"), "{}", text(&o));
+    assert!(
+        text(&o).contains("- ingress tcp 8080 from 10.9.0.0/16"),
+        "{}",
+        text(&o)
+    );
 
     // ...then someone changes the group again before apply.
     let rules_before = rt.block_on(async {
@@ -318,7 +465,11 @@ fn a_stale_saved_plan_is_refused_and_nothing_is_written() {
     });
     let o = perimeter(&["apply", path(&plan_file)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("saved plan is stale; nothing was written"), "{}", text(&o));
+    assert!(
+        text(&o).contains("saved plan is stale; nothing was written"),
+        "{}",
+        text(&o)
+    );
     let rules_after = rt.block_on(async {
         let c = client(&w.region).await;
         c.describe_security_group_rules()
@@ -378,7 +529,10 @@ fn only_what_perimeter_owns_is_written() {
         })
     };
     let before = count_rules(other.clone());
-    assert_eq!(perimeter(&["apply", p, "--auto-approve"]).status.code(), Some(0));
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
     // A hand-added rule in the owned group is removed by the next apply.
     rt.block_on(async {
         let c = client(&w.region).await;
@@ -399,14 +553,32 @@ fn only_what_perimeter_owns_is_written() {
     });
     let o = perimeter(&["apply", p, "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("- ingress tcp 3389 from 10.0.0.0/8"), "{}", text(&o));
-    assert_eq!(count_rules(other.clone()), before, "the group perimeter does not own is untouched");
+    assert!(
+        text(&o).contains("- ingress tcp 3389 from 10.0.0.0/8"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        count_rules(other.clone()),
+        before,
+        "the group perimeter does not own is untouched"
+    );
 
     // A group with the target's name that perimeter does not own is refused, not adopted.
     let foreign = w.policy.with_file_name("foreign.yaml");
-    std::fs::write(&foreign, std::fs::read_to_string(&w.policy).unwrap().replace("security_group: eks-workers", "security_group: team-owned")).unwrap();
+    std::fs::write(
+        &foreign,
+        std::fs::read_to_string(&w.policy)
+            .unwrap()
+            .replace("security_group: eks-workers", "security_group: team-owned"),
+    )
+    .unwrap();
     let o = perimeter(&["plan", path(&foreign)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("is not owned by policy `eks-workers`"), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not owned by policy `eks-workers`"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(count_rules(other), before);
 }

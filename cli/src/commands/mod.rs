@@ -2,6 +2,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod compile;
+pub(crate) mod drift;
 pub(crate) mod plan;
 pub(crate) mod presets;
 pub(crate) mod validate;

@@ -25,7 +25,7 @@ use perimeter_core::{Cidr, Direction};
 
 use crate::model::{MetadataOptions, NaclEntry, SgPeer, SgRule};
 use crate::paginate::{PageError, paginate};
-use crate::plan::{AwsTargetPlan, SgChange, SgRuleKey};
+use crate::plan::{AwsTargetPlan, SgChange};
 use crate::state::{
     OWNER_TAG, ObservedAws, ObservedInstance, ObservedNetworkAcl, ObservedSecurityGroup,
     ObservedSgRule, SubnetAssociation,
@@ -560,32 +560,6 @@ impl AwsBackend {
                 id
             }
         };
-        // Default rules of a group created just now have ids only now: find them by key.
-        let mut ids_by_key = std::collections::HashMap::new();
-        if sg
-            .changes
-            .iter()
-            .any(|ch| ch.action != perimeter_core::plan::Action::Create && ch.rule_id.is_none())
-        {
-            let o = c
-                .describe_security_group_rules()
-                .filters(filter("group-id", [group_id.as_str()]))
-                .send()
-                .await
-                .map_err(api_err("DescribeSecurityGroupRules"))?;
-            for r in o.security_group_rules() {
-                let rule = convert_rule(r, &group_id)?;
-                ids_by_key.insert(SgRuleKey::of(&rule.rule), rule.rule_id);
-            }
-        }
-        let rule_id = |ch: &SgChange| -> Option<String> {
-            ch.rule_id.clone().or_else(|| {
-                ch.before
-                    .as_ref()
-                    .and_then(|b| ids_by_key.get(&SgRuleKey::of(b)).cloned())
-            })
-        };
-
         use perimeter_core::plan::Action;
         for direction in Direction::BOTH {
             let creates: Vec<&SgRule> = sg
@@ -632,7 +606,7 @@ impl AwsBackend {
             .filter_map(|ch| {
                 Some(
                     SecurityGroupRuleUpdate::builder()
-                        .security_group_rule_id(rule_id(ch)?)
+                        .security_group_rule_id(ch.rule_id.clone()?)
                         .security_group_rule(to_rule_request(ch.after.as_ref()?, &group_id))
                         .build(),
                 )
@@ -653,38 +627,54 @@ impl AwsBackend {
             ));
         }
         for direction in Direction::BOTH {
-            let ids: Vec<String> = sg
+            let deletes: Vec<&SgChange> = sg
                 .changes
                 .iter()
                 .filter(|ch| ch.action == Action::Delete)
                 .filter(|ch| ch.before.as_ref().is_some_and(|b| b.direction == direction))
-                .filter_map(rule_id)
                 .collect();
-            if ids.is_empty() {
+            if deletes.is_empty() {
                 continue;
             }
-            let n = ids.len();
-            match direction {
-                Direction::Ingress => {
-                    c.revoke_security_group_ingress()
-                        .group_id(&group_id)
-                        .set_security_group_rule_ids(Some(ids))
-                        .send()
-                        .await
-                        .map_err(api_err("RevokeSecurityGroupIngress"))?;
+            let ids: Vec<String> = deletes.iter().filter_map(|ch| ch.rule_id.clone()).collect();
+            // Rules without an id are the default rules of a group created just now: revoke
+            // them by content, which needs no extra read.
+            let by_content: Vec<&SgRule> = deletes
+                .iter()
+                .filter(|ch| ch.rule_id.is_none())
+                .filter_map(|ch| ch.before.as_ref())
+                .collect();
+            let ids = (!ids.is_empty()).then_some(ids);
+            let perms = (!by_content.is_empty()).then(|| to_ip_permissions(&by_content, &group_id));
+            for (ids, perms) in [(ids, None), (None, perms)] {
+                if ids.is_none() && perms.is_none() {
+                    continue;
                 }
-                Direction::Egress => {
-                    c.revoke_security_group_egress()
-                        .group_id(&group_id)
-                        .set_security_group_rule_ids(Some(ids))
-                        .send()
-                        .await
-                        .map_err(api_err("RevokeSecurityGroupEgress"))?;
+                match direction {
+                    Direction::Ingress => {
+                        c.revoke_security_group_ingress()
+                            .group_id(&group_id)
+                            .set_security_group_rule_ids(ids)
+                            .set_ip_permissions(perms)
+                            .send()
+                            .await
+                            .map_err(api_err("RevokeSecurityGroupIngress"))?;
+                    }
+                    Direction::Egress => {
+                        c.revoke_security_group_egress()
+                            .group_id(&group_id)
+                            .set_security_group_rule_ids(ids)
+                            .set_ip_permissions(perms)
+                            .send()
+                            .await
+                            .map_err(api_err("RevokeSecurityGroupEgress"))?;
+                    }
                 }
+                writes += 1;
             }
-            writes += 1;
             progress(format!(
-                "- {n} {} rule(s) removed from {}",
+                "- {} {} rule(s) removed from {}",
+                deletes.len(),
                 direction.as_str(),
                 sg.group_name
             ));
