@@ -88,13 +88,26 @@ pub(crate) fn text(doc: &PlanDocument, color: bool) -> String {
         out.push_str(&perimeter_aws::render_plan::text(p, style));
         out.push('\n');
     }
-    let notes: usize = doc.aws.iter().map(|p| p.notes.len()).sum();
-    if notes > 0 {
-        let _ = writeln!(
-            out,
-            "Notes ({notes}): see `perimeter compile {}` for what each cloud cannot enforce.",
-            doc.policy_file
-        );
+    // The same note usually holds for every target of a policy: say it once.
+    let mut notes: Vec<String> = Vec::new();
+    for n in doc.aws.iter().flat_map(|p| &p.notes) {
+        let code = n.get("code").and_then(|v| v.as_str()).unwrap_or("note");
+        let rule = n
+            .get("rule")
+            .and_then(|v| v.as_str())
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        let message = n
+            .get("message")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let line = format!("  {code}{rule}: {message}");
+        if !notes.contains(&line) {
+            notes.push(line);
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(out, "Notes ({}):\n{}", notes.len(), notes.join("\n"));
     }
     if doc.summary.is_empty() {
         let _ = writeln!(out, "No changes. The cloud matches the policy.");
