@@ -34,6 +34,10 @@ pub struct AwsTarget {
     pub instances: BTreeMap<String, String>,
     /// The owned network ACL, if the policy manages one.
     pub network_acl: Option<AwsNaclTarget>,
+    /// Add the owned security group to selected instances that lack it (their other groups
+    /// stay). Without it, such instances are reported as findings only.
+    #[serde(default)]
+    pub attach: bool,
     /// Where the target is declared.
     #[serde(skip)]
     pub span: Span,
@@ -102,6 +106,7 @@ impl AwsTarget {
             security_group: policy.into(),
             instances: BTreeMap::new(),
             network_acl: None,
+            attach: false,
             span: Span::default(),
         }
     }

@@ -164,6 +164,17 @@ fn items(p: &AwsTargetPlan) -> Vec<DriftItem> {
             ));
         }
     }
+    for a in &p.attach {
+        out.push(item(
+            DriftKind::Missing,
+            "instance-attachment",
+            format!("instance/{}/attachment", a.instance_id),
+            format!(
+                "{} does not carry security group {}",
+                a.instance_id, p.security_group.group_name
+            ),
+        ));
+    }
     for m in &p.metadata {
         out.push(item(
             DriftKind::Modified,

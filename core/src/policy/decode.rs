@@ -59,6 +59,7 @@ pub(crate) struct TargetDoc {
     pub tags: BTreeMap<String, String>,
     pub integers: BTreeMap<&'static str, Spanned<i64>>,
     pub nacl: Option<NaclDoc>,
+    pub attach: bool,
 }
 
 pub(crate) const TOP_KEYS: &[&str] = &[
@@ -82,6 +83,7 @@ const AWS_KEYS: &[&str] = &[
     "security_group",
     "instances",
     "network_acl",
+    "attach",
 ];
 const GCP_KEYS: &[&str] = &[
     "project",
@@ -540,7 +542,7 @@ impl Decoder<'_> {
                 if let Some(i) = self.integer(v, &format!("`{key}`")) {
                     doc.integers.insert(key, i);
                 }
-            } else if key == "instances" || key == "network_acl" {
+            } else if key == "instances" || key == "network_acl" || key == "attach" {
                 // Structured AWS keys, decoded by `aws_target`.
             } else if let Some(s) = self.string(v, &format!("`{key}`")) {
                 doc.strings.insert(key, s);
@@ -566,6 +568,7 @@ impl Decoder<'_> {
                 continue;
             };
             match key.as_str() {
+                "attach" => doc.attach = self.boolean(v, "`attach`").unwrap_or(false),
                 "instances" => {
                     let Some(f) = self.fields(v, "`instances`", &["tags"]) else {
                         continue;

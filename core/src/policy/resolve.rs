@@ -528,6 +528,7 @@ impl<'d> Resolver<'d> {
                 security_group: string(t, "security_group").unwrap_or_else(|| name.clone()),
                 instances: t.tags.clone().into_iter().collect::<BTreeMap<_, _>>(),
                 network_acl,
+                attach: t.attach,
                 span: t.span,
             });
         }

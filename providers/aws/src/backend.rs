@@ -803,6 +803,20 @@ impl AwsBackend {
             }
         }
 
+        for a in &plan.attach {
+            let mut groups = a.groups.clone();
+            if !groups.contains(&group_id) {
+                groups.push(group_id.clone());
+            }
+            c.modify_instance_attribute()
+                .instance_id(&a.instance_id)
+                .set_groups(Some(groups))
+                .send()
+                .await
+                .map_err(api_err("ModifyInstanceAttribute"))?;
+            writes += 1;
+            progress(format!("~ {} attached to {}", sg.group_name, a.instance_id));
+        }
         for m in &plan.metadata {
             let mut req = c
                 .modify_instance_metadata_options()

@@ -125,6 +125,15 @@ impl Fingerprints {
     }
 }
 
+/// Adds the owned group to an instance's primary interface, keeping its other groups.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct AttachChange {
+    /// `i-...`.
+    pub instance_id: String,
+    /// Its groups now; after apply: these plus the owned group.
+    pub groups: Vec<String>,
+}
+
 /// Everything perimeter will do in one AWS target.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AwsTargetPlan {
@@ -142,6 +151,9 @@ pub struct AwsTargetPlan {
     pub network_acl: Option<NaclPlan>,
     /// Metadata option changes.
     pub metadata: Vec<MetadataChange>,
+    /// Instances to which the owned group is added (`attach: true`).
+    #[serde(default)]
+    pub attach: Vec<AttachChange>,
     /// Compiler notes, in their JSON form (docs/policy-reference.md, Notes).
     pub notes: Vec<serde_json::Value>,
     /// Posture findings.
@@ -192,7 +204,7 @@ impl AwsTargetPlan {
             }
             s.change += n.associate.len();
         }
-        s.change += self.metadata.len();
+        s.change += self.metadata.len() + self.attach.len();
         s
     }
 }
@@ -322,7 +334,24 @@ pub fn plan(
         network_acl,
         metadata,
         notes,
-        findings: findings(observed, private),
+        attach: if target.attach {
+            let owned = observed
+                .security_group
+                .as_ref()
+                .map(|g| g.group_id.as_str());
+            observed
+                .instances
+                .iter()
+                .filter(|i| owned.is_none_or(|g| !i.security_groups.iter().any(|x| x == g)))
+                .map(|i| AttachChange {
+                    instance_id: i.instance_id.clone(),
+                    groups: i.security_groups.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        findings: findings(observed, private, target.attach),
     })
 }
 
@@ -340,7 +369,7 @@ fn merge_metadata(current: &MetadataOptions, want: &MetadataOptions) -> Metadata
     }
 }
 
-fn findings(observed: &ObservedAws, private: bool) -> Vec<Finding> {
+fn findings(observed: &ObservedAws, private: bool, attach: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     for i in &observed.instances {
         if private && let Some(ip) = &i.public_ip {
@@ -363,13 +392,14 @@ fn findings(observed: &ObservedAws, private: bool) -> Vec<Finding> {
                 message: format!("node {} is in subnet {subnet}, whose route table sends 0.0.0.0/0 to an internet gateway", i.instance_id),
             });
         }
-        if let Some(g) = &observed.security_group
+        if !attach
+            && let Some(g) = &observed.security_group
             && !i.security_groups.contains(&g.group_id)
         {
             out.push(Finding {
                 code: "group-not-attached".into(),
                 resource: i.instance_id.clone(),
-                message: format!("node {} does not carry the owned security group {}; the perimeter does not protect it", i.instance_id, g.group_id),
+                message: format!("node {} does not carry the owned security group {}; the perimeter does not protect it (set `attach: true` in the target to add it)", i.instance_id, g.group_id),
             });
         }
     }

@@ -277,6 +277,18 @@ pub fn text(p: &AwsTargetPlan, style: Style) -> String {
             let _ = writeln!(out, "  {}", style.paint(Action::Update, &line));
         }
     }
+    if !p.attach.is_empty() {
+        let _ = writeln!(out, "aws {} {}: security group attachment", t.region, t.vpc);
+        for a in &p.attach {
+            let before = if a.groups.is_empty() {
+                "(none)".to_string()
+            } else {
+                a.groups.join(", ")
+            };
+            let line = format!("~ {}: groups {before} → + {}", a.instance_id, sg.group_name);
+            let _ = writeln!(out, "  {}", style.paint(Action::Update, &line));
+        }
+    }
     if !p.findings.is_empty() {
         let _ = writeln!(out, "Findings ({}):", p.findings.len());
         for f in &p.findings {
@@ -343,6 +355,13 @@ pub fn markdown(p: &AwsTargetPlan) -> String {
                 "| ~ | `{}` metadata: {} |",
                 m.instance_id,
                 metadata_fields(&m.before, &m.after).join(", ")
+            );
+        }
+        for a in &p.attach {
+            let _ = writeln!(
+                out,
+                "| ~ | attach `{}` to `{}` |",
+                sg.group_name, a.instance_id
             );
         }
         out.push('\n');
