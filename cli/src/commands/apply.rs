@@ -98,7 +98,7 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
                 stale.push(format!("{what}: the network ACL or its subnet associations changed since the plan was made"));
             }
             if now.instances != p.fingerprints.instances {
-                stale.push(format!("{what}: the selected instances or their metadata options changed since the plan was made"));
+                stale.push(format!("{what}: the selected instances, their metadata options or their security groups changed since the plan was made"));
             }
         }
         backends.insert(*region, backend);

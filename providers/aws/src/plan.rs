@@ -105,7 +105,7 @@ pub struct Fingerprints {
     pub security_group: String,
     /// The owned NACL and the subnets' associations.
     pub network_acl: String,
-    /// The selected instances' metadata options.
+    /// The selected instances' metadata options and security groups.
     pub instances: String,
 }
 
@@ -118,7 +118,7 @@ impl Fingerprints {
             instances: fingerprint(
                 &o.instances
                     .iter()
-                    .map(|i| (&i.instance_id, &i.metadata))
+                    .map(|i| (&i.instance_id, &i.metadata, &i.security_groups))
                     .collect::<Vec<_>>(),
             ),
         }
@@ -423,4 +423,163 @@ impl SgRuleKey {
 /// Observed instances sorted for stable output (helper for backends and tests).
 pub fn sort_instances(v: &mut [ObservedInstance]) {
     v.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ObservedInstance, ObservedSecurityGroup, ObservedSgRule};
+    use perimeter_core::policy::load_str;
+
+    fn desired(extra_target: &str) -> AwsDesired {
+        let text = format!(
+            "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\ningress:\n  - {{name: ssh, from: 10.0.0.0/8, services: [ssh]}}\ntargets:\n  aws:\n    region: r\n    vpc: vpc-1\n    instances: {{tags: {{role: node}}}}\n{extra_target}"
+        );
+        let intent = load_str("t.yaml", &text).unwrap();
+        let c = crate::compile(&intent, &intent.targets.aws[0]).unwrap();
+        AwsDesired::from_compiled(&c, intent.private)
+    }
+
+    fn instance(id: &str, tokens: &str, groups: &[&str]) -> ObservedInstance {
+        ObservedInstance {
+            instance_id: id.into(),
+            metadata: MetadataOptions {
+                http_endpoint: "enabled".into(),
+                http_tokens: Some(tokens.into()),
+                http_put_response_hop_limit: Some(2),
+            },
+            public_ip: Some("54.1.2.3".into()),
+            subnet_id: Some("subnet-1".into()),
+            security_groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_new_group_plans_its_own_default_egress_rules_away() {
+        let d = desired("");
+        let observed = ObservedAws {
+            vpc_has_ipv6: true,
+            ..ObservedAws::default()
+        };
+        let p = plan(&d, Vec::new(), &observed, "t").unwrap();
+        assert!(p.security_group.group_id.is_none());
+        let deletes: Vec<&SgChange> = p
+            .security_group
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .collect();
+        assert_eq!(deletes.len(), 2, "0.0.0.0/0 and ::/0 in an IPv6 VPC");
+        assert!(deletes.iter().all(|c| c.rule_id.is_none()));
+        assert_eq!(
+            p.summary(),
+            Summary {
+                add: 2,
+                change: 0,
+                destroy: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_foreign_group_with_the_name_is_refused() {
+        let observed = ObservedAws {
+            foreign_group: Some("sg-9".into()),
+            ..ObservedAws::default()
+        };
+        let err = plan(&desired(""), Vec::new(), &observed, "t").unwrap_err();
+        assert!(err.to_string().contains("not owned by policy `t`"), "{err}");
+    }
+
+    #[test]
+    fn converged_state_plans_nothing_and_updates_carry_rule_ids() {
+        let d = desired("");
+        let mut rules: Vec<ObservedSgRule> = d
+            .security_group
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ObservedSgRule {
+                rule_id: format!("sgr-{i}"),
+                rule: r.clone(),
+            })
+            .collect();
+        let observed = ObservedAws {
+            security_group: Some(ObservedSecurityGroup {
+                group_id: "sg-1".into(),
+                rules: rules.clone(),
+            }),
+            instances: vec![instance("i-1", "required", &["sg-1"])],
+            ..ObservedAws::default()
+        };
+        let mut d_hop = d.clone();
+        d_hop
+            .metadata_options
+            .as_mut()
+            .unwrap()
+            .http_put_response_hop_limit = Some(2);
+        let p = plan(&d_hop, Vec::new(), &observed, "t").unwrap();
+        assert!(p.is_empty(), "{:?}", p.summary());
+        // Someone edits a description: an in-place update of that rule id.
+        rules[0].rule.description = "edited".into();
+        let observed = ObservedAws {
+            security_group: Some(ObservedSecurityGroup {
+                group_id: "sg-1".into(),
+                rules,
+            }),
+            ..observed
+        };
+        let p = plan(&d_hop, Vec::new(), &observed, "t").unwrap();
+        assert_eq!(p.security_group.changes.len(), 1);
+        assert_eq!(p.security_group.changes[0].action, Action::Update);
+        assert_eq!(
+            p.security_group.changes[0].rule_id.as_deref(),
+            Some("sgr-0")
+        );
+    }
+
+    #[test]
+    fn fingerprints_change_with_what_apply_depends_on() {
+        let a = ObservedAws {
+            instances: vec![instance("i-1", "optional", &["sg-1"])],
+            ..ObservedAws::default()
+        };
+        let mut b = a.clone();
+        assert_eq!(Fingerprints::of(&a), Fingerprints::of(&b));
+        b.instances[0].security_groups.push("sg-2".into());
+        assert_ne!(
+            Fingerprints::of(&a).instances,
+            Fingerprints::of(&b).instances
+        );
+        assert_eq!(
+            Fingerprints::of(&a).security_group,
+            Fingerprints::of(&b).security_group
+        );
+    }
+
+    #[test]
+    fn attach_replaces_the_unattached_finding_and_findings_need_private() {
+        let observed = ObservedAws {
+            security_group: Some(ObservedSecurityGroup {
+                group_id: "sg-1".into(),
+                rules: Vec::new(),
+            }),
+            instances: vec![instance("i-1", "required", &["sg-default"])],
+            internet_routed_subnets: vec!["subnet-1".into()],
+            ..ObservedAws::default()
+        };
+        let p = plan(&desired(""), Vec::new(), &observed, "t").unwrap();
+        let codes: Vec<&str> = p.findings.iter().map(|f| f.code.as_str()).collect();
+        assert_eq!(codes, ["group-not-attached", "internet-route", "public-ip"]);
+        assert!(p.attach.is_empty());
+        let p = plan(&desired("    attach: true\n"), Vec::new(), &observed, "t").unwrap();
+        assert_eq!(
+            p.attach,
+            [AttachChange {
+                instance_id: "i-1".into(),
+                groups: vec!["sg-default".into()]
+            }]
+        );
+        assert!(!p.findings.iter().any(|f| f.code == "group-not-attached"));
+    }
 }
