@@ -173,6 +173,33 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// An out-of-band rule, as someone with console access would add it.
+async fn authorize(c: &Client, group: &str, protocol: &str, port: i32, cidr: &str) {
+    c.authorize_security_group_ingress()
+        .group_id(group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol(protocol)
+                .from_port(port)
+                .to_port(port)
+                .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn rule_count(c: &Client, group: &str) -> usize {
+    c.describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(group).build())
+        .send()
+        .await
+        .unwrap()
+        .security_group_rules()
+        .len()
+}
+
 async fn owned_group(c: &Client, vpc: &str) -> String {
     let o = c
         .describe_security_groups()
@@ -268,19 +295,7 @@ fn out_of_band_changes_are_planned_and_repaired() {
         let c = client(&w.region).await;
         let gid = owned_group(&c, &w.vpc).await;
         // Someone opens SSH to the world, deletes the node-exporter rule, and turns IMDSv1 back on.
-        c.authorize_security_group_ingress()
-            .group_id(&gid)
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(22)
-                    .to_port(22)
-                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        authorize(&c, &gid, "tcp", 22, "0.0.0.0/0").await;
         let rules = c
             .describe_security_group_rules()
             .filters(Filter::builder().name("group-id").values(&gid).build())
@@ -415,19 +430,7 @@ fn a_stale_saved_plan_is_refused_and_nothing_is_written() {
     let gid = rt.block_on(async {
         let c = client(&w.region).await;
         let gid = owned_group(&c, &w.vpc).await;
-        c.authorize_security_group_ingress()
-            .group_id(&gid)
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(8080)
-                    .to_port(8080)
-                    .ip_ranges(IpRange::builder().cidr_ip("10.9.0.0/16").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        authorize(&c, &gid, "tcp", 8080, "10.9.0.0/16").await;
         gid
     });
     let plan_file = w.policy.with_file_name("plan.json");
@@ -442,26 +445,8 @@ fn a_stale_saved_plan_is_refused_and_nothing_is_written() {
     // ...then someone changes the group again before apply.
     let rules_before = rt.block_on(async {
         let c = client(&w.region).await;
-        c.authorize_security_group_ingress()
-            .group_id(&gid)
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("udp")
-                    .from_port(5000)
-                    .to_port(5000)
-                    .ip_ranges(IpRange::builder().cidr_ip("10.8.0.0/16").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        c.describe_security_group_rules()
-            .filters(Filter::builder().name("group-id").values(&gid).build())
-            .send()
-            .await
-            .unwrap()
-            .security_group_rules()
-            .len()
+        authorize(&c, &gid, "udp", 5000, "10.8.0.0/16").await;
+        rule_count(&c, &gid).await
     });
     let o = perimeter(&["apply", path(&plan_file)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -472,13 +457,7 @@ fn a_stale_saved_plan_is_refused_and_nothing_is_written() {
     );
     let rules_after = rt.block_on(async {
         let c = client(&w.region).await;
-        c.describe_security_group_rules()
-            .filters(Filter::builder().name("group-id").values(&gid).build())
-            .send()
-            .await
-            .unwrap()
-            .security_group_rules()
-            .len()
+        rule_count(&c, &gid).await
     });
     assert_eq!(rules_before, rules_after, "a refused apply must not write");
 }
@@ -501,31 +480,13 @@ fn only_what_perimeter_owns_is_written() {
             .unwrap()
             .group_id
             .unwrap();
-        c.authorize_security_group_ingress()
-            .group_id(&g)
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(22)
-                    .to_port(22)
-                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        authorize(&c, &g, "tcp", 22, "0.0.0.0/0").await;
         g
     });
     let count_rules = |gid: String| {
         rt.block_on(async {
             let c = client(&w.region).await;
-            c.describe_security_group_rules()
-                .filters(Filter::builder().name("group-id").values(gid).build())
-                .send()
-                .await
-                .unwrap()
-                .security_group_rules()
-                .len()
+            rule_count(&c, &gid).await
         })
     };
     let before = count_rules(other.clone());
@@ -537,19 +498,7 @@ fn only_what_perimeter_owns_is_written() {
     rt.block_on(async {
         let c = client(&w.region).await;
         let gid = owned_group(&c, &w.vpc).await;
-        c.authorize_security_group_ingress()
-            .group_id(&gid)
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(3389)
-                    .to_port(3389)
-                    .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        authorize(&c, &gid, "tcp", 3389, "10.0.0.0/8").await;
     });
     let o = perimeter(&["apply", p, "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

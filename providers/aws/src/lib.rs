@@ -6,8 +6,10 @@
 //! prove the compiler right), `render` (console-like text and API JSON), `state` and `plan`
 //! (observed state and the pure diff against it), `backend` (the only code that calls EC2).
 
+mod apply;
 pub mod backend;
 pub mod compile;
+mod convert;
 pub mod evaluate;
 pub mod model;
 pub mod nacl;

@@ -92,14 +92,7 @@ pub fn ip_permissions<'a>(
     rules: impl Iterator<Item = &'a SgRule>,
     own_group_id: &str,
 ) -> Vec<Value> {
-    let mut grouped: BTreeMap<(String, i32, i32), Vec<&SgRule>> = BTreeMap::new();
-    for r in rules {
-        grouped
-            .entry((r.ip_protocol.clone(), r.from_port, r.to_port))
-            .or_default()
-            .push(r);
-    }
-    grouped
+    group_by_protocol_and_ports(rules)
         .into_iter()
         .map(|((proto, from, to), rules)| {
             let mut perm = serde_json::Map::new();
@@ -139,6 +132,20 @@ pub fn ip_permissions<'a>(
             Value::Object(perm)
         })
         .collect()
+}
+
+/// Rules grouped the way EC2's `IpPermission` groups them: by protocol and port range.
+pub fn group_by_protocol_and_ports<'a>(
+    rules: impl Iterator<Item = &'a SgRule>,
+) -> BTreeMap<(String, i32, i32), Vec<&'a SgRule>> {
+    let mut grouped: BTreeMap<(String, i32, i32), Vec<&SgRule>> = BTreeMap::new();
+    for r in rules {
+        grouped
+            .entry((r.ip_protocol.clone(), r.from_port, r.to_port))
+            .or_default()
+            .push(r);
+    }
+    grouped
 }
 
 /// True for protocols whose `FromPort`/`ToPort` mean something to EC2.

@@ -1,0 +1,309 @@
+//! Executing an AWS plan: the writes, in the plan's order. The stale check and the read-back
+//! around it are the caller's (cli `apply`), which owns the whole multi-target run.
+
+use aws_sdk_ec2::types::{
+    HttpTokensState, IcmpTypeCode, InstanceMetadataEndpointState, PortRange, ResourceType,
+    RuleAction, SecurityGroupRuleUpdate,
+};
+use perimeter_core::Direction;
+
+use crate::backend::{AwsBackend, AwsError, api_err};
+use crate::convert::{tags, to_ip_permissions, to_rule_request};
+use crate::model::SgRule;
+use crate::plan::{AwsTargetPlan, SgChange};
+
+impl AwsBackend {
+    /// Executes one target's plan. The caller has checked the plan is not stale.
+    pub async fn apply(
+        &self,
+        plan: &AwsTargetPlan,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<usize, AwsError> {
+        let mut writes = 0usize;
+        let c = self.client();
+        let sg = &plan.security_group;
+        let group_id = match &sg.group_id {
+            Some(id) => id.clone(),
+            None => {
+                let o = c
+                    .create_security_group()
+                    .group_name(&sg.group_name)
+                    .description(&sg.description)
+                    .vpc_id(&sg.vpc_id)
+                    .tag_specifications(tags(
+                        ResourceType::SecurityGroup,
+                        &plan.policy,
+                        &sg.group_name,
+                    ))
+                    .send()
+                    .await
+                    .map_err(api_err("CreateSecurityGroup"))?;
+                writes += 1;
+                let id = o.group_id().unwrap_or_default().to_string();
+                progress(format!("+ created security group {} ({id})", sg.group_name));
+                id
+            }
+        };
+        use perimeter_core::plan::Action;
+        for direction in Direction::BOTH {
+            let creates: Vec<&SgRule> = sg
+                .changes
+                .iter()
+                .filter(|ch| ch.action == Action::Create)
+                .filter_map(|ch| ch.after.as_ref())
+                .filter(|r| r.direction == direction)
+                .collect();
+            if creates.is_empty() {
+                continue;
+            }
+            let perms = to_ip_permissions(&creates, &group_id);
+            match direction {
+                Direction::Ingress => {
+                    c.authorize_security_group_ingress()
+                        .group_id(&group_id)
+                        .set_ip_permissions(Some(perms))
+                        .send()
+                        .await
+                        .map_err(api_err("AuthorizeSecurityGroupIngress"))?;
+                }
+                Direction::Egress => {
+                    c.authorize_security_group_egress()
+                        .group_id(&group_id)
+                        .set_ip_permissions(Some(perms))
+                        .send()
+                        .await
+                        .map_err(api_err("AuthorizeSecurityGroupEgress"))?;
+                }
+            }
+            writes += 1;
+            progress(format!(
+                "+ {} {} rule(s) added to {}",
+                creates.len(),
+                direction.as_str(),
+                sg.group_name
+            ));
+        }
+        let updates: Vec<SecurityGroupRuleUpdate> = sg
+            .changes
+            .iter()
+            .filter(|ch| ch.action == Action::Update)
+            .filter_map(|ch| {
+                Some(
+                    SecurityGroupRuleUpdate::builder()
+                        .security_group_rule_id(ch.rule_id.clone()?)
+                        .security_group_rule(to_rule_request(ch.after.as_ref()?, &group_id))
+                        .build(),
+                )
+            })
+            .collect();
+        if !updates.is_empty() {
+            let n = updates.len();
+            c.modify_security_group_rules()
+                .group_id(&group_id)
+                .set_security_group_rules(Some(updates))
+                .send()
+                .await
+                .map_err(api_err("ModifySecurityGroupRules"))?;
+            writes += 1;
+            progress(format!(
+                "~ {n} rule(s) modified in place in {}",
+                sg.group_name
+            ));
+        }
+        for direction in Direction::BOTH {
+            let deletes: Vec<&SgChange> = sg
+                .changes
+                .iter()
+                .filter(|ch| ch.action == Action::Delete)
+                .filter(|ch| ch.before.as_ref().is_some_and(|b| b.direction == direction))
+                .collect();
+            if deletes.is_empty() {
+                continue;
+            }
+            let ids: Vec<String> = deletes.iter().filter_map(|ch| ch.rule_id.clone()).collect();
+            // Rules without an id are the default rules of a group created just now: revoke
+            // them by content, which needs no extra read.
+            let by_content: Vec<&SgRule> = deletes
+                .iter()
+                .filter(|ch| ch.rule_id.is_none())
+                .filter_map(|ch| ch.before.as_ref())
+                .collect();
+            let ids = (!ids.is_empty()).then_some(ids);
+            let perms = (!by_content.is_empty()).then(|| to_ip_permissions(&by_content, &group_id));
+            for (ids, perms) in [(ids, None), (None, perms)] {
+                if ids.is_none() && perms.is_none() {
+                    continue;
+                }
+                match direction {
+                    Direction::Ingress => {
+                        c.revoke_security_group_ingress()
+                            .group_id(&group_id)
+                            .set_security_group_rule_ids(ids)
+                            .set_ip_permissions(perms)
+                            .send()
+                            .await
+                            .map_err(api_err("RevokeSecurityGroupIngress"))?;
+                    }
+                    Direction::Egress => {
+                        c.revoke_security_group_egress()
+                            .group_id(&group_id)
+                            .set_security_group_rule_ids(ids)
+                            .set_ip_permissions(perms)
+                            .send()
+                            .await
+                            .map_err(api_err("RevokeSecurityGroupEgress"))?;
+                    }
+                }
+                writes += 1;
+            }
+            progress(format!(
+                "- {} {} rule(s) removed from {}",
+                deletes.len(),
+                direction.as_str(),
+                sg.group_name
+            ));
+        }
+
+        if let Some(nacl) = &plan.network_acl {
+            let acl_id = match &nacl.network_acl_id {
+                Some(id) => id.clone(),
+                None => {
+                    let o = c
+                        .create_network_acl()
+                        .vpc_id(&nacl.vpc_id)
+                        .tag_specifications(tags(
+                            ResourceType::NetworkAcl,
+                            &plan.policy,
+                            &sg.group_name,
+                        ))
+                        .send()
+                        .await
+                        .map_err(api_err("CreateNetworkAcl"))?;
+                    writes += 1;
+                    let id = o
+                        .network_acl()
+                        .and_then(|a| a.network_acl_id())
+                        .unwrap_or_default()
+                        .to_string();
+                    progress(format!("+ created network ACL {id}"));
+                    id
+                }
+            };
+            for ch in &nacl.changes {
+                match ch.action {
+                    Action::Create | Action::Update => {
+                        let e = ch.after.as_ref().ok_or_else(|| {
+                            AwsError::Unexpected("NACL change without entry".into())
+                        })?;
+                        // Create and Replace take the same fields on different builders.
+                        macro_rules! entry_fields {
+                            ($builder:expr) => {{
+                                let mut req = $builder
+                                    .network_acl_id(&acl_id)
+                                    .rule_number(i32::from(e.rule_number))
+                                    .protocol(&e.protocol)
+                                    .rule_action(RuleAction::from(e.rule_action.as_str()))
+                                    .egress(e.egress);
+                                req = if e.cidr.is_ipv4() {
+                                    req.cidr_block(e.cidr.to_string())
+                                } else {
+                                    req.ipv6_cidr_block(e.cidr.to_string())
+                                };
+                                if let Some((from, to)) = e.port_range {
+                                    req = req.port_range(
+                                        PortRange::builder()
+                                            .from(i32::from(from))
+                                            .to(i32::from(to))
+                                            .build(),
+                                    );
+                                }
+                                if let Some((t, code)) = e.icmp_type_code {
+                                    req = req.icmp_type_code(
+                                        IcmpTypeCode::builder().r#type(t).code(code).build(),
+                                    );
+                                }
+                                req
+                            }};
+                        }
+                        if ch.action == Action::Create {
+                            entry_fields!(c.create_network_acl_entry())
+                                .send()
+                                .await
+                                .map_err(api_err("CreateNetworkAclEntry"))?;
+                        } else {
+                            entry_fields!(c.replace_network_acl_entry())
+                                .send()
+                                .await
+                                .map_err(api_err("ReplaceNetworkAclEntry"))?;
+                        }
+                        writes += 1;
+                    }
+                    Action::Delete => {
+                        let e = ch.before.as_ref().ok_or_else(|| {
+                            AwsError::Unexpected("NACL delete without entry".into())
+                        })?;
+                        c.delete_network_acl_entry()
+                            .network_acl_id(&acl_id)
+                            .rule_number(i32::from(e.rule_number))
+                            .egress(e.egress)
+                            .send()
+                            .await
+                            .map_err(api_err("DeleteNetworkAclEntry"))?;
+                        writes += 1;
+                    }
+                }
+            }
+            if !nacl.changes.is_empty() {
+                progress(format!(
+                    "~ {} network ACL entr(ies) written in {acl_id}",
+                    nacl.changes.len()
+                ));
+            }
+            for a in &nacl.associate {
+                c.replace_network_acl_association()
+                    .association_id(&a.association_id)
+                    .network_acl_id(&acl_id)
+                    .send()
+                    .await
+                    .map_err(api_err("ReplaceNetworkAclAssociation"))?;
+                writes += 1;
+                progress(format!("~ subnet {} associated with {acl_id}", a.subnet_id));
+            }
+        }
+
+        for a in &plan.attach {
+            let mut groups = a.groups.clone();
+            if !groups.contains(&group_id) {
+                groups.push(group_id.clone());
+            }
+            c.modify_instance_attribute()
+                .instance_id(&a.instance_id)
+                .set_groups(Some(groups))
+                .send()
+                .await
+                .map_err(api_err("ModifyInstanceAttribute"))?;
+            writes += 1;
+            progress(format!("~ {} attached to {}", sg.group_name, a.instance_id));
+        }
+        for m in &plan.metadata {
+            let mut req = c
+                .modify_instance_metadata_options()
+                .instance_id(&m.instance_id)
+                .http_endpoint(InstanceMetadataEndpointState::from(
+                    m.after.http_endpoint.as_str(),
+                ));
+            if let Some(t) = &m.after.http_tokens {
+                req = req.http_tokens(HttpTokensState::from(t.as_str()));
+            }
+            if let Some(h) = m.after.http_put_response_hop_limit {
+                req = req.http_put_response_hop_limit(i32::from(h));
+            }
+            req.send()
+                .await
+                .map_err(api_err("ModifyInstanceMetadataOptions"))?;
+            writes += 1;
+            progress(format!("~ metadata options of {} set", m.instance_id));
+        }
+        Ok(writes)
+    }
+}
