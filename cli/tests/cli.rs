@@ -153,3 +153,24 @@ fn usage_and_io_errors() {
     let o = perimeter(&["presets"]);
     assert!(stdout(&o).contains("cni:cilium/wireguard") && stdout(&o).contains("51871"));
 }
+
+#[test]
+fn shadowed_rules_are_warned_about_but_the_policy_stays_valid() {
+    let dir = std::env::temp_dir().join(format!("perimeter-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shadow.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: s\ningress:\n  - {name: all, from: 10.0.0.0/16, services: [any]}\n  - {name: ssh, from: 10.0.1.0/24, services: [ssh]}\n",
+    )
+    .unwrap();
+    let o = perimeter(&["validate", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("warning[policy::shadowed-rule]"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains(":6:5:"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -109,6 +109,14 @@ impl Diagnostic {
         }
     }
 
+    /// A warning at `span`: the policy is usable, but probably not as meant.
+    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, span, message)
+        }
+    }
+
     /// An error with no place in the file.
     pub fn error_unplaced(code: &'static str, message: impl Into<String>) -> Self {
         Self {

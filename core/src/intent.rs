@@ -287,6 +287,8 @@ pub struct Intent {
     pub egress: Vec<Rule>,
     /// Per-cloud targets.
     pub targets: Targets,
+    /// Warnings about the policy (e.g. shadowed rules); it is usable regardless.
+    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 impl Intent {

@@ -22,7 +22,12 @@ pub(crate) fn read_policy(path: &Path) -> anyhow::Result<SourceFile> {
 /// Loads a policy, printing its diagnostics to stderr on failure.
 pub(crate) fn load_or_report(source: &SourceFile) -> Option<Intent> {
     match perimeter_core::policy::load(source) {
-        Ok(intent) => Some(intent),
+        Ok(intent) => {
+            if !intent.warnings.is_empty() {
+                report(source, &Diagnostics(intent.warnings.clone()));
+            }
+            Some(intent)
+        }
         Err(diags) => {
             report(source, &diags);
             None

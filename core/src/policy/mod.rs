@@ -5,6 +5,7 @@
 //! ```
 
 mod decode;
+pub mod lint;
 pub mod presets;
 mod resolve;
 
@@ -45,6 +46,8 @@ pub fn load(source: &SourceFile) -> Result<Intent, Diagnostics> {
         diags.0.dedup();
         return Err(diags);
     }
+    let mut intent = intent;
+    intent.warnings = lint::shadowed_rules(&intent);
     Ok(intent)
 }
 

@@ -154,6 +154,7 @@ impl<'d> Resolver<'d> {
             ingress,
             egress,
             targets,
+            warnings: Vec::new(),
         }
     }
 
