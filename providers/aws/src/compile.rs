@@ -127,9 +127,10 @@ pub fn compile_with_limits(
     let mut diags = Diagnostics::default();
     let mut notes = Vec::new();
     let mut rules = Vec::new();
-    for direction in Direction::BOTH {
-        let eff = effective(intent.rules(direction), intent.default_verdict(direction));
-        rules.extend(sg_rules(intent, direction, &eff, &mut notes));
+    // One effective set per direction, shared by the security group and the NACL.
+    let effectives = Direction::BOTH.map(|d| effective(intent.rules(d), intent.default_verdict(d)));
+    for (direction, eff) in Direction::BOTH.into_iter().zip(&effectives) {
+        rules.extend(sg_rules(intent, direction, eff, &mut notes));
         for w in &eff.node_widenings {
             notes.push(
                 Note::new(
@@ -205,7 +206,13 @@ pub fn compile_with_limits(
 
     let network_acl = match &target.network_acl {
         Some(nacl_target) => {
-            match nacl::compile(intent, target, nacl_target, limits.nacl_entries) {
+            match nacl::compile(
+                intent,
+                &effectives,
+                target,
+                nacl_target,
+                limits.nacl_entries,
+            ) {
                 Ok(n) => Some(n),
                 Err(d) => {
                     diags.0.extend(d.0);
@@ -316,24 +323,22 @@ fn sg_rules(
         let desc = description(&intent.name, rule_names(&cell.rules).iter());
         let (lo, hi) = cell.ports;
         match cell.class {
-            Class::Tcp => push(
-                "tcp",
-                i32::from(lo),
-                i32::from(hi),
-                &rest,
-                nodes,
-                &desc,
-                &mut out,
-            ),
-            Class::Udp => push(
-                "udp",
-                i32::from(lo),
-                i32::from(hi),
-                &rest,
-                nodes,
-                &desc,
-                &mut out,
-            ),
+            Class::Tcp | Class::Udp => {
+                let proto = if cell.class == Class::Tcp {
+                    "tcp"
+                } else {
+                    "udp"
+                };
+                push(
+                    proto,
+                    i32::from(lo),
+                    i32::from(hi),
+                    &rest,
+                    nodes,
+                    &desc,
+                    &mut out,
+                );
+            }
             Class::Icmp | Class::Icmpv6 => {
                 let proto = if cell.class == Class::Icmp {
                     "icmp"

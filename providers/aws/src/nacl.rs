@@ -14,7 +14,7 @@
 //! the policy denies: together they decide exactly what the policy decides. Rule numbers are
 //! 100, 200, ... so that later inserts need no renumbering.
 
-use perimeter_core::effective::{Class, effective};
+use perimeter_core::effective::{Class, Effective};
 use perimeter_core::target::{AwsNaclTarget, AwsTarget};
 use perimeter_core::{AddrSet, Cidr, Diagnostic, Diagnostics, Direction, Intent};
 
@@ -45,8 +45,7 @@ struct Reach {
     other: Vec<(Option<u8>, AddrSet)>,
 }
 
-fn reach(intent: &Intent, direction: Direction, node_cidrs: &AddrSet) -> Reach {
-    let eff = effective(intent.rules(direction), intent.default_verdict(direction));
+fn reach(eff: &Effective, node_cidrs: &AddrSet) -> Reach {
     let mut r = Reach::default();
     for cell in &eff.cells {
         let mut addrs = cell.addrs.clone();
@@ -69,8 +68,12 @@ fn reach(intent: &Intent, direction: Direction, node_cidrs: &AddrSet) -> Reach {
 }
 
 /// Compiles the NACL for one target.
+///
+/// `effectives` are the policy's effective sets for ingress and egress, as the security group
+/// compiler already computed them.
 pub fn compile(
     intent: &Intent,
+    effectives: &[Effective; 2],
     target: &AwsTarget,
     nacl: &AwsNaclTarget,
     limit: usize,
@@ -92,8 +95,9 @@ pub fn compile(
         return Err(diags);
     }
     let node_cidrs = AddrSet::from_cidrs(&nacl.node_cidrs);
-    let ingress = reach(intent, Direction::Ingress, &node_cidrs);
-    let egress = reach(intent, Direction::Egress, &node_cidrs);
+    let [ingress_eff, egress_eff] = effectives;
+    let ingress = reach(ingress_eff, &node_cidrs);
+    let egress = reach(egress_eff, &node_cidrs);
 
     let mut entries = Vec::new();
     for (direction, same, other) in [
@@ -185,17 +189,19 @@ mod tests {
         let intent = load_str("t.yaml", &text).unwrap();
         let c = compile_with_limits(&intent, &intent.targets.aws[0], Limits::AWS_DEFAULT).unwrap();
         let nacl = c.network_acl.unwrap();
-        let inbound: Vec<String> = nacl
-            .entries
-            .iter()
-            .filter(|e| !e.egress)
-            .map(|e| {
-                format!(
-                    "{} {} {} {:?}",
-                    e.rule_number, e.protocol, e.cidr, e.port_range
-                )
-            })
-            .collect();
+        let entries = |egress: bool| -> Vec<String> {
+            nacl.entries
+                .iter()
+                .filter(|e| e.egress == egress)
+                .map(|e| {
+                    format!(
+                        "{} {} {} {:?}",
+                        e.rule_number, e.protocol, e.cidr, e.port_range
+                    )
+                })
+                .collect()
+        };
+        let inbound = entries(false);
         assert_eq!(
             inbound,
             [
@@ -203,17 +209,7 @@ mod tests {
                 "200 6 10.9.0.0/24 Some((1024, 65535))"
             ]
         );
-        let outbound: Vec<String> = nacl
-            .entries
-            .iter()
-            .filter(|e| e.egress)
-            .map(|e| {
-                format!(
-                    "{} {} {} {:?}",
-                    e.rule_number, e.protocol, e.cidr, e.port_range
-                )
-            })
-            .collect();
+        let outbound = entries(true);
         assert_eq!(
             outbound,
             [
