@@ -69,18 +69,22 @@ pub(crate) enum Command {
     },
     /// Compare the clouds with the policy and show what apply would change.
     ///
-    /// Observes every AWS target (bulk reads: a handful of API calls per region, whatever the
-    /// number of groups), diffs against the compiled policy, and prints the changes like
-    /// Terraform: `+` create, `~` change in place, `-` destroy, then "Plan: N to add, N to
-    /// change, N to destroy." Credentials come from the standard AWS chain; AWS_ENDPOINT_URL
-    /// points perimeter at an emulator (see localstack/).
+    /// Observes every AWS and GCP target (bulk reads: a handful of API calls per region or
+    /// network, whatever the number of rules), diffs against the compiled policy, and prints
+    /// the changes like Terraform: `+` create, `~` change in place, `-` destroy, then "Plan: N
+    /// to add, N to change, N to destroy." Foreign rules that override the policy are shown
+    /// with `!` and never changed. Credentials: the standard AWS chain; GCP Application
+    /// Default Credentials. AWS_ENDPOINT_URL and PERIMETER_GCP_ENDPOINT (with
+    /// PERIMETER_GCP_CREDENTIALS=anonymous) point perimeter at the local emulators
+    /// (localstack/).
     #[command(
         after_help = "Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present (--detailed-exitcode only).
 
 Examples:
   perimeter plan policies/eks-workers.yaml
   perimeter plan policy.yaml --out plan.json --detailed-exitcode
-  perimeter plan policy.yaml --format markdown > comment.md"
+  perimeter plan policy.yaml --format markdown > comment.md
+  perimeter plan policies/multi-cloud.yaml --cloud gcp"
     )]
     Plan {
         /// The policy file.
@@ -94,6 +98,9 @@ Examples:
         /// Exit 2 when there are changes, 0 when there are none (1 is always an error).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Plan one cloud's targets only (default: every target the policy declares).
+        #[arg(long, value_enum)]
+        cloud: Option<Cloud>,
     },
     /// Make the clouds match a saved plan (or a policy, with --auto-approve).
     ///
@@ -131,6 +138,9 @@ Examples:
         /// Accept known drift: a saved `--format json` report, or `{"accept": [KEY, ...]}`.
         #[arg(long, value_name = "FILE")]
         baseline: Option<PathBuf>,
+        /// Check one cloud's targets only (default: every target the policy declares).
+        #[arg(long, value_enum)]
+        cloud: Option<Cloud>,
     },
     /// List the built-in services and CNI presets with their ports.
     Presets,

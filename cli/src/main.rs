@@ -25,13 +25,15 @@ fn main() -> ExitCode {
             out,
             format,
             detailed_exitcode,
-        } => commands::plan::run(&policy, out.as_deref(), format, detailed_exitcode),
+            cloud,
+        } => commands::plan::run(&policy, out.as_deref(), format, detailed_exitcode, cloud),
         args::Command::Apply { plan, auto_approve } => commands::apply::run(&plan, auto_approve),
         args::Command::Drift {
             policy,
             format,
             baseline,
-        } => commands::drift::run(&policy, format, baseline.as_deref()),
+            cloud,
+        } => commands::drift::run(&policy, format, baseline.as_deref(), cloud),
         args::Command::Presets => Ok(commands::presets::run()),
     };
     match result {

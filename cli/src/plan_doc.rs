@@ -3,6 +3,7 @@
 
 use perimeter_aws::plan::AwsTargetPlan;
 use perimeter_core::plan::{PLAN_FORMAT_VERSION, Summary};
+use perimeter_gcp::plan::GcpTargetPlan;
 use serde::{Deserialize, Serialize};
 
 /// One plan over every target of a policy.
@@ -23,20 +24,35 @@ pub(crate) struct PlanDocument {
     /// Totals over every target.
     pub(crate) summary: Summary,
     /// AWS targets.
+    #[serde(default)]
     pub(crate) aws: Vec<AwsTargetPlan>,
+    /// GCP networks.
+    #[serde(default)]
+    pub(crate) gcp: Vec<GcpTargetPlan>,
+}
+
+/// The plans of every cloud, before they become a document.
+#[derive(Debug, Default)]
+pub(crate) struct Plans {
+    pub(crate) aws: Vec<AwsTargetPlan>,
+    pub(crate) gcp: Vec<GcpTargetPlan>,
+    /// Requests sent to make them.
+    pub(crate) api_calls: u64,
 }
 
 impl PlanDocument {
-    pub(crate) fn new(
-        policy: &str,
-        file: &str,
-        text: &str,
-        aws: Vec<AwsTargetPlan>,
-        api_calls: u64,
-    ) -> Self {
+    pub(crate) fn new(policy: &str, file: &str, text: &str, plans: Plans) -> Self {
+        let Plans {
+            aws,
+            gcp,
+            api_calls,
+        } = plans;
         let mut summary = Summary::default();
-        for p in &aws {
-            let s = p.summary();
+        for s in aws
+            .iter()
+            .map(AwsTargetPlan::summary)
+            .chain(gcp.iter().map(GcpTargetPlan::summary))
+        {
             summary.add += s.add;
             summary.change += s.change;
             summary.destroy += s.destroy;
@@ -50,6 +66,7 @@ impl PlanDocument {
             api_calls,
             summary,
             aws,
+            gcp,
         }
     }
 }

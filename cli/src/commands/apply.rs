@@ -1,8 +1,9 @@
 //! `perimeter apply PLANFILE` or `perimeter apply POLICY --auto-approve`.
 //!
-//! Re-observes every target first and refuses, writing nothing, if anything changed since the
-//! plan was made. Then executes each target's plan (create, then add, then change, then
-//! remove), reads everything back and checks that a new plan would be empty.
+//! Re-observes every target of every cloud first and refuses, writing nothing, if anything
+//! changed since the plan was made. Then executes each target's plan (create, then add, then
+//! change, then remove; AWS, then GCP), reads everything back and checks that a new plan
+//! would be empty.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +12,8 @@ use anyhow::{Context, bail};
 use perimeter_aws::backend::AwsBackend;
 use perimeter_aws::plan::{AwsTargetPlan, Fingerprints};
 use perimeter_core::plan::PLAN_FORMAT_VERSION;
+use perimeter_gcp::backend::GcpBackend;
+use perimeter_gcp::plan::observed_fingerprint;
 
 use crate::plan_doc::PlanDocument;
 use crate::{exit, output};
@@ -53,11 +56,14 @@ pub(crate) fn run(path: &Path, auto_approve: bool) -> anyhow::Result<u8> {
             let Some(intent) = super::load_or_report(&source) else {
                 return Ok(exit::ERROR);
             };
-            let Some(desired) = super::plan::desired(&intent, &source) else {
+            let Some(desired) = super::plan::desired(&intent, &source, None) else {
                 return Ok(exit::ERROR);
             };
-            let (plans, calls) = rt.block_on(super::plan::make_plan(&intent.name, &desired))?;
-            let doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans, calls);
+            if desired.is_empty() {
+                return Err(super::plan::nothing_to_do(&intent, None));
+            }
+            let plans = rt.block_on(super::plan::make_plan(&intent.name, &desired))?;
+            let doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans);
             output::diag(&super::plan::text(&doc, output::stderr_color()));
             doc
         }
@@ -74,7 +80,7 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             .push(p);
     }
     let mut backends = BTreeMap::new();
-    // 1. Stale check for every target before the first write anywhere.
+    // 1. Stale check for every target of every cloud before the first write anywhere.
     let mut stale = Vec::new();
     for (region, plans) in &by_region {
         let backend = AwsBackend::connect(region).await;
@@ -103,6 +109,26 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
         }
         backends.insert(*region, backend);
     }
+    let gcp = if doc.gcp.is_empty() {
+        None
+    } else {
+        Some(super::plan::gcp_backend().await?)
+    };
+    if let Some(backend) = &gcp {
+        let targets: Vec<_> = doc.gcp.iter().map(|p| p.target.clone()).collect();
+        let observed = backend
+            .observe(&doc.policy, &targets)
+            .await
+            .context("observing GCP")?;
+        for (p, obs) in doc.gcp.iter().zip(&observed) {
+            if observed_fingerprint(obs) != p.fingerprint {
+                stale.push(format!(
+                    "gcp project {} network {}: the firewall rules perimeter owns changed since the plan was made",
+                    p.target.project, p.target.network
+                ));
+            }
+        }
+    }
     if !stale.is_empty() {
         let mut msg = String::from("error: saved plan is stale; nothing was written\n");
         for s in &stale {
@@ -112,10 +138,19 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
         output::diag(&msg);
         return Ok(exit::ERROR);
     }
-    let observe_calls: u64 = backends.values().map(AwsBackend::api_calls).sum();
+    let calls = |backends: &BTreeMap<&str, AwsBackend>, gcp: &Option<GcpBackend>| -> u64 {
+        backends.values().map(AwsBackend::api_calls).sum::<u64>()
+            + gcp.as_ref().map_or(0, GcpBackend::api_calls)
+    };
+    let observe_calls = calls(&backends, &gcp);
 
-    // 2. Execute.
+    // 2. Execute: AWS, then GCP.
     let mut writes = 0usize;
+    let stopped = |writes: usize, e: &dyn std::fmt::Display| {
+        output::diag(&format!(
+            "error: apply stopped after {writes} write(s): {e}\nThe changes made so far are in place; run `perimeter plan` to see what is left, then apply again.\n"
+        ));
+    };
     for (region, plans) in &by_region {
         let backend = &backends[region];
         for p in plans {
@@ -126,16 +161,29 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             match backend.apply(p, &mut progress).await {
                 Ok(n) => writes += n,
                 Err(e) => {
-                    output::diag(&format!(
-                        "error: apply stopped after {writes} write(s): {e}\nThe changes made so far are in place; run `perimeter plan` to see what is left, then apply again.\n"
-                    ));
+                    stopped(writes, &e);
                     return Ok(exit::ERROR);
                 }
             }
         }
     }
-    let write_calls: u64 =
-        backends.values().map(AwsBackend::api_calls).sum::<u64>() - observe_calls;
+    if let Some(backend) = &gcp {
+        for p in doc.gcp.iter().filter(|p| !p.is_empty()) {
+            output::diag(&format!(
+                "gcp project {} network {}:\n",
+                p.target.project, p.target.network
+            ));
+            let mut progress = |line: String| output::diag(&format!("{line}\n"));
+            match backend.apply(p, &mut progress).await {
+                Ok(n) => writes += n,
+                Err(e) => {
+                    stopped(writes, &e);
+                    return Ok(exit::ERROR);
+                }
+            }
+        }
+    }
+    let write_calls = calls(&backends, &gcp) - observe_calls;
 
     // 3. Read back and check convergence.
     let mut left = 0usize;
@@ -152,14 +200,32 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             left += s.add + s.change + s.destroy;
         }
     }
-    let total_calls: u64 = backends.values().map(AwsBackend::api_calls).sum();
+    if let Some(backend) = &gcp {
+        let targets: Vec<_> = doc.gcp.iter().map(|p| p.target.clone()).collect();
+        let observed = backend
+            .observe(&doc.policy, &targets)
+            .await
+            .context("re-reading GCP")?;
+        for (p, obs) in doc.gcp.iter().zip(&observed) {
+            let again = perimeter_gcp::plan::plan(&p.desired, Vec::new(), obs, &doc.policy)?;
+            let s = again.summary();
+            left += s.add + s.change + s.destroy;
+        }
+    }
+    let total_calls = calls(&backends, &gcp);
+    let retries = gcp.as_ref().map_or(0, GcpBackend::retries);
     let s = doc.summary;
     output::diag(&format!(
-        "Apply complete: {} added, {} changed, {} destroyed in {writes} write call(s); {left} change(s) left.\nAPI calls: {total_calls} ({observe_calls} to check the plan, {write_calls} to write, {} to verify).\n",
+        "Apply complete: {} added, {} changed, {} destroyed in {writes} write call(s); {left} change(s) left.\nAPI calls: {total_calls} ({observe_calls} to check the plan, {write_calls} to write, {} to verify){}.\n",
         s.add,
         s.change,
         s.destroy,
-        total_calls - observe_calls - write_calls
+        total_calls - observe_calls - write_calls,
+        if retries > 0 {
+            format!("; {retries} GCP request(s) retried")
+        } else {
+            String::new()
+        }
     ));
     if left > 0 {
         output::diag(

@@ -14,9 +14,10 @@ use anyhow::{Context, bail};
 use perimeter_aws::plan::AwsTargetPlan;
 use perimeter_aws::render_plan::rule_line;
 use perimeter_core::plan::{Action, Finding};
+use perimeter_gcp::plan::GcpTargetPlan;
 use serde::Serialize;
 
-use crate::args::DriftFormat;
+use crate::args::{Cloud, DriftFormat};
 use crate::{exit, output};
 
 /// Version of the drift JSON document (docs/drift-format.md).
@@ -52,10 +53,11 @@ impl DriftKind {
 pub(crate) struct DriftItem {
     kind: DriftKind,
     cloud: &'static str,
-    /// `region/vpc/group`.
+    /// `region/vpc/group` (AWS), `project/network` (GCP).
     target: String,
     /// `security-group`, `security-group-rule`, `network-acl`, `network-acl-entry`,
-    /// `subnet-association`, `instance-metadata`.
+    /// `subnet-association`, `instance-metadata`, `instance-attachment` (AWS);
+    /// `firewall-rule`, `foreign-firewall-rule` (GCP).
     resource: &'static str,
     /// Stable identity, for baselines.
     key: String,
@@ -199,6 +201,49 @@ fn items(p: &AwsTargetPlan) -> Vec<DriftItem> {
     out
 }
 
+fn gcp_items(p: &GcpTargetPlan) -> Vec<DriftItem> {
+    let t = &p.target;
+    let target = format!("{}/{}", t.project, t.network);
+    let item = |kind, resource, key: String, detail: String| DriftItem {
+        kind,
+        cloud: "gcp",
+        target: target.clone(),
+        resource,
+        key: format!("gcp/{target}/{key}"),
+        detail,
+    };
+    let mut out = Vec::new();
+    for c in &p.changes {
+        let detail = match (&c.before, &c.after) {
+            (Some(before), Some(after)) => format!(
+                "{}: {}",
+                c.name,
+                perimeter_gcp::render_plan::field_changes(before, after).join("; ")
+            ),
+            (_, Some(f)) | (Some(f), None) => {
+                format!("{}: {}", c.name, perimeter_gcp::render_plan::rule_line(f))
+            }
+            (None, None) => c.name.clone(),
+        };
+        out.push(item(
+            DriftKind::of(c.action),
+            "firewall-rule",
+            format!("firewall/{}", c.name),
+            detail,
+        ));
+    }
+    // Rules perimeter does not own are drift only where they override the policy.
+    for o in &p.overlaps {
+        out.push(item(
+            DriftKind::Unexpected,
+            "foreign-firewall-rule",
+            format!("foreign/{}", o.name),
+            perimeter_gcp::render_plan::overlap_line(o),
+        ));
+    }
+    out
+}
+
 /// A stable text form of a rule peer, for keys.
 pub(crate) fn peer_key(p: &perimeter_aws::model::SgPeer) -> String {
     use perimeter_aws::model::SgPeer;
@@ -239,27 +284,34 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub(crate) fn run(path: &Path, format: DriftFormat, baseline: Option<&Path>) -> anyhow::Result<u8> {
+pub(crate) fn run(
+    path: &Path,
+    format: DriftFormat,
+    baseline: Option<&Path>,
+    only: Option<Cloud>,
+) -> anyhow::Result<u8> {
     let source = super::read_policy(path)?;
     let Some(intent) = super::load_or_report(&source) else {
         return Ok(exit::ERROR);
     };
-    let Some(desired) = super::plan::desired(&intent, &source) else {
+    let Some(desired) = super::plan::desired(&intent, &source, only) else {
         return Ok(exit::ERROR);
     };
     if desired.is_empty() {
-        bail!(
-            "policy `{}` declares no AWS target to check (targets.aws)",
-            intent.name
-        );
+        return Err(super::plan::nothing_to_do(&intent, only));
     }
     let accepted_keys = match baseline {
         Some(b) => baseline_keys(b)?,
         None => BTreeSet::new(),
     };
-    let (plans, calls) =
-        super::plan::runtime()?.block_on(super::plan::make_plan(&intent.name, &desired))?;
-    let all: Vec<DriftItem> = plans.iter().flat_map(items).collect();
+    let plans = super::plan::runtime()?.block_on(super::plan::make_plan(&intent.name, &desired))?;
+    let calls = plans.api_calls;
+    let all: Vec<DriftItem> = plans
+        .aws
+        .iter()
+        .flat_map(items)
+        .chain(plans.gcp.iter().flat_map(gcp_items))
+        .collect();
     let (accepted, items): (Vec<DriftItem>, Vec<DriftItem>) = all
         .into_iter()
         .partition(|i| accepted_keys.contains(&i.key));
@@ -278,7 +330,12 @@ pub(crate) fn run(path: &Path, format: DriftFormat, baseline: Option<&Path>) -> 
         counts,
         accepted: accepted.len(),
         items,
-        findings: plans.iter().flat_map(|p| &p.findings).collect(),
+        findings: plans
+            .aws
+            .iter()
+            .flat_map(|p| &p.findings)
+            .chain(plans.gcp.iter().flat_map(|p| &p.findings))
+            .collect(),
         api_calls: calls,
     };
     match format {

@@ -4,34 +4,74 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use perimeter_aws::backend::AwsBackend;
 use perimeter_aws::plan::{AwsDesired, AwsTargetPlan};
 use perimeter_core::{Diagnostics, Intent, SourceFile};
+use perimeter_gcp::backend::{GcpBackend, GcpSettings};
+use perimeter_gcp::plan::GcpDesired;
 
-use crate::args::PlanFormat;
-use crate::plan_doc::PlanDocument;
+use crate::args::{Cloud, PlanFormat};
+use crate::plan_doc::{PlanDocument, Plans};
 use crate::{exit, output};
 
-/// Compiles the policy's AWS targets; on failure prints diagnostics and returns `None`.
+type Notes = Vec<serde_json::Value>;
+
+/// The compiled policy for every target perimeter can plan.
+#[derive(Default)]
+pub(crate) struct Desired {
+    pub(crate) aws: Vec<(AwsDesired, Notes)>,
+    pub(crate) gcp: Vec<(GcpDesired, Notes)>,
+}
+
+impl Desired {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.aws.is_empty() && self.gcp.is_empty()
+    }
+}
+
+fn notes_json(notes: &[perimeter_core::Note]) -> Notes {
+    notes
+        .iter()
+        .map(|n| serde_json::to_value(n).unwrap_or_default())
+        .collect()
+}
+
+/// Compiles the policy's targets (of one cloud, when `only` says so); on failure prints the
+/// diagnostics and returns `None`. Says on stderr which targets it leaves out.
 pub(crate) fn desired(
     intent: &Intent,
     source: &SourceFile,
-) -> Option<Vec<(AwsDesired, Vec<serde_json::Value>)>> {
+    only: Option<Cloud>,
+) -> Option<Desired> {
+    let wants = |cloud: Cloud| only.is_none_or(|o| o == cloud);
     let mut errors = Diagnostics::default();
-    let mut out = Vec::new();
-    for t in &intent.targets.aws {
-        match perimeter_aws::compile(intent, t) {
-            Ok(c) => {
-                let notes = c
-                    .notes
-                    .iter()
-                    .map(|n| serde_json::to_value(n).unwrap_or_default())
-                    .collect();
-                out.push((AwsDesired::from_compiled(&c, intent.private), notes));
+    let mut out = Desired::default();
+    if wants(Cloud::Aws) {
+        for t in &intent.targets.aws {
+            match perimeter_aws::compile(intent, t) {
+                Ok(c) => out.aws.push((
+                    AwsDesired::from_compiled(&c, intent.private),
+                    notes_json(&c.notes),
+                )),
+                Err(d) => errors.0.extend(d.0),
             }
-            Err(d) => errors.0.extend(d.0),
         }
+    }
+    if wants(Cloud::Gcp) {
+        for t in &intent.targets.gcp {
+            match perimeter_gcp::compile(intent, t) {
+                Ok(c) => out
+                    .gcp
+                    .push((GcpDesired::from_compiled(&c), notes_json(&c.notes))),
+                Err(d) => errors.0.extend(d.0),
+            }
+        }
+    }
+    if wants(Cloud::Azure) && !intent.targets.azure.is_empty() {
+        output::diag(
+            "note: Azure targets are not planned yet (issue 5); this run covers AWS and GCP\n",
+        );
     }
     if errors.0.is_empty() {
         Some(out)
@@ -42,10 +82,36 @@ pub(crate) fn desired(
     }
 }
 
-/// Observes and plans every AWS target, region by region, with bulk reads per region.
-pub(crate) async fn make_plan(
+/// The clouds a policy has targets for, for the "nothing to plan" error.
+pub(crate) fn nothing_to_do(intent: &Intent, only: Option<Cloud>) -> anyhow::Error {
+    match only {
+        Some(cloud) => anyhow::anyhow!(
+            "policy `{}` declares no {cloud:?} target (targets.{})",
+            intent.name,
+            format!("{cloud:?}").to_lowercase()
+        ),
+        None => anyhow::anyhow!(
+            "policy `{}` declares no AWS or GCP target to plan (targets.aws, targets.gcp); `perimeter compile` shows the rules offline",
+            intent.name
+        ),
+    }
+}
+
+/// Observes and plans every target: AWS region by region with bulk reads per region, GCP
+/// with one filtered list per network.
+pub(crate) async fn make_plan(policy: &str, desired: &Desired) -> anyhow::Result<Plans> {
+    let (aws, aws_calls) = plan_aws(policy, &desired.aws).await?;
+    let (gcp, gcp_calls) = plan_gcp(policy, &desired.gcp).await?;
+    Ok(Plans {
+        aws,
+        gcp,
+        api_calls: aws_calls + gcp_calls,
+    })
+}
+
+async fn plan_aws(
     policy: &str,
-    desired: &[(AwsDesired, Vec<serde_json::Value>)],
+    desired: &[(AwsDesired, Notes)],
 ) -> anyhow::Result<(Vec<AwsTargetPlan>, u64)> {
     let mut by_region: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, (d, _)) in desired.iter().enumerate() {
@@ -72,6 +138,38 @@ pub(crate) async fn make_plan(
     Ok((plans.into_iter().flatten().collect(), calls))
 }
 
+/// Connects to GCP as the environment says (docs/cli.md).
+pub(crate) async fn gcp_backend() -> anyhow::Result<GcpBackend> {
+    let settings = GcpSettings::from_env()?;
+    Ok(GcpBackend::connect(settings).await?)
+}
+
+async fn plan_gcp(
+    policy: &str,
+    desired: &[(GcpDesired, Notes)],
+) -> anyhow::Result<(Vec<perimeter_gcp::plan::GcpTargetPlan>, u64)> {
+    if desired.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let backend = gcp_backend().await?;
+    let targets: Vec<_> = desired.iter().map(|(d, _)| d.target.clone()).collect();
+    let observed = backend
+        .observe(policy, &targets)
+        .await
+        .context("observing GCP")?;
+    let mut plans = Vec::with_capacity(desired.len());
+    for ((d, notes), obs) in desired.iter().zip(&observed) {
+        let plan = perimeter_gcp::plan::plan(d, notes.clone(), obs, policy).with_context(|| {
+            format!(
+                "planning GCP project {} network {}",
+                d.target.project, d.target.network
+            )
+        })?;
+        plans.push(plan);
+    }
+    Ok((plans, backend.api_calls()))
+}
+
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -88,9 +186,18 @@ pub(crate) fn text(doc: &PlanDocument, color: bool) -> String {
         out.push_str(&perimeter_aws::render_plan::text(p, style));
         out.push('\n');
     }
+    for p in &doc.gcp {
+        out.push_str(&perimeter_gcp::render_plan::text(p, color));
+        out.push('\n');
+    }
     // The same note usually holds for every target of a policy: say it once.
     let mut notes: Vec<String> = Vec::new();
-    for n in doc.aws.iter().flat_map(|p| &p.notes) {
+    let all_notes = doc
+        .aws
+        .iter()
+        .flat_map(|p| &p.notes)
+        .chain(doc.gcp.iter().flat_map(|p| &p.notes));
+    for n in all_notes {
         let code = n.get("code").and_then(|v| v.as_str()).unwrap_or("note");
         let rule = n
             .get("rule")
@@ -131,6 +238,9 @@ fn markdown(doc: &PlanDocument) -> String {
     for p in &doc.aws {
         out.push_str(&perimeter_aws::render_plan::markdown(p));
     }
+    for p in &doc.gcp {
+        out.push_str(&perimeter_gcp::render_plan::markdown(p));
+    }
     let _ = writeln!(
         out,
         "<sub>{} API calls · perimeter {}</sub>",
@@ -144,27 +254,20 @@ pub(crate) fn run(
     out: Option<&Path>,
     format: PlanFormat,
     detailed: bool,
+    only: Option<Cloud>,
 ) -> anyhow::Result<u8> {
     let source = super::read_policy(path)?;
     let Some(intent) = super::load_or_report(&source) else {
         return Ok(exit::ERROR);
     };
-    let Some(desired) = desired(&intent, &source) else {
+    let Some(desired) = desired(&intent, &source, only) else {
         return Ok(exit::ERROR);
     };
     if desired.is_empty() {
-        bail!(
-            "policy `{}` declares no AWS target to plan (targets.aws); `perimeter compile` shows the rules offline",
-            intent.name
-        );
+        return Err(nothing_to_do(&intent, only));
     }
-    if !intent.targets.gcp.is_empty() || !intent.targets.azure.is_empty() {
-        output::diag(
-            "note: GCP and Azure targets are not planned yet; this plan covers the AWS targets\n",
-        );
-    }
-    let (plans, calls) = runtime()?.block_on(make_plan(&intent.name, &desired))?;
-    let doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans, calls);
+    let plans = runtime()?.block_on(make_plan(&intent.name, &desired))?;
+    let doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans);
     if let Some(out) = out {
         let json = serde_json::to_string_pretty(&doc)?;
         std::fs::write(out, json)

@@ -7,7 +7,7 @@
 //! on through the admin endpoints under `/_emulator/` (see `admin`).
 //!
 //! ```text
-//! local-cloud [--port N] [--threads N]
+//! local-cloud [--port N]
 //! ```
 //! `--port 0` (the default) picks a free port; the first line on stdout is
 //! `local-cloud listening on http://127.0.0.1:PORT`.
@@ -16,20 +16,22 @@ mod admin;
 mod faults;
 mod gcp;
 mod http;
+mod server;
 
 use std::io::Write;
+use std::net::TcpListener;
 use std::sync::Arc;
 
 fn main() {
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {
-            eprintln!("local-cloud: {message}\nusage: local-cloud [--port N] [--threads N]");
+            eprintln!("local-cloud: {message}\nusage: local-cloud [--port N]");
             std::process::exit(2);
         }
     };
-    let server = match tiny_http::Server::http(("127.0.0.1", options.port)) {
-        Ok(server) => Arc::new(server),
+    let listener = match TcpListener::bind(("127.0.0.1", options.port)) {
+        Ok(listener) => listener,
         Err(error) => {
             eprintln!(
                 "local-cloud: cannot listen on 127.0.0.1:{}: {error}",
@@ -38,44 +40,23 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let port = server
-        .server_addr()
-        .to_ip()
-        .map(|addr| addr.port())
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
         .unwrap_or(options.port);
     let base_url = format!("http://127.0.0.1:{port}");
     println!("local-cloud listening on {base_url}");
     let _ = std::io::stdout().flush();
-
-    let emulator = Arc::new(http::Emulator::new(base_url));
-    let workers: Vec<_> = (0..options.threads)
-        .map(|_| {
-            let server = Arc::clone(&server);
-            let emulator = Arc::clone(&emulator);
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    emulator.serve(request);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
-    }
+    server::serve(listener, Arc::new(http::Emulator::new(base_url)));
 }
 
 struct Options {
     port: u16,
-    threads: usize,
 }
 
 impl Options {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-        // Enough threads that injected latency on one request does not stall the others.
-        let mut options = Options {
-            port: 0,
-            threads: 16,
-        };
+        let mut options = Options { port: 0 };
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
             match arg.as_str() {
@@ -83,16 +64,8 @@ impl Options {
                     let text = value("--port")?;
                     options.port = text.parse().map_err(|_| format!("bad port {text:?}"))?;
                 }
-                "--threads" => {
-                    let text = value("--threads")?;
-                    options.threads = text
-                        .parse()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| format!("bad thread count {text:?}"))?;
-                }
                 "-h" | "--help" => {
-                    println!("usage: local-cloud [--port N] [--threads N]");
+                    println!("usage: local-cloud [--port N]");
                     std::process::exit(0);
                 }
                 other => return Err(format!("unknown argument {other:?}")),

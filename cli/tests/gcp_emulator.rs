@@ -1,0 +1,573 @@
+//! End to end against perimeter's own Compute firewall emulator (`local-cloud`, the workspace
+//! crate under localstack/emulator) on 127.0.0.1: plan, apply, drift, out-of-band changes,
+//! stale plans, foreign rules, injected throttling and outages, quota and name limits.
+//!
+//! Each test starts its own emulator process on a free port, so tests run in parallel without
+//! seeing each other. The emulator's admin API (`/_emulator/...`) sets faults and counts calls.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The emulator binary: beside the perimeter binary (`cargo test --workspace` builds both);
+/// built on demand when only this package's tests were asked for.
+fn emulator_binary() -> PathBuf {
+    let perimeter = PathBuf::from(env!("CARGO_BIN_EXE_perimeter"));
+    let exe = perimeter.with_file_name(format!("local-cloud{}", std::env::consts::EXE_SUFFIX));
+    if !exe.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "perimeter-local-cloud",
+                "--bin",
+                "local-cloud",
+            ])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build for the emulator");
+        assert!(status.success(), "could not build the emulator");
+    }
+    exe
+}
+
+struct Emulator {
+    child: Child,
+    port: u16,
+}
+
+impl Emulator {
+    /// Starts an emulator with project `acme-prod` and its network `prod-vpc`.
+    fn start() -> Emulator {
+        let mut child = Command::new(emulator_binary())
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start local-cloud");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let emulator = Emulator { child, port };
+        let (status, _) = emulator.call(
+            "POST",
+            "/compute/v1/projects/acme-prod/global/networks",
+            Some(json!({"name": "prod-vpc", "autoCreateSubnetworks": false})),
+        );
+        assert_eq!(status, 200);
+        emulator
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One HTTP request to the emulator (a tiny client: the tests need nothing more).
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("receive");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn firewall(&self, name: &str) -> (u16, Value) {
+        self.call(
+            "GET",
+            &format!("/compute/v1/projects/acme-prod/global/firewalls/{name}"),
+            None,
+        )
+    }
+
+    fn insert(&self, rule: Value) {
+        let (status, body) = self.call(
+            "POST",
+            "/compute/v1/projects/acme-prod/global/firewalls",
+            Some(rule),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
+    fn names(&self) -> Vec<String> {
+        let (_, list) = self.call(
+            "GET",
+            "/compute/v1/projects/acme-prod/global/firewalls",
+            None,
+        );
+        list["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// API calls by route since the last reset of the counters.
+    fn calls(&self) -> Value {
+        self.call("GET", "/_emulator/calls", None).1
+    }
+
+    fn reset_calls(&self) {
+        self.call("DELETE", "/_emulator/calls", None);
+    }
+
+    fn writes(&self) -> u64 {
+        let calls = self.calls();
+        [
+            "POST firewalls.insert",
+            "PATCH firewalls.patch",
+            "PUT firewalls.update",
+            "DELETE firewalls.delete",
+        ]
+        .iter()
+        .map(|route| calls["by_route"][route].as_u64().unwrap_or(0))
+        .sum()
+    }
+
+    fn perimeter(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_perimeter"))
+            .args(args)
+            .env("PERIMETER_GCP_ENDPOINT", self.url())
+            .env("PERIMETER_GCP_CREDENTIALS", "anonymous")
+            .env("PERIMETER_RETRY_BASE_MS", "20")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run perimeter")
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// policies/gke-workers.yaml in a scratch directory (the tests edit their own copies).
+fn policy(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("policies/gke-workers.yaml")).expect("policy");
+    let path = dir.join("gke-workers.yaml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("perimeter-gcp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// GKE's own kind of rule: health checks to the nodes, not perimeter's.
+fn gke_rule() -> Value {
+    json!({"name": "gke-prod-abc123-hc", "network": "global/networks/prod-vpc", "priority": 1000,
+           "sourceRanges": ["130.211.0.0/22", "35.191.0.0/16"], "targetTags": ["gke-workers"],
+           "allowed": [{"IPProtocol": "tcp", "ports": ["10256"]}],
+           "description": "{\"kubernetes.io/cluster-id\":\"abc123\"}"})
+}
+
+#[test]
+fn plan_apply_plan_converges_and_leaves_foreign_rules_alone() {
+    let emulator = Emulator::start();
+    emulator.insert(gke_rule());
+    emulator.insert(json!({"name": "team-db-allow-psql", "network": "global/networks/prod-vpc",
+        "sourceRanges": ["10.0.0.0/8"], "targetTags": ["db"], "allowed": [{"IPProtocol": "tcp", "ports": ["5432"]}]}));
+    let foreign_before = (
+        emulator.firewall("gke-prod-abc123-hc").1,
+        emulator.firewall("team-db-allow-psql").1,
+    );
+    let dir = scratch("converge");
+    let policy = policy(&dir);
+    let plan_file = dir.join("plan.json");
+
+    let plan = emulator.perimeter(&[
+        "plan",
+        policy.to_str().unwrap(),
+        "--out",
+        plan_file.to_str().unwrap(),
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    let out = text(&plan);
+    assert!(out.contains("+ firewall gke-workers-i-kubelet: INGRESS allow tcp:10250 from 172.16.0.0/28 on tags gke-workers"), "{out}");
+    assert!(
+        out.contains("Plan: 9 to add, 0 to change, 0 to destroy."),
+        "{out}"
+    );
+    assert!(
+        out.contains("API calls: 3"),
+        "one projects.get, one networks.get, one list:\n{out}"
+    );
+    assert!(
+        !out.contains("gke-prod-abc123-hc"),
+        "a foreign rule that agrees with the policy is not news:\n{out}"
+    );
+
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    assert_eq!(doc["gcp"][0]["changes"][0]["method"], "insert");
+    assert_eq!(doc["summary"]["add"], 9);
+
+    let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(
+        text(&apply).contains(
+            "Apply complete: 9 added, 0 changed, 0 destroyed in 9 write call(s); 0 change(s) left."
+        ),
+        "{}",
+        text(&apply)
+    );
+
+    let again = emulator.perimeter(&["plan", policy.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    assert!(text(&again).contains("No changes. The cloud matches the policy."));
+
+    emulator.reset_calls();
+    let noop = emulator.perimeter(&["apply", policy.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(code(&noop), 0, "{}", text(&noop));
+    assert!(
+        text(&noop).contains("in 0 write call(s)"),
+        "{}",
+        text(&noop)
+    );
+    assert_eq!(emulator.writes(), 0);
+
+    // The rules perimeter does not own are exactly as they were.
+    assert_eq!(
+        (
+            emulator.firewall("gke-prod-abc123-hc").1,
+            emulator.firewall("team-db-allow-psql").1
+        ),
+        foreign_before
+    );
+    let rule = emulator.firewall("gke-workers-i-kubelet").1;
+    assert_eq!(rule["sourceRanges"], json!(["172.16.0.0/28"]));
+    assert_eq!(rule["description"], "perimeter:gke-workers kubelet");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn out_of_band_changes_are_drift_and_apply_repairs_the_owned_ones() {
+    let emulator = Emulator::start();
+    let dir = scratch("drift");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    assert_eq!(
+        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
+        0
+    );
+
+    // Someone opens node-exporter to the world, deletes the kubelet rule, and adds a rule of
+    // their own that lets ssh from anywhere reach every instance at a better priority.
+    let (status, _) = emulator.call(
+        "PATCH",
+        "/compute/v1/projects/acme-prod/global/firewalls/gke-workers-i-node-exporter",
+        Some(json!({"sourceRanges": ["0.0.0.0/0"]})),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = emulator.call(
+        "DELETE",
+        "/compute/v1/projects/acme-prod/global/firewalls/gke-workers-i-kubelet",
+        None,
+    );
+    assert_eq!(status, 200);
+    emulator.insert(
+        json!({"name": "debug-ssh", "network": "global/networks/prod-vpc", "priority": 100,
+        "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]}),
+    );
+
+    let drift = emulator.perimeter(&["drift", p, "--format", "json"]);
+    assert_eq!(code(&drift), 2, "{}", text(&drift));
+    let report: Value = serde_json::from_slice(&drift.stdout).expect("json");
+    assert_eq!(
+        report["counts"],
+        json!({"missing": 1, "unexpected": 1, "modified": 1}),
+        "{report:#}"
+    );
+    let items = report["items"].as_array().unwrap();
+    let by_key = |key: &str| {
+        items
+            .iter()
+            .find(|i| i["key"] == key)
+            .unwrap_or_else(|| panic!("{key} in {report:#}"))
+    };
+    assert_eq!(
+        by_key("gcp/acme-prod/prod-vpc/firewall/gke-workers-i-kubelet")["kind"],
+        "missing"
+    );
+    let modified = by_key("gcp/acme-prod/prod-vpc/firewall/gke-workers-i-node-exporter");
+    assert_eq!(modified["kind"], "modified");
+    assert!(
+        modified["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sourceRanges: 0.0.0.0/0 → 10.30.0.0/24"),
+        "{modified}"
+    );
+    let foreign = by_key("gcp/acme-prod/prod-vpc/foreign/debug-ssh");
+    assert_eq!(foreign["resource"], "foreign-firewall-rule");
+    assert!(
+        foreign["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ingress tcp 22 from 0.0.0.0"),
+        "{foreign}"
+    );
+
+    let repair = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&repair), 0, "{}", text(&repair));
+    assert!(
+        text(&repair).contains("1 added, 1 changed, 0 destroyed"),
+        "{}",
+        text(&repair)
+    );
+    assert_eq!(
+        emulator.firewall("gke-workers-i-node-exporter").1["sourceRanges"],
+        json!(["10.30.0.0/24"])
+    );
+    // perimeter does not own debug-ssh: it is still there, and still reported.
+    assert_eq!(emulator.firewall("debug-ssh").0, 200);
+    let after = emulator.perimeter(&["drift", p, "--format", "json"]);
+    let report: Value = serde_json::from_slice(&after.stdout).expect("json");
+    assert_eq!(
+        report["counts"],
+        json!({"missing": 0, "unexpected": 1, "modified": 0}),
+        "{report:#}"
+    );
+    // Accepted in a baseline, it no longer fails the check.
+    let baseline = dir.join("baseline.json");
+    std::fs::write(
+        &baseline,
+        json!({"accept": ["gcp/acme-prod/prod-vpc/foreign/debug-ssh"]}).to_string(),
+    )
+    .unwrap();
+    let accepted = emulator.perimeter(&["drift", p, "--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(code(&accepted), 0, "{}", text(&accepted));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_stale_saved_plan_writes_nothing() {
+    let emulator = Emulator::start();
+    let dir = scratch("stale");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    assert_eq!(
+        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
+        0
+    );
+    // The policy changes (node-exporter from a new monitoring range) and is planned...
+    let text_before = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text_before.replace("monitoring: [10.30.0.0/24]", "monitoring: [10.31.0.0/24]"),
+    )
+    .unwrap();
+    let plan_file = dir.join("plan.json");
+    let plan = emulator.perimeter(&["plan", p, "--out", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    assert!(
+        text(&plan).contains("~ firewall gke-workers-i-node-exporter (patch)"),
+        "{}",
+        text(&plan)
+    );
+    // ...then someone deletes an owned rule before the plan is applied.
+    emulator.call(
+        "DELETE",
+        "/compute/v1/projects/acme-prod/global/firewalls/gke-workers-e-google-apis",
+        None,
+    );
+    emulator.reset_calls();
+    let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("saved plan is stale; nothing was written"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(emulator.writes(), 0, "{}", emulator.calls());
+    assert_eq!(
+        emulator.firewall("gke-workers-i-node-exporter").1["sourceRanges"],
+        json!(["10.30.0.0/24"])
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_rule_with_our_name_that_we_do_not_own_is_never_overwritten() {
+    let emulator = Emulator::start();
+    emulator.insert(json!({"name": "gke-workers-i-kubelet", "network": "global/networks/prod-vpc",
+        "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["10250"]}], "description": "made by hand"}));
+    emulator.reset_calls();
+    let dir = scratch("impostor");
+    let policy = policy(&dir);
+    let plan = emulator.perimeter(&["plan", policy.to_str().unwrap()]);
+    assert_eq!(code(&plan), 1, "{}", text(&plan));
+    assert!(
+        text(&plan).contains("perimeter does not own it and will not overwrite it"),
+        "{}",
+        text(&plan)
+    );
+    let apply = emulator.perimeter(&["apply", policy.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(code(&apply), 1);
+    assert_eq!(emulator.writes(), 0);
+    assert_eq!(
+        emulator.firewall("gke-workers-i-kubelet").1["description"],
+        "made by hand"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn throttling_and_outages_are_retried_until_apply_converges() {
+    let emulator = Emulator::start();
+    let faults = json!([
+        // Three inserts throttled (Retry-After 0 keeps the test fast; the header is honoured).
+        {"method": "POST", "path_contains": "/global/firewalls", "times": 3, "status": 429, "retry_after_seconds": 0},
+        // The 5th insert is done but its answer is lost: the retry carries the same request id
+        // and gets the original operation, not a 409.
+        {"method": "POST", "path_contains": "/global/firewalls", "skip": 4, "times": 1, "status": 503, "after_commit": true},
+        // Two reads fail with 503 and every call is slowed down a little.
+        {"method": "GET", "path_contains": "/global/firewalls", "times": 2, "status": 503},
+        {"latency_ms": 5},
+    ]);
+    let (status, _) = emulator.call("POST", "/_emulator/faults", Some(faults));
+    assert_eq!(status, 200);
+    let dir = scratch("faults");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let out = text(&apply);
+    assert!(out.contains("9 added, 0 changed, 0 destroyed"), "{out}");
+    assert!(out.contains("GCP request(s) retried"), "{out}");
+    let (_, pending) = emulator.call("GET", "/_emulator/faults", None);
+    assert_eq!(
+        pending["pending"], 1,
+        "only the endless latency fault is left: {pending}"
+    );
+    let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_write_that_keeps_failing_stops_apply_and_says_how_far_it_got() {
+    let emulator = Emulator::start();
+    let (status, _) = emulator.call(
+        "POST",
+        "/_emulator/faults",
+        Some(json!({"method": "POST", "path_contains": "/global/firewalls", "skip": 2, "status": 503})),
+    );
+    assert_eq!(status, 200);
+    let dir = scratch("outage");
+    let policy = policy(&dir);
+    let apply = emulator.perimeter(&["apply", policy.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("apply stopped after"),
+        "{}",
+        text(&apply)
+    );
+    assert!(
+        text(&apply).contains("run `perimeter plan` to see what is left"),
+        "{}",
+        text(&apply)
+    );
+    // The outage ends; planning and applying again converges.
+    emulator.call("DELETE", "/_emulator/faults", None);
+    let again = emulator.perimeter(&["apply", policy.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn quota_and_name_length_overflows_are_refused_at_plan_time() {
+    let emulator = Emulator::start();
+    let dir = scratch("limits");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    // The project holds 4 rules (the default network's); 9 more do not fit in 10.
+    let (status, _) = emulator.call(
+        "POST",
+        "/_emulator/gcp/projects/acme-prod/quota",
+        Some(json!({"FIREWALLS": 10})),
+    );
+    assert_eq!(status, 200);
+    let plan = emulator.perimeter(&["plan", p]);
+    assert_eq!(code(&plan), 1, "{}", text(&plan));
+    assert!(
+        text(&plan).contains("would need 13 firewall rules but its FIREWALLS quota is 10"),
+        "{}",
+        text(&plan)
+    );
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert_eq!(emulator.writes(), 0);
+    assert_eq!(emulator.names().len(), 4);
+
+    // A rule name that makes a firewall name longer than 63 characters never reaches the API.
+    let long = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace(
+            "name: gke-workers\n",
+            "name: gke-workers-of-the-payments-platform\n",
+        )
+        .replace(
+            "- name: node-exporter",
+            "- name: node-exporter-from-monitoring",
+        );
+    std::fs::write(&policy, long).unwrap();
+    emulator.reset_calls();
+    let plan = emulator.perimeter(&["plan", p]);
+    assert_eq!(code(&plan), 1, "{}", text(&plan));
+    assert!(
+        text(&plan).contains("gcp::name-too-long"),
+        "{}",
+        text(&plan)
+    );
+    assert_eq!(emulator.calls()["total"], 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

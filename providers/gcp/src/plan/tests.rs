@@ -1,0 +1,216 @@
+use perimeter_core::SourceFile;
+
+use super::*;
+use crate::state::FirewallQuota;
+
+const POLICY: &str = "apiVersion: perimeter/v1
+kind: NodePerimeter
+name: web
+private: true
+networks:
+  admins: [10.50.0.0/24]
+ingress:
+  - {name: ssh, from: admins, services: [ssh]}
+  - {name: kubelet, from: self, services: [kubelet]}
+targets:
+  gcp:
+    - {project: p, network: vpc, target_tags: [nodes], node_ranges: [10.10.0.0/20]}
+";
+
+fn desired() -> GcpDesired {
+    let intent = perimeter_core::policy::load(&SourceFile::new("t.yaml", POLICY)).expect("policy");
+    let compiled = crate::compile(&intent, &intent.targets.gcp[0]).expect("compiles");
+    GcpDesired::from_compiled(&compiled)
+}
+
+fn observed(owned: Vec<Firewall>) -> ObservedGcp {
+    ObservedGcp {
+        network_exists: true,
+        owned,
+        ..ObservedGcp::default()
+    }
+}
+
+fn foreign(
+    name: &str,
+    priority: u16,
+    allow: bool,
+    ranges: &[&str],
+    port: &str,
+    tags: &[&str],
+) -> ForeignFirewall {
+    let pp = vec![ProtocolPorts {
+        ip_protocol: "tcp".into(),
+        ports: vec![port.into()],
+    }];
+    ForeignFirewall {
+        firewall: Firewall {
+            name: name.into(),
+            description: String::new(),
+            network: "vpc".into(),
+            priority,
+            direction: "INGRESS".into(),
+            source_ranges: ranges.iter().map(|r| r.to_string()).collect(),
+            source_tags: vec![],
+            destination_ranges: vec![],
+            target_tags: tags.iter().map(|t| t.to_string()).collect(),
+            allowed: if allow { pp.clone() } else { vec![] },
+            denied: if allow { vec![] } else { pp },
+            disabled: false,
+        },
+        target_service_accounts: vec![],
+    }
+}
+
+#[test]
+fn an_empty_network_gets_every_rule_inserted() {
+    let d = desired();
+    let p = plan(&d, vec![], &observed(vec![]), "web").unwrap();
+    assert_eq!(p.changes.len(), d.firewalls.len());
+    assert!(
+        p.changes
+            .iter()
+            .all(|c| c.action == Action::Create && c.method == WriteMethod::Insert)
+    );
+    assert_eq!(p.summary().add, d.firewalls.len());
+}
+
+#[test]
+fn a_converged_network_plans_nothing() {
+    let d = desired();
+    let p = plan(&d, vec![], &observed(d.firewalls.clone()), "web").unwrap();
+    assert!(p.is_empty(), "{:?}", p.changes);
+}
+
+#[test]
+fn changed_lists_are_patched_but_clearing_or_switching_is_a_put() {
+    let d = desired();
+    let ssh = d
+        .firewalls
+        .iter()
+        .position(|f| f.name == "web-i-ssh")
+        .expect("ssh rule");
+
+    let mut moved = d.firewalls.clone();
+    moved[ssh].source_ranges = vec!["10.99.0.0/24".into()];
+    let p = plan(&d, vec![], &observed(moved), "web").unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(
+        (p.changes[0].action, p.changes[0].method),
+        (Action::Update, WriteMethod::Patch)
+    );
+
+    let mut flipped = d.firewalls.clone();
+    flipped[ssh].denied = std::mem::take(&mut flipped[ssh].allowed);
+    let p = plan(&d, vec![], &observed(flipped), "web").unwrap();
+    assert_eq!(p.changes[0].method, WriteMethod::Update);
+
+    // The observed rule has source tags the desired one lacks: PATCH could not clear them.
+    let mut tagged = d.firewalls.clone();
+    tagged[ssh].source_tags = vec!["bastion".into()];
+    let p = plan(&d, vec![], &observed(tagged), "web").unwrap();
+    assert_eq!(p.changes[0].method, WriteMethod::Update);
+}
+
+#[test]
+fn owned_rules_the_policy_no_longer_has_are_deleted_last() {
+    let d = desired();
+    let mut extra = d.firewalls.clone();
+    let mut old = extra[0].clone();
+    old.name = "web-i-old".into();
+    extra.push(old);
+    extra.remove(1);
+    let p = plan(&d, vec![], &observed(extra), "web").unwrap();
+    let actions: Vec<_> = p.changes.iter().map(|c| c.action).collect();
+    assert_eq!(actions, vec![Action::Create, Action::Delete]);
+    assert_eq!(p.changes[1].method, WriteMethod::Delete);
+}
+
+#[test]
+fn a_rule_with_our_name_but_not_our_marker_is_refused() {
+    let d = desired();
+    let mut o = observed(vec![]);
+    o.impostors = vec!["web-i-ssh".into()];
+    let err = plan(&d, vec![], &o, "web").unwrap_err();
+    assert!(
+        matches!(err, PlanError::NotOwned { ref name, .. } if name == "web-i-ssh"),
+        "{err}"
+    );
+    // An impostor the policy does not want is left alone.
+    o.impostors = vec!["web-i-unrelated".into()];
+    assert!(plan(&d, vec![], &o, "web").is_ok());
+}
+
+#[test]
+fn quota_is_checked_at_plan_time_at_the_peak() {
+    let d = desired();
+    let n = d.firewalls.len() as u64;
+    let mut o = observed(vec![]);
+    o.quota = Some(FirewallQuota {
+        limit: 10 + n - 1,
+        usage: 10,
+    });
+    let err = plan(&d, vec![], &o, "web").unwrap_err();
+    assert!(
+        matches!(err, PlanError::Quota { needed, limit, .. } if needed == 10 + n && limit == 9 + n),
+        "{err}"
+    );
+    o.quota = Some(FirewallQuota {
+        limit: 10 + n,
+        usage: 10,
+    });
+    assert!(plan(&d, vec![], &o, "web").is_ok());
+    // Nothing to add: a full project is not a reason to refuse.
+    let mut full = observed(d.firewalls.clone());
+    full.quota = Some(FirewallQuota { limit: 5, usage: 5 });
+    assert!(plan(&d, vec![], &full, "web").unwrap().is_empty());
+}
+
+#[test]
+fn a_missing_network_is_refused() {
+    let err = plan(&desired(), vec![], &ObservedGcp::default(), "web").unwrap_err();
+    assert!(matches!(err, PlanError::NetworkMissing { .. }));
+}
+
+#[test]
+fn foreign_rules_that_change_a_decision_are_overlaps() {
+    let d = desired();
+    let mut o = observed(d.firewalls.clone());
+    o.foreign = vec![
+        // Opens ssh to the world at a better priority than the policy's rules: an overlap.
+        foreign("gke-open-ssh", 100, true, &["0.0.0.0/0"], "22", &[]),
+        // Same, but for instances with another tag: not our nodes.
+        foreign("other-team", 100, true, &["0.0.0.0/0"], "22", &["db"]),
+        // Allows what the policy allows anyway.
+        foreign("agrees", 100, true, &["10.50.0.0/24"], "22", &["nodes"]),
+        // Denies admin ssh before the policy's allow: an overlap the other way.
+        foreign("blocks-admins", 10, false, &["10.50.0.0/24"], "22", &[]),
+    ];
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    let names: Vec<&str> = p.overlaps.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, vec!["gke-open-ssh", "blocks-admins"]);
+    let open = &p.overlaps[0];
+    assert_eq!((open.policy, open.actual), (Verdict::Deny, Verdict::Allow));
+    assert_eq!(open.packet, "ingress tcp 22 from 0.0.0.0");
+    assert!(p.is_empty(), "foreign rules are never changed");
+}
+
+#[test]
+fn last_address_of_ranges() {
+    assert_eq!(
+        last(&"10.0.0.0/8".parse().unwrap()).to_string(),
+        "10.255.255.255"
+    );
+    assert_eq!(
+        last(&"0.0.0.0/0".parse().unwrap()).to_string(),
+        "255.255.255.255"
+    );
+    assert_eq!(
+        last(&"10.1.2.3/32".parse().unwrap()).to_string(),
+        "10.1.2.3"
+    );
+    assert_eq!(
+        last(&"fd00::/8".parse().unwrap()).to_string(),
+        "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+    );
+}

@@ -1,0 +1,296 @@
+//! A GCP plan for people: Terraform's symbols (`+ ~ -`), one line per firewall rule, the
+//! fields that change with before → after, the API method each change uses, and the foreign
+//! rules that override the policy. Markdown for pull-request comments.
+
+use std::fmt::Write as _;
+
+use perimeter_core::plan::Action;
+
+use crate::model::{Firewall, ProtocolPorts};
+use crate::plan::{GcpTargetPlan, Overlap, WriteMethod};
+
+fn protocols(list: &[ProtocolPorts]) -> String {
+    list.iter()
+        .map(|p| {
+            if p.ports.is_empty() {
+                p.ip_protocol.clone()
+            } else {
+                format!("{}:{}", p.ip_protocol, p.ports.join(","))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// One line describing a firewall rule.
+pub fn rule_line(f: &Firewall) -> String {
+    let (verb, what) = if f.denied.is_empty() {
+        ("allow", protocols(&f.allowed))
+    } else {
+        ("deny", protocols(&f.denied))
+    };
+    let peers = if f.direction == "EGRESS" {
+        format!("to {}", list(&f.destination_ranges))
+    } else {
+        let mut from: Vec<String> = f.source_ranges.clone();
+        from.extend(f.source_tags.iter().map(|t| format!("tag:{t}")));
+        format!("from {}", list(&from))
+    };
+    let on = if f.target_tags.is_empty() {
+        "all instances".to_string()
+    } else {
+        format!("tags {}", f.target_tags.join(","))
+    };
+    let disabled = if f.disabled { " (disabled)" } else { "" };
+    format!(
+        "{} {verb} {what} {peers} on {on} priority {}{disabled}",
+        f.direction, f.priority
+    )
+}
+
+fn method(m: WriteMethod) -> &'static str {
+    match m {
+        WriteMethod::Insert => "insert",
+        WriteMethod::Patch => "patch",
+        WriteMethod::Update => "update: replaces the rule",
+        WriteMethod::Delete => "delete",
+    }
+}
+
+/// Field-level differences of an update, `field: before → after`.
+pub fn field_changes(before: &Firewall, after: &Firewall) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = |name: &str, b: String, a: String| {
+        if b != a {
+            out.push(format!("{name}: {b} → {a}"));
+        }
+    };
+    field(
+        "direction",
+        before.direction.clone(),
+        after.direction.clone(),
+    );
+    field(
+        "priority",
+        before.priority.to_string(),
+        after.priority.to_string(),
+    );
+    field(
+        "sourceRanges",
+        list(&before.source_ranges),
+        list(&after.source_ranges),
+    );
+    field(
+        "sourceTags",
+        list(&before.source_tags),
+        list(&after.source_tags),
+    );
+    field(
+        "destinationRanges",
+        list(&before.destination_ranges),
+        list(&after.destination_ranges),
+    );
+    field(
+        "targetTags",
+        list(&before.target_tags),
+        list(&after.target_tags),
+    );
+    field(
+        "allowed",
+        protocols(&before.allowed),
+        protocols(&after.allowed),
+    );
+    field(
+        "denied",
+        protocols(&before.denied),
+        protocols(&after.denied),
+    );
+    field(
+        "description",
+        format!("{:?}", before.description),
+        format!("{:?}", after.description),
+    );
+    field(
+        "disabled",
+        before.disabled.to_string(),
+        after.disabled.to_string(),
+    );
+    out
+}
+
+/// One line for a foreign rule that overrides the policy.
+pub fn overlap_line(o: &Overlap) -> String {
+    format!(
+        "{} (not managed by perimeter, priority {}) {}s {}: the policy says {}, the network does {}",
+        o.name,
+        o.priority,
+        o.action,
+        o.packet,
+        o.policy.as_str(),
+        o.actual.as_str()
+    )
+}
+
+fn paint(color: bool, action: Action, text: &str) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match action {
+        Action::Create => "32",
+        Action::Update => "33",
+        Action::Delete => "31",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// The plan of one network as text.
+pub fn text(p: &GcpTargetPlan, color: bool) -> String {
+    let t = &p.target;
+    let mut out = format!(
+        "gcp project {} network {} (nodes tagged {})\n",
+        t.project,
+        t.network,
+        list(&t.target_tags)
+    );
+    if p.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  no changes to the {} owned firewall rules",
+            p.desired.firewalls.len()
+        );
+    }
+    for c in &p.changes {
+        let symbol = c.action.symbol();
+        match (&c.before, &c.after) {
+            (None, Some(after)) => {
+                let line = format!("  {symbol} firewall {}: {}", c.name, rule_line(after));
+                let _ = writeln!(out, "{}", paint(color, c.action, &line));
+            }
+            (Some(before), Some(after)) => {
+                let line = format!("  {symbol} firewall {} ({})", c.name, method(c.method));
+                let _ = writeln!(out, "{}", paint(color, c.action, &line));
+                for f in field_changes(before, after) {
+                    let _ = writeln!(out, "      {f}");
+                }
+            }
+            (Some(before), None) => {
+                let line = format!(
+                    "  {symbol} firewall {}: {} (not in the policy)",
+                    c.name,
+                    rule_line(before)
+                );
+                let _ = writeln!(out, "{}", paint(color, c.action, &line));
+            }
+            (None, None) => {}
+        }
+    }
+    for o in &p.overlaps {
+        let _ = writeln!(out, "  ! {}", overlap_line(o));
+    }
+    if let Some(q) = p.quota {
+        let s = p.summary();
+        let _ = writeln!(
+            out,
+            "  project firewall quota: {} of {} in use, {} after apply",
+            q.usage,
+            q.limit,
+            (q.usage + s.add as u64).saturating_sub(s.destroy as u64)
+        );
+    }
+    out
+}
+
+/// The plan of one network as Markdown.
+pub fn markdown(p: &GcpTargetPlan) -> String {
+    let t = &p.target;
+    let mut out = format!("#### GCP `{}` / `{}`\n\n", t.project, t.network);
+    if p.changes.is_empty() && p.overlaps.is_empty() {
+        out.push_str("No changes.\n\n");
+        return out;
+    }
+    out.push_str("```diff\n");
+    for c in &p.changes {
+        let rule = c
+            .after
+            .as_ref()
+            .or(c.before.as_ref())
+            .map(rule_line)
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} {} ({}): {rule}",
+            c.action.symbol(),
+            c.name,
+            method(c.method)
+        );
+        if let (Some(before), Some(after)) = (&c.before, &c.after) {
+            for f in field_changes(before, after) {
+                let _ = writeln!(out, "    {f}");
+            }
+        }
+    }
+    out.push_str("```\n");
+    if !p.overlaps.is_empty() {
+        out.push_str("\nRules perimeter does not manage that override the policy:\n\n");
+        for o in &p.overlaps {
+            let _ = writeln!(out, "- {}", overlap_line(o));
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fw() -> Firewall {
+        Firewall {
+            name: "web-i-ssh".into(),
+            description: "perimeter:web ssh".into(),
+            network: "vpc".into(),
+            priority: 1000,
+            direction: "INGRESS".into(),
+            source_ranges: vec!["10.50.0.0/24".into()],
+            source_tags: vec!["nodes".into()],
+            destination_ranges: vec![],
+            target_tags: vec!["nodes".into()],
+            allowed: vec![ProtocolPorts {
+                ip_protocol: "tcp".into(),
+                ports: vec!["22".into()],
+            }],
+            denied: vec![],
+            disabled: false,
+        }
+    }
+
+    #[test]
+    fn a_rule_reads_as_one_line() {
+        assert_eq!(
+            rule_line(&fw()),
+            "INGRESS allow tcp:22 from 10.50.0.0/24, tag:nodes on tags nodes priority 1000"
+        );
+    }
+
+    #[test]
+    fn updates_show_only_changed_fields() {
+        let mut after = fw();
+        after.source_ranges = vec!["10.99.0.0/24".into()];
+        after.priority = 1010;
+        assert_eq!(
+            field_changes(&fw(), &after),
+            vec![
+                "priority: 1000 → 1010".to_string(),
+                "sourceRanges: 10.50.0.0/24 → 10.99.0.0/24".to_string()
+            ]
+        );
+    }
+}
