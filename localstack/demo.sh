@@ -1,58 +1,87 @@
 #!/usr/bin/env bash
-# The main job, end to end on a local AWS: start the EC2 emulator (moto server on 127.0.0.1),
-# create a VPC with two node subnets and two worker instances, then run
-#   perimeter plan → perimeter apply → perimeter plan
-# with policies/eks-workers.yaml, and stop what it started.
+# The main job, end to end on local clouds, one policy for all of them:
+#   - a local AWS EC2 API (moto server on 127.0.0.1) with a VPC, a node subnet and two workers;
+#   - a local GCP Compute API (perimeter's own emulator, local-cloud, on 127.0.0.1) with a
+#     project and a VPC network that already holds a rule GKE would have made;
+# then, with policies/multi-cloud.yaml,
+#   perimeter plan → perimeter apply → perimeter plan (empty) → perimeter drift (GKE's own
+#   rule overrides the policy: reported, never changed) → drift with that accepted (in sync)
+# and stops what it started. Azure targets are reported as not planned yet.
 #
 #   bash localstack/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-port="${MOTO_PORT:-5056}"
-export MOTO_PORT="$port"
-started=""
-cleanup() { if [ -n "$started" ]; then localstack/moto.sh stop; fi; rm -rf "${work:-}"; }
+export MOTO_PORT="${MOTO_PORT:-5056}" LOCAL_CLOUD_PORT="${LOCAL_CLOUD_PORT:-5061}"
+started_moto="" started_gcp=""
+cleanup() {
+  if [ -n "$started_moto" ]; then localstack/moto.sh stop; fi
+  if [ -n "$started_gcp" ]; then localstack/local-cloud.sh stop; fi
+  rm -rf "${work:-}"
+}
 trap cleanup EXIT
 
-if ! localstack/moto.sh status; then started=yes; fi
-url="$(localstack/moto.sh start)"
-export AWS_ENDPOINT_URL="$url" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
-export AWS_EC2_METADATA_DISABLED=true
-state="${PERIMETER_STATE_DIR:-localstack/.state}"
-curl -fsS -X POST "$url/moto-api/reset" >/dev/null
+cargo build -q -p perimeter-cli -p perimeter-local-cloud
+perimeter=target/debug/perimeter
 
-echo "== creating a VPC, two node subnets and two worker instances in the local AWS ($url)"
-read -r vpc s1 s2 < <("$state/moto-venv/bin/python" - "$url" <<'PY'
+if ! localstack/moto.sh status; then started_moto=yes; fi
+aws_url="$(localstack/moto.sh start)"
+if ! localstack/local-cloud.sh status; then started_gcp=yes; fi
+gcp_url="$(localstack/local-cloud.sh start)"
+export AWS_ENDPOINT_URL="$aws_url" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+export PERIMETER_GCP_ENDPOINT="$gcp_url" PERIMETER_GCP_CREDENTIALS=anonymous
+state="${PERIMETER_STATE_DIR:-localstack/.state}"
+curl -fsS -X POST "$aws_url/moto-api/reset" >/dev/null
+curl -fsS -X POST "$gcp_url/_emulator/reset" >/dev/null
+
+echo "== local AWS ($aws_url): a VPC, a node subnet and two worker instances"
+read -r vpc subnet < <("$state/moto-venv/bin/python" - "$aws_url" <<'PY'
 import sys, boto3
 ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
                    aws_access_key_id="test", aws_secret_access_key="test")
 vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-s1 = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.16.0/20")["Subnet"]["SubnetId"]
-s2 = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.32.0/20")["Subnet"]["SubnetId"]
+subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.16.0/20")["Subnet"]["SubnetId"]
 ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2, SubnetId=s1,
-    TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "eks:nodegroup-name", "Value": "workers"}]}],
+ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2, SubnetId=subnet,
+    TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "kubernetes.io/role", "Value": "node"}]}],
     MetadataOptions={"HttpTokens": "optional", "HttpPutResponseHopLimit": 2})
-print(vpc, s1, s2)
+print(vpc, subnet)
 PY
 )
-echo "   vpc $vpc, subnets $s1 $s2"
+echo "   vpc $vpc, subnet $subnet"
+
+echo "== local GCP ($gcp_url): project acme-prod, network prod, and a rule GKE made"
+curl -fsS -X POST "$gcp_url/compute/v1/projects/acme-prod/global/networks" \
+  -d '{"name": "prod", "autoCreateSubnetworks": false}' >/dev/null
+curl -fsS -X POST "$gcp_url/compute/v1/projects/acme-prod/global/firewalls" \
+  -d '{"name": "gke-prod-1a2b3c-hc", "network": "global/networks/prod", "sourceRanges": ["35.191.0.0/16", "130.211.0.0/22"],
+       "targetTags": ["prod-workers"], "allowed": [{"IPProtocol": "tcp", "ports": ["10256"]}]}' >/dev/null
 
 work="$(mktemp -d)"
-sed -e "s/vpc-0a1b2c3d4e5f60718/$vpc/" -e "s/subnet-0aaa1111bbbb2222c/$s1/" -e "s/subnet-0ddd3333eeee4444f/$s2/" \
-  policies/eks-workers.yaml > "$work/eks-workers.yaml"
-
-cargo build -q -p perimeter-cli
-perimeter=target/debug/perimeter
+# The demo's copy also attaches the owned security group to the workers (`attach: true`).
+sed -e "s/vpc-0123456789abcdef0/$vpc/" -e "s/subnet-0123456789abcdef0/$subnet/" \
+  -e "s/^    security_group: prod-workers$/    security_group: prod-workers\n    attach: true/" \
+  policies/multi-cloud.yaml > "$work/multi-cloud.yaml"
 
 echo; echo "== perimeter plan (exit 2: changes)"
-"$perimeter" plan "$work/eks-workers.yaml" --out "$work/plan.json" --detailed-exitcode && rc=0 || rc=$?
+"$perimeter" plan "$work/multi-cloud.yaml" --out "$work/plan.json" --detailed-exitcode && rc=0 || rc=$?
 echo "exit code: $rc"
 [ "$rc" = 2 ]
 
 echo; echo "== perimeter apply"
 "$perimeter" apply "$work/plan.json"
 
-echo; echo "== perimeter plan again (exit 0: the cloud matches the policy)"
-"$perimeter" plan "$work/eks-workers.yaml" --detailed-exitcode
+echo; echo "== perimeter plan again (exit 0: both clouds match the policy)"
+"$perimeter" plan "$work/multi-cloud.yaml" --detailed-exitcode
+echo "exit code: 0"
+
+echo; echo "== perimeter drift (exit 2: GKE's health-check rule lets public ranges in; perimeter never changes it)"
+"$perimeter" drift "$work/multi-cloud.yaml" --format json > "$work/drift.json" && rc=0 || rc=$?
+"$perimeter" drift "$work/multi-cloud.yaml" || true
+echo "exit code: $rc"
+[ "$rc" = 2 ]
+
+echo; echo "== perimeter drift --baseline (exit 0: that rule accepted as known)"
+"$perimeter" drift "$work/multi-cloud.yaml" --baseline "$work/drift.json"
 echo "exit code: 0"

@@ -571,3 +571,26 @@ fn quota_and_name_length_overflows_are_refused_at_plan_time() {
     assert_eq!(emulator.calls()["total"], 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn observe_reads_every_page_of_a_busy_network() {
+    let emulator = Emulator::start();
+    let (status, _) = emulator.call("POST", "/_emulator/gcp/projects/acme-prod/quota", Some(json!({"FIREWALLS": 2000})));
+    assert_eq!(status, 200);
+    // 520 rules of other teams sort before perimeter's: the owned rules are on page 2.
+    for i in 0..520 {
+        emulator.insert(json!({"name": format!("aaa-team-{i:03}"), "network": "global/networks/prod-vpc",
+            "targetTags": [format!("team-{i}")], "sourceRanges": ["10.200.0.0/24"],
+            "allowed": [{"IPProtocol": "tcp", "ports": ["443"]}]}));
+    }
+    let dir = scratch("pages");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    assert_eq!(code(&emulator.perimeter(&["apply", p, "--auto-approve"])), 0);
+    emulator.reset_calls();
+    let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    assert!(text(&plan).contains("API calls: 4"), "{}", text(&plan));
+    assert_eq!(emulator.calls()["by_route"]["GET firewalls.list"], 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
