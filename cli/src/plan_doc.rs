@@ -3,7 +3,8 @@
 
 use perimeter_aws::plan::AwsTargetPlan;
 use perimeter_core::plan::{PLAN_FORMAT_VERSION, Summary};
-use perimeter_gcp::plan::GcpTargetPlan;
+use perimeter_core::target::GcpTarget;
+use perimeter_gcp::plan::{GcpTargetPlan, PlanError};
 use serde::{Deserialize, Serialize};
 
 /// One plan over every target of a policy.
@@ -36,8 +37,19 @@ pub(crate) struct PlanDocument {
 pub(crate) struct Plans {
     pub(crate) aws: Vec<AwsTargetPlan>,
     pub(crate) gcp: Vec<GcpTargetPlan>,
+    /// GCP targets a read-only plan could not plan, and why (drift reports them).
+    pub(crate) gcp_problems: Vec<(GcpTarget, PlanError)>,
     /// Requests sent to make them.
     pub(crate) api_calls: u64,
+}
+
+/// SHA-256 of the file's bytes, in hex (what `sha256sum` prints).
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl PlanDocument {
@@ -46,6 +58,7 @@ impl PlanDocument {
             aws,
             gcp,
             api_calls,
+            ..
         } = plans;
         let mut summary = Summary::default();
         for s in aws
@@ -62,7 +75,7 @@ impl PlanDocument {
             perimeter_version: env!("CARGO_PKG_VERSION").to_string(),
             policy: policy.to_string(),
             policy_file: file.to_string(),
-            policy_sha256: perimeter_core::plan::fingerprint(text),
+            policy_sha256: sha256_hex(text.as_bytes()),
             api_calls,
             summary,
             aws,

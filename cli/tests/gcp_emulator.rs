@@ -575,22 +575,65 @@ fn quota_and_name_length_overflows_are_refused_at_plan_time() {
 #[test]
 fn observe_reads_every_page_of_a_busy_network() {
     let emulator = Emulator::start();
-    let (status, _) = emulator.call("POST", "/_emulator/gcp/projects/acme-prod/quota", Some(json!({"FIREWALLS": 2000})));
+    let (status, _) = emulator.call(
+        "POST",
+        "/_emulator/gcp/projects/acme-prod/quota",
+        Some(json!({"FIREWALLS": 2000})),
+    );
     assert_eq!(status, 200);
     // 520 rules of other teams sort before perimeter's: the owned rules are on page 2.
     for i in 0..520 {
-        emulator.insert(json!({"name": format!("aaa-team-{i:03}"), "network": "global/networks/prod-vpc",
+        emulator.insert(
+            json!({"name": format!("aaa-team-{i:03}"), "network": "global/networks/prod-vpc",
             "targetTags": [format!("team-{i}")], "sourceRanges": ["10.200.0.0/24"],
-            "allowed": [{"IPProtocol": "tcp", "ports": ["443"]}]}));
+            "allowed": [{"IPProtocol": "tcp", "ports": ["443"]}]}),
+        );
     }
     let dir = scratch("pages");
     let policy = policy(&dir);
     let p = policy.to_str().unwrap();
-    assert_eq!(code(&emulator.perimeter(&["apply", p, "--auto-approve"])), 0);
+    assert_eq!(
+        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
+        0
+    );
     emulator.reset_calls();
     let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
     assert_eq!(code(&plan), 0, "{}", text(&plan));
     assert!(text(&plan).contains("API calls: 4"), "{}", text(&plan));
     assert_eq!(emulator.calls()["by_route"]["GET firewalls.list"], 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_edited_plan_file_cannot_delete_a_foreign_rule() {
+    let emulator = Emulator::start();
+    emulator.insert(gke_rule());
+    let dir = scratch("edited");
+    let policy = policy(&dir);
+    let plan_file = dir.join("plan.json");
+    let plan = emulator.perimeter(&[
+        "plan",
+        policy.to_str().unwrap(),
+        "--out",
+        plan_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    doc["gcp"][0]["changes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"action": "delete", "method": "delete", "name": "gke-prod-abc123-hc", "before": null, "after": null}));
+    std::fs::write(&plan_file, doc.to_string()).unwrap();
+    emulator.reset_calls();
+    let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("it is not a rule perimeter owns in this network"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(emulator.writes(), 0);
+    assert_eq!(emulator.firewall("gke-prod-abc123-hc").0, 200);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -13,7 +13,7 @@ use perimeter_aws::backend::AwsBackend;
 use perimeter_aws::plan::{AwsTargetPlan, Fingerprints};
 use perimeter_core::plan::PLAN_FORMAT_VERSION;
 use perimeter_gcp::backend::GcpBackend;
-use perimeter_gcp::plan::observed_fingerprint;
+use perimeter_gcp::plan::{check_writes_are_owned, observed_fingerprint};
 
 use crate::plan_doc::PlanDocument;
 use crate::{exit, output};
@@ -27,7 +27,8 @@ fn load_plan(path: &Path, text: &str) -> anyhow::Result<Option<PlanDocument>> {
         .get("format_version")
         .and_then(serde_json::Value::as_u64);
     match version {
-        Some(v) if v == u64::from(PLAN_FORMAT_VERSION) => {}
+        // Version 1 plans (AWS only) read as version 2 plans without GCP targets.
+        Some(v) if v == 1 || v == u64::from(PLAN_FORMAT_VERSION) => {}
         Some(v) => bail!(
             "{} is a plan of format version {v}; this perimeter reads version {PLAN_FORMAT_VERSION}: make the plan again",
             path.display()
@@ -62,7 +63,11 @@ pub(crate) fn run(path: &Path, auto_approve: bool) -> anyhow::Result<u8> {
             if desired.is_empty() {
                 return Err(super::plan::nothing_to_do(&intent, None));
             }
-            let plans = rt.block_on(super::plan::make_plan(&intent.name, &desired))?;
+            let plans = rt.block_on(super::plan::make_plan(
+                &intent.name,
+                &desired,
+                super::plan::Mode::Write,
+            ))?;
             let doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans);
             output::diag(&super::plan::text(&doc, output::stderr_color()));
             doc
@@ -121,9 +126,14 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             .await
             .context("observing GCP")?;
         for (p, obs) in doc.gcp.iter().zip(&observed) {
-            if observed_fingerprint(obs) != p.fingerprint {
+            if observed_fingerprint(obs, &p.desired) != p.fingerprint {
                 stale.push(format!(
                     "gcp project {} network {}: the firewall rules perimeter owns changed since the plan was made",
+                    p.target.project, p.target.network
+                ));
+            } else if let Err(e) = check_writes_are_owned(p, obs) {
+                stale.push(format!(
+                    "gcp project {} network {}: {e}",
                     p.target.project, p.target.network
                 ));
             }
@@ -177,7 +187,7 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             match backend.apply(p, &mut progress).await {
                 Ok(n) => writes += n,
                 Err(e) => {
-                    stopped(writes, &e);
+                    stopped(writes + e.written, &e.error);
                     return Ok(exit::ERROR);
                 }
             }

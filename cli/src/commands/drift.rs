@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use perimeter_aws::plan::AwsTargetPlan;
 use perimeter_aws::render_plan::rule_line;
 use perimeter_core::plan::{Action, Finding};
-use perimeter_gcp::plan::GcpTargetPlan;
+use perimeter_core::target::GcpTarget;
+use perimeter_gcp::plan::{GcpTargetPlan, PlanError};
 use serde::Serialize;
 
 use crate::args::{Cloud, DriftFormat};
@@ -244,6 +245,29 @@ fn gcp_items(p: &GcpTargetPlan) -> Vec<DriftItem> {
     out
 }
 
+/// A GCP target that could not be planned is drift too: its network is missing, or a rule
+/// the policy wants is held by someone else.
+fn gcp_problem_item(t: &GcpTarget, e: &PlanError) -> DriftItem {
+    let target = format!("{}/{}", t.project, t.network);
+    let (kind, resource, key) = match e {
+        PlanError::NetworkMissing { .. } => (DriftKind::Missing, "network", "network".to_string()),
+        PlanError::NotOwned { name, .. } => (
+            DriftKind::Unexpected,
+            "foreign-firewall-rule",
+            format!("firewall/{name}"),
+        ),
+        _ => (DriftKind::Modified, "network", "plan".to_string()),
+    };
+    DriftItem {
+        kind,
+        cloud: "gcp",
+        key: format!("gcp/{target}/{key}"),
+        target,
+        resource,
+        detail: e.to_string(),
+    }
+}
+
 /// A stable text form of a rule peer, for keys.
 pub(crate) fn peer_key(p: &perimeter_aws::model::SgPeer) -> String {
     use perimeter_aws::model::SgPeer;
@@ -304,13 +328,23 @@ pub(crate) fn run(
         Some(b) => baseline_keys(b)?,
         None => BTreeSet::new(),
     };
-    let plans = super::plan::runtime()?.block_on(super::plan::make_plan(&intent.name, &desired))?;
+    let plans = super::plan::runtime()?.block_on(super::plan::make_plan(
+        &intent.name,
+        &desired,
+        super::plan::Mode::ReadOnly,
+    ))?;
     let calls = plans.api_calls;
     let all: Vec<DriftItem> = plans
         .aws
         .iter()
         .flat_map(items)
         .chain(plans.gcp.iter().flat_map(gcp_items))
+        .chain(
+            plans
+                .gcp_problems
+                .iter()
+                .map(|(t, e)| gcp_problem_item(t, e)),
+        )
         .collect();
     let (accepted, items): (Vec<DriftItem>, Vec<DriftItem>) = all
         .into_iter()

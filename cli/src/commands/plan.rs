@@ -7,9 +7,10 @@ use std::path::Path;
 use anyhow::Context;
 use perimeter_aws::backend::AwsBackend;
 use perimeter_aws::plan::{AwsDesired, AwsTargetPlan};
+use perimeter_core::target::GcpTarget;
 use perimeter_core::{Diagnostics, Intent, SourceFile};
 use perimeter_gcp::backend::{GcpBackend, GcpSettings};
-use perimeter_gcp::plan::GcpDesired;
+use perimeter_gcp::plan::{GcpDesired, GcpTargetPlan, PlanError};
 
 use crate::args::{Cloud, PlanFormat};
 use crate::plan_doc::{PlanDocument, Plans};
@@ -85,6 +86,10 @@ pub(crate) fn desired(
 /// The clouds a policy has targets for, for the "nothing to plan" error.
 pub(crate) fn nothing_to_do(intent: &Intent, only: Option<Cloud>) -> anyhow::Error {
     match only {
+        Some(Cloud::Azure) if !intent.targets.azure.is_empty() => anyhow::anyhow!(
+            "policy `{}` has Azure targets, but planning Azure is not supported yet; `perimeter compile --cloud azure` shows the rules offline",
+            intent.name
+        ),
         Some(cloud) => anyhow::anyhow!(
             "policy `{}` declares no {cloud:?} target (targets.{})",
             intent.name,
@@ -97,14 +102,28 @@ pub(crate) fn nothing_to_do(intent: &Intent, only: Option<Cloud>) -> anyhow::Err
     }
 }
 
+/// What a plan is for: writing (plan, apply) or reading only (drift). A read-only plan
+/// reports what blocks a target (a missing network, a foreign rule with a wanted name) as a
+/// problem instead of failing, and does not check quotas.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mode {
+    Write,
+    ReadOnly,
+}
+
 /// Observes and plans every target: AWS region by region with bulk reads per region, GCP
 /// with one filtered list per network.
-pub(crate) async fn make_plan(policy: &str, desired: &Desired) -> anyhow::Result<Plans> {
+pub(crate) async fn make_plan(
+    policy: &str,
+    desired: &Desired,
+    mode: Mode,
+) -> anyhow::Result<Plans> {
     let (aws, aws_calls) = plan_aws(policy, &desired.aws).await?;
-    let (gcp, gcp_calls) = plan_gcp(policy, &desired.gcp).await?;
+    let (gcp, gcp_problems, gcp_calls) = plan_gcp(policy, &desired.gcp, mode).await?;
     Ok(Plans {
         aws,
         gcp,
+        gcp_problems,
         api_calls: aws_calls + gcp_calls,
     })
 }
@@ -147,10 +166,12 @@ pub(crate) async fn gcp_backend() -> anyhow::Result<GcpBackend> {
 async fn plan_gcp(
     policy: &str,
     desired: &[(GcpDesired, Notes)],
-) -> anyhow::Result<(Vec<perimeter_gcp::plan::GcpTargetPlan>, u64)> {
+    mode: Mode,
+) -> anyhow::Result<(Vec<GcpTargetPlan>, Vec<(GcpTarget, PlanError)>, u64)> {
     if desired.is_empty() {
-        return Ok((Vec::new(), 0));
+        return Ok((Vec::new(), Vec::new(), 0));
     }
+    perimeter_gcp::plan::check_one_target_per_project(desired.iter().map(|(d, _)| &d.target))?;
     let backend = gcp_backend().await?;
     let targets: Vec<_> = desired.iter().map(|(d, _)| d.target.clone()).collect();
     let observed = backend
@@ -158,16 +179,24 @@ async fn plan_gcp(
         .await
         .context("observing GCP")?;
     let mut plans = Vec::with_capacity(desired.len());
+    let mut problems = Vec::new();
     for ((d, notes), obs) in desired.iter().zip(&observed) {
-        let plan = perimeter_gcp::plan::plan(d, notes.clone(), obs, policy).with_context(|| {
+        let what = || {
             format!(
                 "planning GCP project {} network {}",
                 d.target.project, d.target.network
             )
-        })?;
-        plans.push(plan);
+        };
+        match perimeter_gcp::plan::plan(d, notes.clone(), obs, policy) {
+            Ok(plan) => plans.push(plan),
+            Err(e) if mode == Mode::ReadOnly => problems.push((d.target.clone(), e)),
+            Err(e) => return Err(anyhow::Error::new(e).context(what())),
+        }
     }
-    Ok((plans, backend.api_calls()))
+    if mode == Mode::Write {
+        perimeter_gcp::plan::check_quotas(&plans).context("checking the GCP firewall quota")?;
+    }
+    Ok((plans, problems, backend.api_calls()))
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -266,7 +295,7 @@ pub(crate) fn run(
     if desired.is_empty() {
         return Err(nothing_to_do(&intent, only));
     }
-    let plans = runtime()?.block_on(make_plan(&intent.name, &desired))?;
+    let plans = runtime()?.block_on(make_plan(&intent.name, &desired, Mode::Write))?;
     let doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans);
     if let Some(out) = out {
         let json = serde_json::to_string_pretty(&doc)?;

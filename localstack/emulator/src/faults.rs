@@ -51,7 +51,7 @@ struct ActiveFault {
 #[derive(Default, Debug)]
 pub(crate) struct Faults {
     active: Vec<ActiveFault>,
-    /// How many calls each fault acted on, in the order they were added (for the admin API).
+    /// Calls the faults acted on since the last clear (for the admin API).
     pub(crate) injected: u64,
 }
 
@@ -107,8 +107,10 @@ impl Faults {
         });
     }
 
+    /// Removes every fault and zeroes the count of injected ones.
     pub(crate) fn clear(&mut self) {
         self.active.clear();
+        self.injected = 0;
     }
 
     pub(crate) fn pending(&self) -> usize {

@@ -208,16 +208,14 @@ fn decode(text: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
+            b'%' if i + 2 < bytes.len()
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit() =>
+            {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                i += 3;
+                continue;
             }
             b'+' if plus_is_space => out.push(b' '),
             byte => out.push(byte),
@@ -250,6 +248,7 @@ mod tests {
     #[test]
     fn broken_percent_escapes_are_kept_literally() {
         assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
+        assert_eq!(percent_decode_path("%+5"), "%+5");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("a+b"), "a b");
         assert_eq!(percent_decode_path("a+b"), "a+b");

@@ -17,7 +17,11 @@ const IDLE: Duration = Duration::from_secs(120);
 
 pub(crate) fn serve(listener: TcpListener, emulator: Arc<Emulator>) {
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+        let Ok(stream) = stream else {
+            // Out of file descriptors, most likely: wait rather than spin.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
         let emulator = Arc::clone(&emulator);
         std::thread::spawn(move || {
             // A broken connection ends its thread; the server goes on.
@@ -45,29 +49,30 @@ fn connection(stream: TcpStream, emulator: &Emulator) -> io::Result<()> {
             Some(Ok(head)) => head,
             Some(Err(message)) => {
                 let response = Response::json(400, &serde_json::json!({"error": message}));
-                write_response(&mut writer, &response, false)?;
+                write_response(&mut writer, &response, false, true)?;
                 return Ok(());
             }
             None => return Ok(()),
         };
+        if head.content_length.is_some_and(|length| length > MAX_BODY) {
+            // Refused before the client sends it (no 100 Continue), then the connection closes.
+            let response = Response::json(413, &serde_json::json!({"error": "body too large"}));
+            write_response(&mut writer, &response, false, false)?;
+            return Ok(());
+        }
         if head.expect_continue {
             writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         let body = if head.chunked {
             read_chunked(&mut reader)?
         } else {
-            let length = head.content_length.unwrap_or(0);
-            if length > MAX_BODY {
-                let response = Response::json(413, &serde_json::json!({"error": "body too large"}));
-                write_response(&mut writer, &response, false)?;
-                return Ok(());
-            }
-            let mut body = vec![0; length];
+            let mut body = vec![0; head.content_length.unwrap_or(0)];
             reader.read_exact(&mut body)?;
             body
         };
         let response = emulator.serve(&head.method, &head.target, body);
-        write_response(&mut writer, &response, head.keep_alive)?;
+        let with_body = head.method != "HEAD";
+        write_response(&mut writer, &response, head.keep_alive, with_body)?;
         if !head.keep_alive {
             return Ok(());
         }
@@ -80,7 +85,12 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Result<Head
     let mut size = 0;
     loop {
         let mut line = String::new();
-        let n = match reader.read_line(&mut line) {
+        // Bounded: a line without a newline cannot grow past the head limit.
+        let n = match reader
+            .by_ref()
+            .take((MAX_HEAD + 1 - size) as u64)
+            .read_line(&mut line)
+        {
             Ok(n) => n,
             // Idle keep-alive connection timed out, or the peer reset it: just close.
             Err(e)
@@ -154,7 +164,7 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let mut line = String::new();
-        reader.read_line(&mut line)?;
+        reader.by_ref().take(1024).read_line(&mut line)?;
         let size_text = line.trim().split(';').next().unwrap_or("");
         let size = usize::from_str_radix(size_text, 16)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
@@ -162,12 +172,18 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
             // Trailers, then the blank line.
             loop {
                 let mut trailer = String::new();
-                if reader.read_line(&mut trailer)? == 0 || trailer.trim().is_empty() {
+                if reader
+                    .by_ref()
+                    .take(MAX_HEAD as u64)
+                    .read_line(&mut trailer)?
+                    == 0
+                    || trailer.trim().is_empty()
+                {
                     return Ok(body);
                 }
             }
         }
-        if body.len() + size > MAX_BODY {
+        if size > MAX_BODY - body.len() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "body too large"));
         }
         let start = body.len();
@@ -178,7 +194,15 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
     }
 }
 
-fn write_response(writer: &mut TcpStream, response: &Response, keep_alive: bool) -> io::Result<()> {
+/// Writes a response. HEAD answers and 204/304 carry no body (and 204/304 no Content-Length),
+/// so a keep-alive client never reads a body it did not expect as the next response.
+fn write_response(
+    writer: &mut TcpStream,
+    response: &Response,
+    keep_alive: bool,
+    with_body: bool,
+) -> io::Result<()> {
+    let bodiless_status = matches!(response.status, 204 | 304);
     let mut head = format!(
         "HTTP/1.1 {} {}\r\n",
         response.status,
@@ -187,14 +211,18 @@ fn write_response(writer: &mut TcpStream, response: &Response, keep_alive: bool)
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    if !bodiless_status {
+        head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    }
     head.push_str(if keep_alive {
         "Connection: keep-alive\r\n\r\n"
     } else {
         "Connection: close\r\n\r\n"
     });
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&response.body);
+    if with_body && !bodiless_status {
+        bytes.extend_from_slice(&response.body);
+    }
     writer.write_all(&bytes)?;
     writer.flush()
 }

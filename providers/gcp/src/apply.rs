@@ -20,13 +20,33 @@ use crate::plan::{FirewallChange, GcpTargetPlan, WriteMethod};
 /// Longest wait for one operation.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(600);
 
+/// Why apply stopped, and how far it got.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ApplyStopped {
+    /// Writes that took effect before it stopped.
+    pub written: usize,
+    /// The first failure.
+    pub error: GcpError,
+}
+
+/// What became of one change.
+enum Outcome {
+    /// Written and its operation done.
+    Done,
+    /// A delete of a rule that was already gone.
+    AlreadyGone,
+    /// Not started because another write had failed.
+    Skipped,
+}
+
 impl GcpBackend {
     /// Executes one network's plan; returns the number of writes that took effect.
     pub async fn apply(
         &self,
         plan: &GcpTargetPlan,
         progress: &mut (dyn FnMut(String) + Send),
-    ) -> Result<usize, GcpError> {
+    ) -> Result<usize, ApplyStopped> {
         // Distinguishes this apply's request ids from an earlier apply of the same plan.
         let nonce = format!("{:?}{}", Instant::now(), std::process::id());
         let failed = AtomicBool::new(false);
@@ -47,45 +67,47 @@ impl GcpBackend {
                 .buffer_unordered(self.settings.concurrency);
             let mut first_error = None;
             while let Some((change, result)) = results.next().await {
+                let line = |what: &str| {
+                    format!(
+                        "  {} firewall {} ({}): {what}",
+                        change.action.symbol(),
+                        change.name,
+                        method_name(change.method)
+                    )
+                };
                 match result {
-                    Ok(true) => {
+                    Ok(Outcome::Done) => {
                         written += 1;
-                        progress(format!(
-                            "  {} firewall {} ({}): done",
-                            change.action.symbol(),
-                            change.name,
-                            method_name(change.method)
-                        ));
+                        progress(line("done"));
                     }
-                    Ok(false) => {}
+                    Ok(Outcome::AlreadyGone) => progress(line("already gone")),
+                    Ok(Outcome::Skipped) => {}
                     Err(e) => {
                         failed.store(true, Ordering::Relaxed);
+                        progress(line("failed"));
                         first_error.get_or_insert(e);
                     }
                 }
             }
-            if let Some(e) = first_error {
-                return Err(e);
+            if let Some(error) = first_error {
+                return Err(ApplyStopped { written, error });
             }
         }
         Ok(written)
     }
 
-    /// One write and its operation. `Ok(false)`: skipped because another write failed.
+    /// One write and its operation, unless another write failed already.
     async fn write<'c>(
         &self,
         plan: &GcpTargetPlan,
         change: &'c FirewallChange,
         nonce: &str,
         failed: &AtomicBool,
-    ) -> (&'c FirewallChange, Result<bool, GcpError>) {
+    ) -> (&'c FirewallChange, Result<Outcome, GcpError>) {
         if failed.load(Ordering::Relaxed) {
-            return (change, Ok(false));
+            return (change, Ok(Outcome::Skipped));
         }
-        (
-            change,
-            self.write_one(plan, change, nonce).await.map(|()| true),
-        )
+        (change, self.write_one(plan, change, nonce).await)
     }
 
     async fn write_one(
@@ -93,7 +115,7 @@ impl GcpBackend {
         plan: &GcpTargetPlan,
         change: &FirewallChange,
         nonce: &str,
-    ) -> Result<(), GcpError> {
+    ) -> Result<Outcome, GcpError> {
         let project = plan.target.project.as_str();
         let name = change.name.as_str();
         let request_id = request_id(&(&plan.fingerprint, name, change.method, nonce));
@@ -157,12 +179,12 @@ impl GcpBackend {
             // Already gone: what the delete wanted.
             Err(GcpError::Api {
                 status: Some(404), ..
-            }) if change.method == WriteMethod::Delete => return Ok(()),
+            }) if change.method == WriteMethod::Delete => return Ok(Outcome::AlreadyGone),
             Err(e) => return Err(e),
         };
         let done = self.wait(&what, project, operation).await?;
         done.to_result()
-            .map(|_| ())
+            .map(|_| Outcome::Done)
             .map_err(|e| GcpError::Operation {
                 what,
                 message: operation_message(&e),

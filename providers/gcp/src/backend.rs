@@ -17,7 +17,7 @@ use perimeter_core::target::GcpTarget;
 
 use crate::convert::from_api;
 use crate::plan::PlanError;
-use crate::state::{FirewallQuota, ObservedGcp, canonical, is_owned, name_prefix};
+use crate::state::{FirewallQuota, ObservedGcp, canonical, is_owned};
 
 /// How the backend reaches GCP.
 #[derive(Clone, Debug)]
@@ -271,6 +271,7 @@ impl GcpBackend {
             ..ObservedGcp::default()
         };
         let mut token: Option<String> = None;
+        let mut seen_tokens = std::collections::HashSet::new();
         let what = format!(
             "listing firewall rules of network {} in project {}",
             t.network, t.project
@@ -289,30 +290,27 @@ impl GcpBackend {
                 .await?;
             for item in &page.items {
                 let rule = from_api(item);
-                let name = &rule.firewall.name;
-                if is_owned(policy, name, &rule.firewall.description) {
-                    observed.owned.push(canonical(&rule.firewall));
-                } else if name.starts_with(&name_prefix(policy)) {
-                    observed.impostors.push(name.clone());
+                if is_owned(policy, &rule.name, &rule.description) {
+                    observed.owned.push(canonical(&rule));
                 } else {
-                    observed.foreign.push(rule);
+                    observed.foreign.push(canonical(&rule));
                 }
             }
             match page.next_page_token.filter(|t| !t.is_empty()) {
-                // A server that hands back the token it was given would loop forever.
-                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                // A server that hands back a token it gave before would loop forever.
+                Some(next) if seen_tokens.insert(next.clone()) => token = Some(next),
                 Some(_) => {
                     return Err(GcpError::Api {
                         what,
                         status: None,
-                        message: "the API returned the same page token twice".into(),
+                        message: "the API returned a page token it had returned before".into(),
                     });
                 }
                 None => break,
             }
         }
         observed.owned.sort_by(|a, b| a.name.cmp(&b.name));
-        observed.impostors.sort();
+        observed.foreign.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(observed)
     }
 }

@@ -167,6 +167,8 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
                     ports: Vec::new(),
                 }],
                 disabled: false,
+                source_service_accounts: Vec::new(),
+                target_service_accounts: Vec::new(),
             });
         }
     }
@@ -422,6 +424,8 @@ fn compile_rule(
                 allowed,
                 denied,
                 disabled: false,
+                source_service_accounts: Vec::new(),
+                target_service_accounts: Vec::new(),
             });
         }
     }

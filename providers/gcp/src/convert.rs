@@ -3,7 +3,6 @@
 use google_cloud_compute_v1::model as api;
 
 use crate::model::{Firewall, ProtocolPorts};
-use crate::state::ForeignFirewall;
 
 /// The request body for a rule. The network becomes the project-relative form the API
 /// accepts; the API stores it as a full URL.
@@ -42,12 +41,13 @@ pub fn to_api(fw: &Firewall, project: &str) -> api::Firewall {
         })
         .collect();
     out.disabled = Some(fw.disabled);
+    out.source_service_accounts = fw.source_service_accounts.clone();
+    out.target_service_accounts = fw.target_service_accounts.clone();
     out
 }
 
-/// A rule as the API returned it, in perimeter's model (service accounts kept aside: the
-/// model has no place for them because perimeter never writes them).
-pub fn from_api(fw: &api::Firewall) -> ForeignFirewall {
+/// A rule as the API returned it, in perimeter's model.
+pub fn from_api(fw: &api::Firewall) -> Firewall {
     let protocols = |list: Vec<(Option<String>, Vec<String>)>| -> Vec<ProtocolPorts> {
         list.into_iter()
             .map(|(protocol, ports)| ProtocolPorts {
@@ -72,33 +72,32 @@ pub fn from_api(fw: &api::Firewall) -> ForeignFirewall {
     {
         source_ranges.push("0.0.0.0/0".into());
     }
-    ForeignFirewall {
-        firewall: Firewall {
-            name: fw.name.clone().unwrap_or_default(),
-            description: fw.description.clone().unwrap_or_default(),
-            network: fw.network.clone().unwrap_or_default(),
-            priority: fw
-                .priority
-                .map_or(1000, |p| u16::try_from(p).unwrap_or(u16::MAX)),
-            direction,
-            source_ranges,
-            source_tags: fw.source_tags.clone(),
-            destination_ranges: fw.destination_ranges.clone(),
-            target_tags: fw.target_tags.clone(),
-            allowed: protocols(
-                fw.allowed
-                    .iter()
-                    .map(|a| (a.ip_protocol.clone(), a.ports.clone()))
-                    .collect(),
-            ),
-            denied: protocols(
-                fw.denied
-                    .iter()
-                    .map(|d| (d.ip_protocol.clone(), d.ports.clone()))
-                    .collect(),
-            ),
-            disabled: fw.disabled.unwrap_or(false),
-        },
+    Firewall {
+        name: fw.name.clone().unwrap_or_default(),
+        description: fw.description.clone().unwrap_or_default(),
+        network: fw.network.clone().unwrap_or_default(),
+        priority: fw
+            .priority
+            .map_or(1000, |p| u16::try_from(p).unwrap_or(u16::MAX)),
+        direction,
+        source_ranges,
+        source_tags: fw.source_tags.clone(),
+        destination_ranges: fw.destination_ranges.clone(),
+        target_tags: fw.target_tags.clone(),
+        allowed: protocols(
+            fw.allowed
+                .iter()
+                .map(|a| (a.ip_protocol.clone(), a.ports.clone()))
+                .collect(),
+        ),
+        denied: protocols(
+            fw.denied
+                .iter()
+                .map(|d| (d.ip_protocol.clone(), d.ports.clone()))
+                .collect(),
+        ),
+        disabled: fw.disabled.unwrap_or(false),
+        source_service_accounts: fw.source_service_accounts.clone(),
         target_service_accounts: fw.target_service_accounts.clone(),
     }
 }

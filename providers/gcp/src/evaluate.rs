@@ -65,15 +65,24 @@ fn applies(fw: &Firewall, world: &GcpWorld<'_>, packet: &Packet) -> bool {
     if fw.disabled || fw.direction != dir {
         return false;
     }
-    if !fw.target_tags.is_empty() && !fw.target_tags.iter().any(|t| world.node_tags.contains(t)) {
+    // Which instances run as a service account is not known here: a rule that targets
+    // service accounts is assumed to apply to the nodes, and one whose sources are service
+    // accounts to match the nodes as peers.
+    if fw.target_service_accounts.is_empty()
+        && !fw.target_tags.is_empty()
+        && !fw.target_tags.iter().any(|t| world.node_tags.contains(t))
+    {
         return false;
     }
     let addr = packet.peer.addr;
     let peer_ok = match packet.direction {
         Direction::Ingress => {
-            let by_tag =
-                packet.peer.is_node && fw.source_tags.iter().any(|t| world.node_tags.contains(t));
-            let no_source = fw.source_ranges.is_empty() && fw.source_tags.is_empty();
+            let by_tag = packet.peer.is_node
+                && (fw.source_tags.iter().any(|t| world.node_tags.contains(t))
+                    || !fw.source_service_accounts.is_empty());
+            let no_source = fw.source_ranges.is_empty()
+                && fw.source_tags.is_empty()
+                && fw.source_service_accounts.is_empty();
             by_tag || in_ranges(&fw.source_ranges, addr) || (no_source && addr.is_ipv4())
         }
         Direction::Egress => {

@@ -49,6 +49,13 @@ pub struct Firewall {
     /// True keeps the rule but does not enforce it.
     #[serde(default)]
     pub disabled: bool,
+    /// Ingress sources by service account. perimeter never writes them; an observed rule
+    /// may carry them, and then they are a difference like any other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_service_accounts: Vec<String>,
+    /// Instances the rule applies to, by service account (never written by perimeter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_service_accounts: Vec<String>,
 }
 
 impl Keyed for Firewall {

@@ -6,6 +6,7 @@
 //! Foreign rules are never written; the ones that change the policy's decision for some
 //! packet are reported as overlaps.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use perimeter_core::plan::{Action, Finding, Summary, diff, fingerprint};
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::compile::GcpCompiled;
 use crate::evaluate::{GcpWorld, decide};
 use crate::model::{Firewall, ProtocolPorts};
-use crate::state::{FirewallQuota, ForeignFirewall, ObservedGcp, canonical};
+use crate::state::{FirewallQuota, ObservedGcp, canonical, is_owned};
 
 /// The Compute API call that carries out a change.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -92,7 +93,8 @@ pub struct GcpTargetPlan {
     pub target: GcpTarget,
     /// What the policy wants there.
     pub desired: GcpDesired,
-    /// Fingerprint of the owned rules (and impostors) the plan was made against.
+    /// Fingerprint of what the plan was made against: the owned rules and any foreign rule
+    /// with a name the policy wants.
     pub fingerprint: String,
     /// Policy name (the ownership prefix and marker).
     pub policy: String,
@@ -153,6 +155,30 @@ pub enum PlanError {
         /// Policy name.
         policy: String,
     },
+    /// A plan would write a rule perimeter does not own (a hand-edited plan file).
+    #[error(
+        "the plan would write firewall rule `{name}` in project `{project}`, but {why}; nothing was written"
+    )]
+    NotOurs {
+        /// Rule name.
+        name: String,
+        /// Project id.
+        project: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Two targets of the policy in one project.
+    #[error(
+        "the policy has two GCP targets in project `{project}` (networks `{first}` and `{second}`); firewall rule names are unique per project and perimeter names rules after the policy, so one policy can manage one network per project. Split the policy, one per network"
+    )]
+    SharedProject {
+        /// Project id.
+        project: String,
+        /// One network.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// Applying would exceed the project's firewall-rule quota.
     #[error(
         "project `{project}` would need {needed} firewall rules but its FIREWALLS quota is {limit} ({usage} in use, {add} to add, {destroy} to delete); nothing was planned for writing. Ask for more quota or shrink the policy"
@@ -187,13 +213,9 @@ pub fn plan(
             network: target.network.clone(),
         });
     }
-    if let Some(name) = observed
-        .impostors
-        .iter()
-        .find(|name| desired.firewalls.iter().any(|f| &f.name == *name))
-    {
+    if let Some(taken) = impostors(observed, desired).first() {
         return Err(PlanError::NotOwned {
-            name: name.clone(),
+            name: taken.name.clone(),
             project: target.project.clone(),
             policy: policy.into(),
         });
@@ -223,33 +245,10 @@ pub fn plan(
         })
         .collect();
 
-    let add = changes
-        .iter()
-        .filter(|c| c.action == Action::Create)
-        .count() as u64;
-    let destroy = changes
-        .iter()
-        .filter(|c| c.action == Action::Delete)
-        .count() as u64;
-    if let Some(quota) = observed.quota {
-        // Creates run before deletes, so the peak is usage + add, not the end state.
-        let needed = quota.usage + add;
-        if add > 0 && needed > quota.limit {
-            return Err(PlanError::Quota {
-                project: target.project.clone(),
-                limit: quota.limit,
-                usage: quota.usage,
-                add,
-                destroy,
-                needed,
-            });
-        }
-    }
-
     Ok(GcpTargetPlan {
         target: target.clone(),
         desired: desired.clone(),
-        fingerprint: observed_fingerprint(observed),
+        fingerprint: observed_fingerprint(observed, desired),
         policy: policy.into(),
         changes,
         overlaps: overlaps(&desired.firewalls, &observed.foreign, &target.target_tags),
@@ -259,9 +258,114 @@ pub fn plan(
     })
 }
 
-/// What apply compares before its first write: the owned rules and the impostors.
-pub fn observed_fingerprint(observed: &ObservedGcp) -> String {
-    fingerprint(&(&observed.owned, &observed.impostors))
+/// Foreign rules with a name the policy wants.
+fn impostors<'a>(observed: &'a ObservedGcp, desired: &GcpDesired) -> Vec<&'a Firewall> {
+    let wanted: std::collections::HashSet<&str> =
+        desired.firewalls.iter().map(|f| f.name.as_str()).collect();
+    observed
+        .foreign
+        .iter()
+        .filter(|f| wanted.contains(f.name.as_str()))
+        .collect()
+}
+
+/// What apply compares before its first write: the owned rules, and the foreign rules with a
+/// name the policy wants. Other foreign rules are not part of it: perimeter never writes them,
+/// and GKE changing its own rules must not make every saved plan stale.
+pub fn observed_fingerprint(observed: &ObservedGcp, desired: &GcpDesired) -> String {
+    fingerprint(&(&observed.owned, impostors(observed, desired)))
+}
+
+/// Checks the plans of every network against their projects' `FIREWALLS` quota. The quota
+/// counts rules across the project, so the adds of every network in one project are summed;
+/// creates run before deletes, so the peak is usage + adds.
+pub fn check_quotas(plans: &[GcpTargetPlan]) -> Result<(), PlanError> {
+    let mut by_project: BTreeMap<&str, (Option<FirewallQuota>, u64, u64)> = BTreeMap::new();
+    for p in plans {
+        let s = p.summary();
+        let entry = by_project
+            .entry(p.target.project.as_str())
+            .or_insert((p.quota, 0, 0));
+        entry.1 += s.add as u64;
+        entry.2 += s.destroy as u64;
+    }
+    for (project, (quota, add, destroy)) in by_project {
+        let Some(quota) = quota else { continue };
+        let needed = quota.usage + add;
+        if add > 0 && needed > quota.limit {
+            return Err(PlanError::Quota {
+                project: project.to_string(),
+                limit: quota.limit,
+                usage: quota.usage,
+                add,
+                destroy,
+                needed,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Rule names are unique per project and do not name the network, so two targets of one
+/// policy in one project would want the same names.
+pub fn check_one_target_per_project<'a>(
+    targets: impl IntoIterator<Item = &'a GcpTarget>,
+) -> Result<(), PlanError> {
+    let mut seen = BTreeMap::new();
+    for t in targets {
+        if let Some(first) = seen.insert(t.project.as_str(), t.network.as_str()) {
+            return Err(PlanError::SharedProject {
+                project: t.project.clone(),
+                first: first.to_string(),
+                second: t.network.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The last line of defence before a write: every change of a plan (which is a file, and
+/// may have been edited) must touch only what perimeter owns in the network as observed just
+/// now. Inserts must carry the policy's name prefix and marker and not exist yet; patches,
+/// updates and deletes must name owned rules.
+pub fn check_writes_are_owned(
+    plan: &GcpTargetPlan,
+    observed: &ObservedGcp,
+) -> Result<(), PlanError> {
+    let owned: std::collections::HashSet<&str> =
+        observed.owned.iter().map(|f| f.name.as_str()).collect();
+    let exists =
+        |name: &str| owned.contains(name) || observed.foreign.iter().any(|f| f.name == name);
+    let refuse = |name: &str, why: &str| PlanError::NotOurs {
+        name: name.to_string(),
+        project: plan.target.project.clone(),
+        why: why.to_string(),
+    };
+    for c in &plan.changes {
+        if let Some(after) = &c.after
+            && (after.name != c.name || !is_owned(&plan.policy, &after.name, &after.description))
+        {
+            return Err(refuse(
+                &c.name,
+                "the rule it would write does not carry the policy's name prefix and description marker",
+            ));
+        }
+        match c.method {
+            WriteMethod::Insert if exists(&c.name) => {
+                return Err(refuse(&c.name, "a rule with that name exists already"));
+            }
+            WriteMethod::Patch | WriteMethod::Update | WriteMethod::Delete
+                if !owned.contains(c.name.as_str()) =>
+            {
+                return Err(refuse(
+                    &c.name,
+                    "it is not a rule perimeter owns in this network",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// PATCH when every list that changes stays non-empty and the action stays; PUT otherwise.
@@ -272,6 +376,14 @@ fn update_method(before: &Firewall, after: &Firewall) -> WriteMethod {
         || clears(&before.source_tags, &after.source_tags)
         || clears(&before.destination_ranges, &after.destination_ranges)
         || clears(&before.target_tags, &after.target_tags)
+        || clears(
+            &before.source_service_accounts,
+            &after.source_service_accounts,
+        )
+        || clears(
+            &before.target_service_accounts,
+            &after.target_service_accounts,
+        )
         || switches_action
         || before.direction != after.direction
     {
@@ -284,26 +396,18 @@ fn update_method(before: &Firewall, after: &Firewall) -> WriteMethod {
 /// Foreign rules that change the policy's decision for at least one probe packet: the
 /// corners of the foreign rule's own ranges and ports, evaluated with the owned rules alone
 /// and with the foreign rule added.
-pub fn overlaps(
-    desired: &[Firewall],
-    foreign: &[ForeignFirewall],
-    node_tags: &[String],
-) -> Vec<Overlap> {
+pub fn overlaps(desired: &[Firewall], foreign: &[Firewall], node_tags: &[String]) -> Vec<Overlap> {
     let mut out = Vec::new();
     let policy_world = GcpWorld {
         firewalls: desired,
         node_tags,
     };
-    for f in foreign {
-        let mut rule = f.firewall.clone();
-        if rule.disabled {
-            continue;
-        }
-        if !f.target_service_accounts.is_empty() {
-            // Unknown which instances run as those accounts: assume the nodes may.
-            rule.target_tags = node_tags.to_vec();
-        }
-        if !rule.target_tags.is_empty() && !rule.target_tags.iter().any(|t| node_tags.contains(t)) {
+    for rule in foreign {
+        // A rule that targets service accounts is assumed to apply (evaluate.rs says why).
+        let other_instances = rule.target_service_accounts.is_empty()
+            && !rule.target_tags.is_empty()
+            && !rule.target_tags.iter().any(|t| node_tags.contains(t));
+        if rule.disabled || other_instances {
             continue;
         }
         let mut with = desired.to_vec();
@@ -312,7 +416,7 @@ pub fn overlaps(
             firewalls: &with,
             node_tags,
         };
-        if let Some((packet, policy, actual)) = probes(&rule)
+        if let Some((packet, policy, actual)) = probes(rule)
             .into_iter()
             .map(|p| (p, decide(&policy_world, &p), decide(&actual_world, &p)))
             .find(|(_, policy, actual)| policy != actual)
@@ -355,13 +459,14 @@ fn probes(rule: &Firewall) -> Vec<Packet> {
             is_node: false,
         })
         .collect();
-    if direction == Direction::Ingress && !rule.source_tags.is_empty() {
+    let by_identity = !rule.source_tags.is_empty() || !rule.source_service_accounts.is_empty();
+    if direction == Direction::Ingress && by_identity {
         peers.push(Peer {
             addr: IpAddr::from([10, 255, 255, 254]),
             is_node: true,
         });
     }
-    if ranges.is_empty() && rule.source_tags.is_empty() {
+    if ranges.is_empty() && !by_identity {
         peers.push(Peer {
             addr: IpAddr::from([0, 0, 0, 0]),
             is_node: false,

@@ -42,9 +42,12 @@ pub fn rule_line(f: &Firewall) -> String {
     } else {
         let mut from: Vec<String> = f.source_ranges.clone();
         from.extend(f.source_tags.iter().map(|t| format!("tag:{t}")));
+        from.extend(f.source_service_accounts.iter().map(|a| format!("sa:{a}")));
         format!("from {}", list(&from))
     };
-    let on = if f.target_tags.is_empty() {
+    let on = if !f.target_service_accounts.is_empty() {
+        format!("service accounts {}", f.target_service_accounts.join(","))
+    } else if f.target_tags.is_empty() {
         "all instances".to_string()
     } else {
         format!("tags {}", f.target_tags.join(","))
@@ -97,6 +100,16 @@ pub fn field_changes(before: &Firewall, after: &Firewall) -> Vec<String> {
         "destinationRanges",
         list(&before.destination_ranges),
         list(&after.destination_ranges),
+    );
+    field(
+        "sourceServiceAccounts",
+        list(&before.source_service_accounts),
+        list(&after.source_service_accounts),
+    );
+    field(
+        "targetServiceAccounts",
+        list(&before.target_service_accounts),
+        list(&after.target_service_accounts),
     );
     field(
         "targetTags",
@@ -269,6 +282,8 @@ mod tests {
             }],
             denied: vec![],
             disabled: false,
+            source_service_accounts: Vec::new(),
+            target_service_accounts: Vec::new(),
         }
     }
 

@@ -3,8 +3,9 @@
 //! A VPC network is shared: GKE writes its own rules into it, a `default` network comes with
 //! `default-allow-*` rules, and other teams add theirs. perimeter owns a rule only when both
 //! hold: its name starts with `{policy}-` and its description starts with
-//! `perimeter:{policy} ` (the compiler writes both). A rule with the prefix but not the marker
-//! is someone else's: perimeter never writes it and refuses to plan if it wants that name.
+//! `perimeter:{policy} ` (the compiler writes both). Every other rule is foreign — also one
+//! with the prefix but not the marker: perimeter never writes it, and refuses to plan when it
+//! wants that rule's name.
 
 use std::collections::BTreeSet;
 
@@ -28,17 +29,6 @@ pub fn is_owned(policy: &str, name: &str, description: &str) -> bool {
     name.starts_with(&name_prefix(policy)) && description.starts_with(&ownership_marker(policy))
 }
 
-/// A rule in the network that perimeter does not own.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct ForeignFirewall {
-    /// The rule, in perimeter's model.
-    pub firewall: Firewall,
-    /// `targetServiceAccounts`: perimeter cannot tell which instances run as them, so such a
-    /// rule is assumed to apply to the nodes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub target_service_accounts: Vec<String>,
-}
-
 /// The project's firewall-rule quota (`FIREWALLS`), counted over every network.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct FirewallQuota {
@@ -53,12 +43,10 @@ pub struct FirewallQuota {
 pub struct ObservedGcp {
     /// False when the network does not exist (nothing can be written then).
     pub network_exists: bool,
-    /// Rules this policy owns, canonical (see [`canonical`]).
+    /// Rules this policy owns, canonical (see [`canonical`]), by name.
     pub owned: Vec<Firewall>,
-    /// Rules with this policy's name prefix but without its ownership marker.
-    pub impostors: Vec<String>,
-    /// Every other rule of the network.
-    pub foreign: Vec<ForeignFirewall>,
+    /// Every other rule of the network, by name.
+    pub foreign: Vec<Firewall>,
     /// The project's quota, when the API told it.
     pub quota: Option<FirewallQuota>,
 }
@@ -105,6 +93,8 @@ pub fn canonical(fw: &Firewall) -> Firewall {
         allowed: protocols(&fw.allowed),
         denied: protocols(&fw.denied),
         disabled: fw.disabled,
+        source_service_accounts: names(&fw.source_service_accounts),
+        target_service_accounts: names(&fw.target_service_accounts),
     }
 }
 
@@ -140,6 +130,8 @@ mod tests {
             ],
             denied: vec![],
             disabled: false,
+            source_service_accounts: Vec::new(),
+            target_service_accounts: Vec::new(),
         }
     }
 

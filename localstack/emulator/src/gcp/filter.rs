@@ -42,7 +42,11 @@ enum Token {
 
 pub(super) fn parse(text: &str) -> Result<Filter, String> {
     let tokens = tokenize(text)?;
-    let mut parser = Parser { tokens, at: 0 };
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        depth: 0,
+    };
     let filter = parser.conjunction()?;
     if parser.at < parser.tokens.len() {
         return Err(format!(
@@ -129,7 +133,12 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses and NOT a filter may have: deeper input is refused rather
+/// than allowed to exhaust the stack.
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn peek(&self) -> Option<&Token> {
@@ -175,6 +184,16 @@ impl Parser {
     }
 
     fn term(&mut self) -> Result<Filter, String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!("filter nested deeper than {MAX_DEPTH} levels"));
+        }
+        let term = self.term_inner();
+        self.depth -= 1;
+        term
+    }
+
+    fn term_inner(&mut self) -> Result<Filter, String> {
         match self.next() {
             Some(Token::Open) => {
                 let inner = self.conjunction()?;

@@ -470,7 +470,7 @@ fn encode_token(name: &str) -> String {
 }
 
 fn decode_token(token: &str) -> Option<String> {
-    if !token.len().is_multiple_of(2) {
+    if !token.len().is_multiple_of(2) || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
@@ -624,6 +624,10 @@ fn change(
     let mut merged = merged;
     if let Some(object) = merged.as_object_mut() {
         object.insert("name".into(), json!(name));
+        // A rule's network never changes: a body without one keeps the rule where it is.
+        if object.get("network").is_none_or(Value::is_null) {
+            object.insert("network".into(), existing["network"].clone());
+        }
         for output_only in ["kind", "id", "creationTimestamp", "selfLink"] {
             object.remove(output_only);
         }
@@ -864,6 +868,7 @@ mod tests {
         assert_eq!(decode_token(&encode_token("fw-1")).as_deref(), Some("fw-1"));
         assert_eq!(decode_token("zz"), None);
         assert_eq!(decode_token("abc"), None);
+        assert_eq!(decode_token("+a"), None);
     }
 
     #[test]

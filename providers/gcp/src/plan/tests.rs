@@ -38,26 +38,25 @@ fn foreign(
     ranges: &[&str],
     port: &str,
     tags: &[&str],
-) -> ForeignFirewall {
+) -> Firewall {
     let pp = vec![ProtocolPorts {
         ip_protocol: "tcp".into(),
         ports: vec![port.into()],
     }];
-    ForeignFirewall {
-        firewall: Firewall {
-            name: name.into(),
-            description: String::new(),
-            network: "vpc".into(),
-            priority,
-            direction: "INGRESS".into(),
-            source_ranges: ranges.iter().map(|r| r.to_string()).collect(),
-            source_tags: vec![],
-            destination_ranges: vec![],
-            target_tags: tags.iter().map(|t| t.to_string()).collect(),
-            allowed: if allow { pp.clone() } else { vec![] },
-            denied: if allow { vec![] } else { pp },
-            disabled: false,
-        },
+    Firewall {
+        name: name.into(),
+        description: String::new(),
+        network: "vpc".into(),
+        priority,
+        direction: "INGRESS".into(),
+        source_ranges: ranges.iter().map(|r| r.to_string()).collect(),
+        source_tags: vec![],
+        destination_ranges: vec![],
+        target_tags: tags.iter().map(|t| t.to_string()).collect(),
+        allowed: if allow { pp.clone() } else { vec![] },
+        denied: if allow { vec![] } else { pp },
+        disabled: false,
+        source_service_accounts: vec![],
         target_service_accounts: vec![],
     }
 }
@@ -130,19 +129,63 @@ fn owned_rules_the_policy_no_longer_has_are_deleted_last() {
 fn a_rule_with_our_name_but_not_our_marker_is_refused() {
     let d = desired();
     let mut o = observed(vec![]);
-    o.impostors = vec!["web-i-ssh".into()];
+    o.foreign = vec![foreign("web-i-ssh", 1000, true, &["0.0.0.0/0"], "22", &[])];
     let err = plan(&d, vec![], &o, "web").unwrap_err();
     assert!(
         matches!(err, PlanError::NotOwned { ref name, .. } if name == "web-i-ssh"),
         "{err}"
     );
-    // An impostor the policy does not want is left alone.
-    o.impostors = vec!["web-i-unrelated".into()];
-    assert!(plan(&d, vec![], &o, "web").is_ok());
+    // A foreign rule with our prefix that the policy does not want is left alone (and still
+    // checked for overlaps like any other foreign rule).
+    o.foreign = vec![foreign("web-i-debug", 10, true, &["0.0.0.0/0"], "22", &[])];
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    assert_eq!(p.overlaps.len(), 1);
+    assert_eq!(p.overlaps[0].name, "web-i-debug");
 }
 
 #[test]
-fn quota_is_checked_at_plan_time_at_the_peak() {
+fn the_fingerprint_ignores_foreign_rules_the_policy_does_not_collide_with() {
+    let d = desired();
+    let mut o = observed(d.firewalls.clone());
+    let before = observed_fingerprint(&o, &d);
+    o.foreign = vec![foreign(
+        "gke-hc",
+        1000,
+        true,
+        &["35.191.0.0/16"],
+        "10256",
+        &[],
+    )];
+    assert_eq!(
+        observed_fingerprint(&o, &d),
+        before,
+        "GKE's churn does not make plans stale"
+    );
+    o.owned[0].priority += 1;
+    assert_ne!(observed_fingerprint(&o, &d), before);
+}
+
+#[test]
+fn an_owned_rule_broadened_with_service_accounts_is_replaced() {
+    let d = desired();
+    let ssh = d
+        .firewalls
+        .iter()
+        .position(|f| f.name == "web-i-ssh")
+        .expect("ssh rule");
+    let mut broadened = d.firewalls.clone();
+    broadened[ssh].source_service_accounts = vec!["ci@p.iam.gserviceaccount.com".into()];
+    let p = plan(&d, vec![], &observed(broadened), "web").unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(
+        p.changes[0].method,
+        WriteMethod::Update,
+        "a patch cannot clear the list"
+    );
+}
+
+#[test]
+fn quota_is_checked_per_project_at_the_peak() {
     let d = desired();
     let n = d.firewalls.len() as u64;
     let mut o = observed(vec![]);
@@ -150,7 +193,8 @@ fn quota_is_checked_at_plan_time_at_the_peak() {
         limit: 10 + n - 1,
         usage: 10,
     });
-    let err = plan(&d, vec![], &o, "web").unwrap_err();
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    let err = check_quotas(std::slice::from_ref(&p)).unwrap_err();
     assert!(
         matches!(err, PlanError::Quota { needed, limit, .. } if needed == 10 + n && limit == 9 + n),
         "{err}"
@@ -159,11 +203,73 @@ fn quota_is_checked_at_plan_time_at_the_peak() {
         limit: 10 + n,
         usage: 10,
     });
-    assert!(plan(&d, vec![], &o, "web").is_ok());
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    assert!(check_quotas(std::slice::from_ref(&p)).is_ok());
+    // Two networks of one project share the quota: each fits, together they do not.
+    let mut other = p.clone();
+    other.target.network = "vpc-2".into();
+    assert!(check_quotas(&[p, other]).is_err());
     // Nothing to add: a full project is not a reason to refuse.
     let mut full = observed(d.firewalls.clone());
     full.quota = Some(FirewallQuota { limit: 5, usage: 5 });
-    assert!(plan(&d, vec![], &full, "web").unwrap().is_empty());
+    let p = plan(&d, vec![], &full, "web").unwrap();
+    assert!(check_quotas(&[p]).is_ok());
+}
+
+#[test]
+fn one_target_per_project() {
+    let d = desired();
+    let mut second = d.target.clone();
+    second.network = "vpc-2".into();
+    assert!(check_one_target_per_project([&d.target]).is_ok());
+    let err = check_one_target_per_project([&d.target, &second]).unwrap_err();
+    assert!(matches!(err, PlanError::SharedProject { .. }), "{err}");
+}
+
+#[test]
+fn an_edited_plan_cannot_write_what_perimeter_does_not_own() {
+    let d = desired();
+    let mut o = observed(d.firewalls.clone());
+    o.foreign = vec![foreign(
+        "default-allow-ssh",
+        65534,
+        true,
+        &["0.0.0.0/0"],
+        "22",
+        &[],
+    )];
+    let clean = plan(&d, vec![], &o, "web").unwrap();
+    assert!(check_writes_are_owned(&clean, &o).is_ok());
+
+    let mut edited = clean.clone();
+    edited.changes.push(FirewallChange {
+        action: Action::Delete,
+        method: WriteMethod::Delete,
+        name: "default-allow-ssh".into(),
+        before: Some(o.foreign[0].clone()),
+        after: None,
+    });
+    assert!(matches!(
+        check_writes_are_owned(&edited, &o),
+        Err(PlanError::NotOurs { .. })
+    ));
+
+    let mut hijack = o.foreign[0].clone();
+    hijack.source_ranges = vec!["10.0.0.0/8".into()];
+    let mut edited = clean.clone();
+    edited.changes.push(FirewallChange {
+        action: Action::Update,
+        method: WriteMethod::Patch,
+        name: "default-allow-ssh".into(),
+        before: Some(o.foreign[0].clone()),
+        after: Some(hijack),
+    });
+    assert!(check_writes_are_owned(&edited, &o).is_err());
+
+    let mut fresh = plan(&d, vec![], &observed(vec![]), "web").unwrap();
+    assert!(check_writes_are_owned(&fresh, &observed(vec![])).is_ok());
+    fresh.changes[0].after.as_mut().unwrap().description = "hand-made".into();
+    assert!(check_writes_are_owned(&fresh, &observed(vec![])).is_err());
 }
 
 #[test]
