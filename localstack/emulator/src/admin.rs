@@ -12,6 +12,7 @@
 //! | `DELETE /_emulator/calls` | zero the counters |
 //! | `POST /_emulator/gcp/projects/{p}/quota` | `{"FIREWALLS": n}`: the project's rule quota |
 //! | `POST /_emulator/gcp/operations` | `{"polls_until_done": n}`: operations stay RUNNING for n polls |
+//! | `POST /_emulator/azure/operations` | `{"polls_until_done": n}`: operations stay InProgress for n polls |
 
 use serde_json::{Value, json};
 
@@ -25,6 +26,7 @@ pub(crate) fn handle(emulator: &Emulator, request: &Request) -> Response {
         ("GET", ["health"]) => ok(json!({"ok": true, "url": emulator.base_url})),
         ("POST", ["reset"]) => {
             lock(&emulator.gcp).reset();
+            lock(&emulator.azure).reset();
             lock(&emulator.faults).clear();
             lock(&emulator.calls).clear();
             ok(json!({"reset": true}))
@@ -58,6 +60,19 @@ pub(crate) fn handle(emulator: &Emulator, request: &Request) -> Response {
                     ok(json!({"FIREWALLS": limit}))
                 }
                 None => bad("expected {\"FIREWALLS\": <limit>}"),
+            }
+        }
+        ("POST", ["azure", "operations"]) => {
+            let body = match request.json() {
+                Ok(body) => body,
+                Err(message) => return bad(&message),
+            };
+            match body.get("polls_until_done").and_then(Value::as_u64) {
+                Some(polls) => {
+                    lock(&emulator.azure).polls_until_done = polls;
+                    ok(json!({"polls_until_done": polls}))
+                }
+                None => bad("expected {\"polls_until_done\": <n>}"),
             }
         }
         ("POST", ["gcp", "operations"]) => {

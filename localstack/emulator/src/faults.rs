@@ -65,7 +65,8 @@ pub(crate) struct FaultDecision {
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     pub(crate) status: u16,
-    pub(crate) reason: String,
+    /// The error reason/code to answer with; the cloud's usual one for the status when absent.
+    pub(crate) reason: Option<String>,
     pub(crate) message: String,
     pub(crate) retry_after_seconds: Option<u64>,
     pub(crate) after_commit: bool,
@@ -139,11 +140,7 @@ impl Faults {
             {
                 decision.failure = Some(Failure {
                     status,
-                    reason: fault
-                        .spec
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| default_reason(status).into()),
+                    reason: fault.spec.reason.clone(),
                     message: format!("injected fault: HTTP {status}"),
                     retry_after_seconds: fault.spec.retry_after_seconds,
                     after_commit: fault.spec.after_commit,
@@ -154,21 +151,6 @@ impl Faults {
         self.active
             .retain(|fault| fault.spec.times.is_none_or(|times| fault.acted < times));
         decision
-    }
-}
-
-/// The reason string the clouds use for a status.
-fn default_reason(status: u16) -> &'static str {
-    match status {
-        429 => "rateLimitExceeded",
-        500 => "backendError",
-        502 => "badGateway",
-        503 => "backendError",
-        504 => "deadlineExceeded",
-        403 => "forbidden",
-        404 => "notFound",
-        409 => "conflict",
-        _ => "badRequest",
     }
 }
 
@@ -215,10 +197,10 @@ mod tests {
         assert_eq!(
             (
                 first.status,
-                first.reason.as_str(),
+                first.reason.as_deref(),
                 first.retry_after_seconds
             ),
-            (429, "rateLimitExceeded", Some(1))
+            (429, None, Some(1))
         );
         assert!(faults.decide("GET", "/x").failure.is_some());
         assert!(faults.decide("GET", "/x").failure.is_none());

@@ -7,17 +7,26 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::faults::{FaultDecision, Faults};
-use crate::{admin, gcp};
+use crate::{admin, azure, gcp};
 
 /// A parsed request: what the handlers need, nothing of the transport.
 pub(crate) struct Request {
     pub(crate) method: String,
     pub(crate) path: String,
     pub(crate) query: Vec<(String, String)>,
+    /// Header names in lower case.
+    pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
 }
 
 impl Request {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
     pub(crate) fn query(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -63,12 +72,15 @@ impl Response {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Cloud {
     Gcp,
+    Azure,
     Unknown,
 }
 
 pub(crate) fn cloud_of(path: &str) -> Cloud {
     if path.starts_with("/compute/") {
         Cloud::Gcp
+    } else if path.starts_with("/subscriptions/") {
+        Cloud::Azure
     } else {
         Cloud::Unknown
     }
@@ -78,6 +90,7 @@ pub(crate) fn cloud_of(path: &str) -> Cloud {
 pub(crate) fn cloud_error(cloud: Cloud, status: u16, reason: &str, message: &str) -> Response {
     match cloud {
         Cloud::Gcp => gcp::error(status, reason, message),
+        Cloud::Azure => azure::error(status, reason, message),
         Cloud::Unknown => Response::json(
             status,
             &serde_json::json!({"error": {"code": status, "message": message}}),
@@ -89,6 +102,7 @@ pub(crate) fn cloud_error(cloud: Cloud, status: u16, reason: &str, message: &str
 pub(crate) struct Emulator {
     pub(crate) base_url: String,
     pub(crate) gcp: Mutex<gcp::State>,
+    pub(crate) azure: Mutex<azure::State>,
     pub(crate) faults: Mutex<Faults>,
     /// API calls per route (`"POST firewalls.insert"`), admin calls excluded.
     pub(crate) calls: Mutex<BTreeMap<String, u64>>,
@@ -98,6 +112,7 @@ impl Emulator {
     pub(crate) fn new(base_url: String) -> Emulator {
         Emulator {
             gcp: Mutex::new(gcp::State::new(&base_url)),
+            azure: Mutex::new(azure::State::default()),
             base_url,
             faults: Mutex::new(Faults::default()),
             calls: Mutex::new(BTreeMap::new()),
@@ -105,12 +120,19 @@ impl Emulator {
     }
 
     /// Serves one request.
-    pub(crate) fn serve(&self, method: &str, target: &str, body: Vec<u8>) -> Response {
+    pub(crate) fn serve(
+        &self,
+        method: &str,
+        target: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Response {
         let (path, query) = split_url(target);
         let request = Request {
             method: method.to_string(),
             path,
             query,
+            headers,
             body,
         };
         self.handle(&request)
@@ -123,6 +145,7 @@ impl Emulator {
         let cloud = cloud_of(&request.path);
         let route = match cloud {
             Cloud::Gcp => gcp::route_name(request),
+            Cloud::Azure => azure::route_name(request),
             Cloud::Unknown => None,
         };
         let Some(route) = route else {
@@ -141,7 +164,11 @@ impl Emulator {
             std::thread::sleep(latency);
         }
         let fault_response = |failure: &crate::faults::Failure| {
-            let response = cloud_error(cloud, failure.status, &failure.reason, &failure.message);
+            let reason = failure
+                .reason
+                .clone()
+                .unwrap_or_else(|| default_reason(cloud, failure.status).to_string());
+            let response = cloud_error(cloud, failure.status, &reason, &failure.message);
             match failure.retry_after_seconds {
                 Some(seconds) => response.with_header("Retry-After", seconds.to_string()),
                 None => response,
@@ -154,6 +181,7 @@ impl Emulator {
         }
         let response = match cloud {
             Cloud::Gcp => gcp::handle(self, request),
+            Cloud::Azure => azure::handle(self, request),
             Cloud::Unknown => unreachable_route(cloud, request),
         };
         match &failure {
@@ -171,6 +199,26 @@ fn unreachable_route(cloud: Cloud, request: &Request) -> Response {
         "notFound",
         &format!("no such API: {} {}", request.method, request.path),
     )
+}
+
+/// The error reason (GCP) or code (ARM) each cloud answers a status with.
+fn default_reason(cloud: Cloud, status: u16) -> &'static str {
+    match (cloud, status) {
+        (Cloud::Azure, 429) => "SubscriptionRequestsThrottled",
+        (Cloud::Azure, 500) => "InternalServerError",
+        (Cloud::Azure, 502) => "BadGateway",
+        (Cloud::Azure, 503) => "ServiceUnavailable",
+        (Cloud::Azure, 504) => "GatewayTimeout",
+        (Cloud::Azure, _) => "BadRequest",
+        (_, 429) => "rateLimitExceeded",
+        (_, 500 | 503) => "backendError",
+        (_, 502) => "badGateway",
+        (_, 504) => "deadlineExceeded",
+        (_, 403) => "forbidden",
+        (_, 404) => "notFound",
+        (_, 409) => "conflict",
+        _ => "badRequest",
+    }
 }
 
 /// Locks a mutex even if a handler thread panicked while holding it: the state is plain data

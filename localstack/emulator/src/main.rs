@@ -13,6 +13,7 @@
 //! `local-cloud listening on http://127.0.0.1:PORT`.
 
 mod admin;
+mod azure;
 mod faults;
 mod gcp;
 mod http;

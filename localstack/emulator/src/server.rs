@@ -33,6 +33,7 @@ pub(crate) fn serve(listener: TcpListener, emulator: Arc<Emulator>) {
 struct Head {
     method: String,
     target: String,
+    headers: Vec<(String, String)>,
     keep_alive: bool,
     content_length: Option<usize>,
     chunked: bool,
@@ -70,7 +71,7 @@ fn connection(stream: TcpStream, emulator: &Emulator) -> io::Result<()> {
             reader.read_exact(&mut body)?;
             body
         };
-        let response = emulator.serve(&head.method, &head.target, body);
+        let response = emulator.serve(&head.method, &head.target, head.headers, body);
         let with_body = head.method != "HEAD";
         write_response(&mut writer, &response, head.keep_alive, with_body)?;
         if !head.keep_alive {
@@ -130,6 +131,7 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Result<Head
         method: method.to_ascii_uppercase(),
         target: target.to_string(),
         keep_alive: version == "HTTP/1.1",
+        headers: Vec::new(),
         content_length: None,
         chunked: false,
         expect_continue: false,
@@ -139,6 +141,8 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Result<Head
             return Ok(Some(Err(format!("bad header line {line:?}"))));
         };
         let value = value.trim();
+        head.headers
+            .push((name.trim().to_ascii_lowercase(), value.to_string()));
         match name.trim().to_ascii_lowercase().as_str() {
             "content-length" => match value.parse() {
                 Ok(n) => head.content_length = Some(n),

@@ -1,6 +1,8 @@
-//! Fidelity check: Google's own Python client (google-cloud-compute, REST transport,
-//! anonymous credentials) drives the emulator binary through localstack/conformance/
-//! gcp_conformance.py and must see what it expects of the real Compute API.
+//! Fidelity checks: the clouds' own Python clients drive the emulator binary and must see what
+//! they expect of the real APIs — Google's google-cloud-compute (REST transport, anonymous
+//! credentials) through localstack/conformance/gcp_conformance.py, and Microsoft's
+//! azure-mgmt-network (a static bearer token over plain HTTP) through
+//! localstack/conformance/azure_conformance.py.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -71,6 +73,29 @@ fn googles_python_client_sees_the_compute_api_it_expects() {
         .env("HTTP_PROXY", "http://127.0.0.1:9")
         .env("NO_PROXY", "127.0.0.1")
         .env("GOOGLE_CLOUD_PROJECT", "conformance-project")
+        .output()
+        .expect("run the conformance script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "conformance failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(", 0 failed"), "{stdout}");
+}
+
+#[test]
+fn microsofts_python_sdk_sees_the_arm_api_it_expects() {
+    let python = conformance_python();
+    let emulator = Emulator::start();
+    let output = Command::new(python)
+        .arg(localstack_dir().join("conformance/azure_conformance.py"))
+        .arg(&emulator.url)
+        // Anything the SDK might send elsewhere than the emulator goes to a closed local port.
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1")
         .output()
         .expect("run the conformance script");
     let stdout = String::from_utf8_lossy(&output.stdout);
