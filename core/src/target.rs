@@ -91,6 +91,10 @@ pub struct AzureTarget {
     pub location: Option<String>,
     /// Application security group holding the nodes' NICs: what `self` means.
     pub application_security_group: String,
+    /// The NSG belongs to someone else (e.g. AKS): perimeter neither creates nor replaces
+    /// it, and writes only the rules named with its prefix, one by one.
+    #[serde(default)]
+    pub shared: bool,
     /// Where the target is declared.
     #[serde(skip)]
     pub span: Span,
@@ -136,6 +140,7 @@ impl AzureTarget {
             nsg: policy.into(),
             location: None,
             application_security_group: format!("{policy}-nodes"),
+            shared: false,
             span: Span::default(),
         }
     }

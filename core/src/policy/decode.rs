@@ -60,6 +60,8 @@ pub(crate) struct TargetDoc {
     pub integers: BTreeMap<&'static str, Spanned<i64>>,
     pub nacl: Option<NaclDoc>,
     pub attach: bool,
+    /// Azure: the NSG belongs to someone else (AKS); perimeter manages only its own rules.
+    pub shared: bool,
 }
 
 pub(crate) const TOP_KEYS: &[&str] = &[
@@ -98,6 +100,7 @@ const AZURE_KEYS: &[&str] = &[
     "nsg",
     "location",
     "application_security_group",
+    "shared",
 ];
 
 /// The decoder: walks the tree, pushing diagnostics instead of stopping.
@@ -493,14 +496,19 @@ impl Decoder<'_> {
                         &["target_tags", "node_ranges"],
                         &["priority_base"],
                     ),
-                    _ => self.target_fields(
-                        item,
-                        "an azure target",
-                        AZURE_KEYS,
-                        &["subscription", "resource_group"],
-                        &[],
-                        &[],
-                    ),
+                    _ => self
+                        .target_fields(
+                            item,
+                            "an azure target",
+                            AZURE_KEYS,
+                            &["subscription", "resource_group"],
+                            &[],
+                            &[],
+                        )
+                        .map(|mut doc| {
+                            doc.shared = self.shared_flag(item);
+                            doc
+                        }),
                 };
                 let Some(doc) = doc else { continue };
                 match cloud.as_str() {
@@ -542,13 +550,25 @@ impl Decoder<'_> {
                 if let Some(i) = self.integer(v, &format!("`{key}`")) {
                     doc.integers.insert(key, i);
                 }
-            } else if key == "instances" || key == "network_acl" || key == "attach" {
-                // Structured AWS keys, decoded by `aws_target`.
+            } else if key == "instances" || key == "network_acl" || key == "attach" || key == "shared" {
+                // Structured keys, decoded by `aws_target` and `shared_flag`.
             } else if let Some(s) = self.string(v, &format!("`{key}`")) {
                 doc.strings.insert(key, s);
             }
         }
         Some(doc)
+    }
+
+    /// The `shared:` flag of an azure target (false when absent).
+    fn shared_flag(&mut self, node: &Node) -> bool {
+        let NodeKind::Map(entries) = &node.kind else {
+            return false;
+        };
+        entries
+            .iter()
+            .find(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if value == "shared"))
+            .and_then(|(_, v)| self.boolean(v, "`shared`"))
+            .unwrap_or(false)
     }
 
     fn aws_target(&mut self, node: &Node) -> Option<TargetDoc> {

@@ -574,6 +574,7 @@ impl<'d> Resolver<'d> {
                 location: string(t, "location"),
                 application_security_group: string(t, "application_security_group")
                     .unwrap_or_else(|| format!("{name}-nodes")),
+                shared: t.shared,
                 span: t.span,
             });
         }

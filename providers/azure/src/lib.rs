@@ -5,6 +5,8 @@
 pub mod compile;
 pub mod evaluate;
 pub mod model;
+pub mod plan;
 pub mod render;
+pub mod state;
 
 pub use compile::{AzureCompiled, compile};
