@@ -2,8 +2,9 @@
 //! Versioned and documented in docs/plan-format.md.
 
 use perimeter_aws::plan::AwsTargetPlan;
+use perimeter_azure::plan::{AzureTargetPlan, PlanError as AzurePlanError};
 use perimeter_core::plan::{PLAN_FORMAT_VERSION, Summary};
-use perimeter_core::target::GcpTarget;
+use perimeter_core::target::{AzureTarget, GcpTarget};
 use perimeter_gcp::plan::{GcpTargetPlan, PlanError};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,9 @@ pub(crate) struct PlanDocument {
     /// GCP networks.
     #[serde(default)]
     pub(crate) gcp: Vec<GcpTargetPlan>,
+    /// Azure network security groups.
+    #[serde(default)]
+    pub(crate) azure: Vec<AzureTargetPlan>,
 }
 
 /// The plans of every cloud, before they become a document.
@@ -39,6 +43,9 @@ pub(crate) struct Plans {
     pub(crate) gcp: Vec<GcpTargetPlan>,
     /// GCP targets a read-only plan could not plan, and why (drift reports them).
     pub(crate) gcp_problems: Vec<(GcpTarget, PlanError)>,
+    pub(crate) azure: Vec<AzureTargetPlan>,
+    /// Azure targets a read-only plan could not plan, and why.
+    pub(crate) azure_problems: Vec<(AzureTarget, AzurePlanError)>,
     /// Requests sent to make them.
     pub(crate) api_calls: u64,
 }
@@ -57,6 +64,7 @@ impl PlanDocument {
         let Plans {
             aws,
             gcp,
+            azure,
             api_calls,
             ..
         } = plans;
@@ -65,6 +73,7 @@ impl PlanDocument {
             .iter()
             .map(AwsTargetPlan::summary)
             .chain(gcp.iter().map(GcpTargetPlan::summary))
+            .chain(azure.iter().map(AzureTargetPlan::summary))
         {
             summary.add += s.add;
             summary.change += s.change;
@@ -80,6 +89,7 @@ impl PlanDocument {
             summary,
             aws,
             gcp,
+            azure,
         }
     }
 }

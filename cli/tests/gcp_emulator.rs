@@ -5,64 +5,28 @@
 //! Each test starts its own emulator process on a free port, so tests run in parallel without
 //! seeing each other. The emulator's admin API (`/_emulator/...`) sets faults and counts calls.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
 
-/// The emulator binary: beside the perimeter binary (`cargo test --workspace` builds both);
-/// built on demand when only this package's tests were asked for.
-fn emulator_binary() -> PathBuf {
-    let perimeter = PathBuf::from(env!("CARGO_BIN_EXE_perimeter"));
-    let exe = perimeter.with_file_name(format!("local-cloud{}", std::env::consts::EXE_SUFFIX));
-    if !exe.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "perimeter-local-cloud",
-                "--bin",
-                "local-cloud",
-            ])
-            .current_dir(root())
-            .status()
-            .expect("run cargo build for the emulator");
-        assert!(status.success(), "could not build the emulator");
+use common::{LocalCloud, code, root, text};
+
+/// The emulator with project `acme-prod` and its network `prod-vpc`, and GCP helpers.
+struct Emulator(LocalCloud);
+
+impl std::ops::Deref for Emulator {
+    type Target = LocalCloud;
+    fn deref(&self) -> &LocalCloud {
+        &self.0
     }
-    exe
-}
-
-struct Emulator {
-    child: Child,
-    port: u16,
 }
 
 impl Emulator {
-    /// Starts an emulator with project `acme-prod` and its network `prod-vpc`.
     fn start() -> Emulator {
-        let mut child = Command::new(emulator_binary())
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start local-cloud");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        let emulator = Emulator { child, port };
+        let emulator = Emulator(LocalCloud::start());
         let (status, _) = emulator.call(
             "POST",
             "/compute/v1/projects/acme-prod/global/networks",
@@ -70,33 +34,6 @@ impl Emulator {
         );
         assert_eq!(status, 200);
         emulator
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// One HTTP request to the emulator (a tiny client: the tests need nothing more).
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("receive");
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
     fn firewall(&self, name: &str) -> (u16, Value) {
@@ -133,57 +70,28 @@ impl Emulator {
             .unwrap_or_default()
     }
 
-    /// API calls by route since the last reset of the counters.
-    fn calls(&self) -> Value {
-        self.call("GET", "/_emulator/calls", None).1
-    }
-
-    fn reset_calls(&self) {
-        self.call("DELETE", "/_emulator/calls", None);
-    }
-
     fn writes(&self) -> u64 {
-        let calls = self.calls();
-        [
+        self.count(&[
             "POST firewalls.insert",
             "PATCH firewalls.patch",
             "PUT firewalls.update",
             "DELETE firewalls.delete",
-        ]
-        .iter()
-        .map(|route| calls["by_route"][route].as_u64().unwrap_or(0))
-        .sum()
+        ])
     }
 
     fn perimeter(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_perimeter"))
-            .args(args)
-            .env("PERIMETER_GCP_ENDPOINT", self.url())
-            .env("PERIMETER_GCP_CREDENTIALS", "anonymous")
-            .env("PERIMETER_RETRY_BASE_MS", "20")
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run perimeter")
+        self.0.perimeter(
+            args,
+            &[
+                ("PERIMETER_GCP_ENDPOINT", self.url()),
+                ("PERIMETER_GCP_CREDENTIALS", "anonymous".to_string()),
+            ],
+        )
     }
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
+fn scratch(name: &str) -> PathBuf {
+    common::scratch(&format!("gcp-{name}"))
 }
 
 /// policies/gke-workers.yaml in a scratch directory (the tests edit their own copies).
@@ -192,13 +100,6 @@ fn policy(dir: &Path) -> PathBuf {
     let path = dir.join("gke-workers.yaml");
     std::fs::write(&path, text).expect("write policy");
     path
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("perimeter-gcp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 /// GKE's own kind of rule: health checks to the nodes, not perimeter's.
@@ -482,7 +383,7 @@ fn throttling_and_outages_are_retried_until_apply_converges() {
     assert_eq!(code(&apply), 0, "{}", text(&apply));
     let out = text(&apply);
     assert!(out.contains("9 added, 0 changed, 0 destroyed"), "{out}");
-    assert!(out.contains("GCP request(s) retried"), "{out}");
+    assert!(out.contains("request(s) retried"), "{out}");
     let (_, pending) = emulator.call("GET", "/_emulator/faults", None);
     assert_eq!(
         pending["pending"], 1,

@@ -11,6 +11,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use perimeter_aws::backend::AwsBackend;
 use perimeter_aws::plan::{AwsTargetPlan, Fingerprints};
+use perimeter_azure::backend::AzureBackend;
+use perimeter_azure::plan::observed_fingerprint as azure_fingerprint;
 use perimeter_core::plan::PLAN_FORMAT_VERSION;
 use perimeter_gcp::backend::GcpBackend;
 use perimeter_gcp::plan::{check_writes_are_owned, observed_fingerprint};
@@ -139,6 +141,23 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             }
         }
     }
+    let azure = if doc.azure.is_empty() {
+        None
+    } else {
+        Some(super::plan::azure_backend()?)
+    };
+    if let Some(backend) = &azure {
+        let targets: Vec<_> = doc.azure.iter().map(|p| p.target.clone()).collect();
+        let observed = backend.observe(&targets).await.context("observing Azure")?;
+        for (p, obs) in doc.azure.iter().zip(&observed) {
+            if azure_fingerprint(obs, &p.target, &doc.policy) != p.fingerprint {
+                stale.push(format!(
+                    "azure {}/{} NSG {}: the rules perimeter manages (or the NSG it owns) changed since the plan was made",
+                    p.target.subscription, p.target.resource_group, p.target.nsg
+                ));
+            }
+        }
+    }
     if !stale.is_empty() {
         let mut msg = String::from("error: saved plan is stale; nothing was written\n");
         for s in &stale {
@@ -151,6 +170,7 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
     let calls = |backends: &BTreeMap<&str, AwsBackend>, gcp: &Option<GcpBackend>| -> u64 {
         backends.values().map(AwsBackend::api_calls).sum::<u64>()
             + gcp.as_ref().map_or(0, GcpBackend::api_calls)
+            + azure.as_ref().map_or(0, AzureBackend::api_calls)
     };
     let observe_calls = calls(&backends, &gcp);
 
@@ -193,6 +213,22 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             }
         }
     }
+    if let Some(backend) = &azure {
+        for p in doc.azure.iter().filter(|p| !p.is_empty()) {
+            output::diag(&format!(
+                "azure {}/{} NSG {}:\n",
+                p.target.subscription, p.target.resource_group, p.target.nsg
+            ));
+            let mut progress = |line: String| output::diag(&format!("{line}\n"));
+            match backend.apply(p, &mut progress).await {
+                Ok(n) => writes += n,
+                Err(e) => {
+                    stopped(writes + e.written, &e.error);
+                    return Ok(exit::ERROR);
+                }
+            }
+        }
+    }
     let write_calls = calls(&backends, &gcp) - observe_calls;
 
     // 3. Read back and check convergence.
@@ -222,8 +258,21 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             left += s.add + s.change + s.destroy;
         }
     }
+    if let Some(backend) = &azure {
+        let targets: Vec<_> = doc.azure.iter().map(|p| p.target.clone()).collect();
+        let observed = backend
+            .observe(&targets)
+            .await
+            .context("re-reading Azure")?;
+        for (p, obs) in doc.azure.iter().zip(&observed) {
+            let again = perimeter_azure::plan::plan(&p.desired, Vec::new(), obs, &doc.policy)?;
+            let s = again.summary();
+            left += s.add + s.change + s.destroy;
+        }
+    }
     let total_calls = calls(&backends, &gcp);
-    let retries = gcp.as_ref().map_or(0, GcpBackend::retries);
+    let retries = gcp.as_ref().map_or(0, GcpBackend::retries)
+        + azure.as_ref().map_or(0, AzureBackend::retries);
     let s = doc.summary;
     output::diag(&format!(
         "Apply complete: {} added, {} changed, {} destroyed in {writes} write call(s); {left} change(s) left.\nAPI calls: {total_calls} ({observe_calls} to check the plan, {write_calls} to write, {} to verify){}.\n",
@@ -232,7 +281,7 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
         s.destroy,
         total_calls - observe_calls - write_calls,
         if retries > 0 {
-            format!("; {retries} GCP request(s) retried")
+            format!("; {retries} request(s) retried")
         } else {
             String::new()
         }

@@ -13,8 +13,9 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use perimeter_aws::plan::AwsTargetPlan;
 use perimeter_aws::render_plan::rule_line;
+use perimeter_azure::plan::{AzureTargetPlan, PlanError as AzurePlanError};
 use perimeter_core::plan::{Action, Finding};
-use perimeter_core::target::GcpTarget;
+use perimeter_core::target::{AzureTarget, GcpTarget};
 use perimeter_gcp::plan::{GcpTargetPlan, PlanError};
 use serde::Serialize;
 
@@ -268,6 +269,96 @@ fn gcp_problem_item(t: &GcpTarget, e: &PlanError) -> DriftItem {
     }
 }
 
+fn azure_items(p: &AzureTargetPlan) -> Vec<DriftItem> {
+    let t = &p.target;
+    let target = format!("{}/{}/{}", t.subscription, t.resource_group, t.nsg);
+    let item = |kind, resource, key: String, detail: String| DriftItem {
+        kind,
+        cloud: "azure",
+        target: target.clone(),
+        resource,
+        key: format!("azure/{target}/{key}"),
+        detail,
+    };
+    let mut out = Vec::new();
+    if p.create_nsg {
+        out.push(item(
+            DriftKind::Missing,
+            "network-security-group",
+            "nsg".into(),
+            format!("network security group {} does not exist", t.nsg),
+        ));
+        return out;
+    }
+    for c in &p.changes {
+        let Some(rule) = c.after.as_ref().or(c.before.as_ref()) else {
+            continue;
+        };
+        let detail = match (&c.before, &c.after) {
+            (Some(b), Some(a)) => format!(
+                "{}: {}",
+                rule.name,
+                perimeter_azure::render_plan::field_changes(b, a).join("; ")
+            ),
+            _ => format!(
+                "{}: {}",
+                rule.name,
+                perimeter_azure::render_plan::rule_line(rule)
+            ),
+        };
+        out.push(item(
+            DriftKind::of(c.action),
+            "security-rule",
+            format!("rule/{}", rule.name),
+            detail,
+        ));
+    }
+    out
+}
+
+fn azure_problem_item(t: &AzureTarget, e: &AzurePlanError) -> DriftItem {
+    let target = format!("{}/{}/{}", t.subscription, t.resource_group, t.nsg);
+    let (kind, resource, key) = match e {
+        AzurePlanError::SharedNsgMissing { .. } | AzurePlanError::NoLocation { .. } => (
+            DriftKind::Missing,
+            "network-security-group",
+            "nsg".to_string(),
+        ),
+        AzurePlanError::AsgMissing { asg, .. } => (
+            DriftKind::Missing,
+            "application-security-group",
+            format!("asg/{asg}"),
+        ),
+        AzurePlanError::NameTaken { name, .. } => (
+            DriftKind::Unexpected,
+            "security-rule",
+            format!("rule/{name}"),
+        ),
+        AzurePlanError::PriorityTaken {
+            priority,
+            direction,
+            ..
+        } => (
+            DriftKind::Unexpected,
+            "security-rule",
+            format!("priority/{direction}/{priority}"),
+        ),
+        _ => (
+            DriftKind::Modified,
+            "network-security-group",
+            "nsg".to_string(),
+        ),
+    };
+    DriftItem {
+        kind,
+        cloud: "azure",
+        key: format!("azure/{target}/{key}"),
+        target,
+        resource,
+        detail: e.to_string(),
+    }
+}
+
 /// A stable text form of a rule peer, for keys.
 pub(crate) fn peer_key(p: &perimeter_aws::model::SgPeer) -> String {
     use perimeter_aws::model::SgPeer;
@@ -345,6 +436,13 @@ pub(crate) fn run(
                 .iter()
                 .map(|(t, e)| gcp_problem_item(t, e)),
         )
+        .chain(plans.azure.iter().flat_map(azure_items))
+        .chain(
+            plans
+                .azure_problems
+                .iter()
+                .map(|(t, e)| azure_problem_item(t, e)),
+        )
         .collect();
     let (accepted, items): (Vec<DriftItem>, Vec<DriftItem>) = all
         .into_iter()
@@ -369,6 +467,7 @@ pub(crate) fn run(
             .iter()
             .flat_map(|p| &p.findings)
             .chain(plans.gcp.iter().flat_map(|p| &p.findings))
+            .chain(plans.azure.iter().flat_map(|p| &p.findings))
             .collect(),
         api_calls: calls,
     };

@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::Context;
 use perimeter_aws::backend::AwsBackend;
 use perimeter_aws::plan::{AwsDesired, AwsTargetPlan};
-use perimeter_core::target::GcpTarget;
+use perimeter_azure::backend::AzureBackend;
+use perimeter_azure::plan::{AzureDesired, AzureTargetPlan, PlanError as AzurePlanError};
+use perimeter_core::target::{AzureTarget, GcpTarget};
 use perimeter_core::{Diagnostics, Intent, SourceFile};
 use perimeter_gcp::backend::{GcpBackend, GcpSettings};
 use perimeter_gcp::plan::{GcpDesired, GcpTargetPlan, PlanError};
@@ -23,11 +25,12 @@ type Notes = Vec<serde_json::Value>;
 pub(crate) struct Desired {
     pub(crate) aws: Vec<(AwsDesired, Notes)>,
     pub(crate) gcp: Vec<(GcpDesired, Notes)>,
+    pub(crate) azure: Vec<(AzureDesired, Notes)>,
 }
 
 impl Desired {
     pub(crate) fn is_empty(&self) -> bool {
-        self.aws.is_empty() && self.gcp.is_empty()
+        self.aws.is_empty() && self.gcp.is_empty() && self.azure.is_empty()
     }
 }
 
@@ -69,10 +72,15 @@ pub(crate) fn desired(
             }
         }
     }
-    if wants(Cloud::Azure) && !intent.targets.azure.is_empty() {
-        output::diag(
-            "note: Azure targets are not planned yet (issue 5); this run covers AWS and GCP\n",
-        );
+    if wants(Cloud::Azure) {
+        for t in &intent.targets.azure {
+            match perimeter_azure::compile(intent, t) {
+                Ok(c) => out
+                    .azure
+                    .push((AzureDesired::from_compiled(&c), notes_json(&c.notes))),
+                Err(d) => errors.0.extend(d.0),
+            }
+        }
     }
     if errors.0.is_empty() {
         Some(out)
@@ -86,17 +94,13 @@ pub(crate) fn desired(
 /// The clouds a policy has targets for, for the "nothing to plan" error.
 pub(crate) fn nothing_to_do(intent: &Intent, only: Option<Cloud>) -> anyhow::Error {
     match only {
-        Some(Cloud::Azure) if !intent.targets.azure.is_empty() => anyhow::anyhow!(
-            "policy `{}` has Azure targets, but planning Azure is not supported yet; `perimeter compile --cloud azure` shows the rules offline",
-            intent.name
-        ),
         Some(cloud) => anyhow::anyhow!(
             "policy `{}` declares no {cloud:?} target (targets.{})",
             intent.name,
             format!("{cloud:?}").to_lowercase()
         ),
         None => anyhow::anyhow!(
-            "policy `{}` declares no AWS or GCP target to plan (targets.aws, targets.gcp); `perimeter compile` shows the rules offline",
+            "policy `{}` declares no target to plan (targets.aws, targets.gcp, targets.azure); `perimeter compile` shows the rules offline",
             intent.name
         ),
     }
@@ -120,11 +124,14 @@ pub(crate) async fn make_plan(
 ) -> anyhow::Result<Plans> {
     let (aws, aws_calls) = plan_aws(policy, &desired.aws).await?;
     let (gcp, gcp_problems, gcp_calls) = plan_gcp(policy, &desired.gcp, mode).await?;
+    let (azure, azure_problems, azure_calls) = plan_azure(policy, &desired.azure, mode).await?;
     Ok(Plans {
         aws,
         gcp,
         gcp_problems,
-        api_calls: aws_calls + gcp_calls,
+        azure,
+        azure_problems,
+        api_calls: aws_calls + gcp_calls + azure_calls,
     })
 }
 
@@ -199,6 +206,45 @@ async fn plan_gcp(
     Ok((plans, problems, backend.api_calls()))
 }
 
+/// Connects to ARM as the environment says (docs/cli.md).
+pub(crate) fn azure_backend() -> anyhow::Result<AzureBackend> {
+    Ok(AzureBackend::from_env()?)
+}
+
+type AzurePlans = (
+    Vec<AzureTargetPlan>,
+    Vec<(AzureTarget, AzurePlanError)>,
+    u64,
+);
+
+async fn plan_azure(
+    policy: &str,
+    desired: &[(AzureDesired, Notes)],
+    mode: Mode,
+) -> anyhow::Result<AzurePlans> {
+    if desired.is_empty() {
+        return Ok((Vec::new(), Vec::new(), 0));
+    }
+    let backend = azure_backend()?;
+    let targets: Vec<_> = desired.iter().map(|(d, _)| d.target.clone()).collect();
+    let observed = backend.observe(&targets).await.context("observing Azure")?;
+    let mut plans = Vec::with_capacity(desired.len());
+    let mut problems = Vec::new();
+    for ((d, notes), obs) in desired.iter().zip(&observed) {
+        match perimeter_azure::plan::plan(d, notes.clone(), obs, policy) {
+            Ok(plan) => plans.push(plan),
+            Err(e) if mode == Mode::ReadOnly => problems.push((d.target.clone(), e)),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "planning Azure NSG {} in resource group {}",
+                    d.target.nsg, d.target.resource_group
+                )));
+            }
+        }
+    }
+    Ok((plans, problems, backend.api_calls()))
+}
+
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -219,13 +265,18 @@ pub(crate) fn text(doc: &PlanDocument, color: bool) -> String {
         out.push_str(&perimeter_gcp::render_plan::text(p, color));
         out.push('\n');
     }
+    for p in &doc.azure {
+        out.push_str(&perimeter_azure::render_plan::text(p, color));
+        out.push('\n');
+    }
     // The same note usually holds for every target of a policy: say it once.
     let mut notes: Vec<String> = Vec::new();
     let all_notes = doc
         .aws
         .iter()
         .flat_map(|p| &p.notes)
-        .chain(doc.gcp.iter().flat_map(|p| &p.notes));
+        .chain(doc.gcp.iter().flat_map(|p| &p.notes))
+        .chain(doc.azure.iter().flat_map(|p| &p.notes));
     for n in all_notes {
         let code = n.get("code").and_then(|v| v.as_str()).unwrap_or("note");
         let rule = n
@@ -269,6 +320,9 @@ fn markdown(doc: &PlanDocument) -> String {
     }
     for p in &doc.gcp {
         out.push_str(&perimeter_gcp::render_plan::markdown(p));
+    }
+    for p in &doc.azure {
+        out.push_str(&perimeter_azure::render_plan::markdown(p));
     }
     let _ = writeln!(
         out,

@@ -550,7 +550,11 @@ impl Decoder<'_> {
                 if let Some(i) = self.integer(v, &format!("`{key}`")) {
                     doc.integers.insert(key, i);
                 }
-            } else if key == "instances" || key == "network_acl" || key == "attach" || key == "shared" {
+            } else if key == "instances"
+                || key == "network_acl"
+                || key == "attach"
+                || key == "shared"
+            {
                 // Structured keys, decoded by `aws_target` and `shared_flag`.
             } else if let Some(s) = self.string(v, &format!("`{key}`")) {
                 doc.strings.insert(key, s);

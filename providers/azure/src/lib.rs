@@ -2,11 +2,15 @@
 //!
 //! Same shape as every provider crate: `model`, `compile`, `evaluate`, `render`.
 
+pub mod backend;
+pub mod client;
 pub mod compile;
+pub mod credential;
 pub mod evaluate;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod render_plan;
 pub mod state;
 
 pub use compile::{AzureCompiled, compile};

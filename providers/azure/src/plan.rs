@@ -64,7 +64,7 @@ pub enum RuleStep {
     /// PUT the rule (create or replace).
     Put {
         /// The rule as written by this step (a temporary priority when `parked`).
-        rule: SecurityRule,
+        rule: Box<SecurityRule>,
         /// True when the rule only moves out of the way to a temporary priority.
         parked: bool,
     },
@@ -132,7 +132,9 @@ pub enum PlanError {
         policy: String,
     },
     /// A shared NSG must exist: perimeter does not create what someone else manages.
-    #[error("network security group `{nsg}` in resource group `{group}` does not exist; with `shared: true` perimeter only adds rules to an NSG someone else created")]
+    #[error(
+        "network security group `{nsg}` in resource group `{group}` does not exist; with `shared: true` perimeter only adds rules to an NSG someone else created"
+    )]
     SharedNsgMissing {
         /// NSG name.
         nsg: String,
@@ -140,13 +142,17 @@ pub enum PlanError {
         group: String,
     },
     /// An owned NSG must be created and the target has no location.
-    #[error("network security group `{nsg}` does not exist and the target has no `location` to create it in")]
+    #[error(
+        "network security group `{nsg}` does not exist and the target has no `location` to create it in"
+    )]
     NoLocation {
         /// NSG name.
         nsg: String,
     },
     /// The application security group that means `self` does not exist.
-    #[error("application security group `{asg}` in resource group `{group}` does not exist; create it and put the nodes' network interfaces in it (it is what `self` means on Azure)")]
+    #[error(
+        "application security group `{asg}` in resource group `{group}` does not exist; create it and put the nodes' network interfaces in it (it is what `self` means on Azure)"
+    )]
     AsgMissing {
         /// ASG name.
         asg: String,
@@ -154,7 +160,9 @@ pub enum PlanError {
         group: String,
     },
     /// A foreign rule holds a priority the policy needs.
-    #[error("priority {priority} {direction} in NSG `{nsg}` is taken by rule `{holder}`, which perimeter does not own; the policy's rule `{wanted}` needs it. Move the other rule, or set the target's priorities elsewhere")]
+    #[error(
+        "priority {priority} {direction} in NSG `{nsg}` is taken by rule `{holder}`, which perimeter does not own; the policy's rule `{wanted}` needs it. Move the other rule, or set the target's priorities elsewhere"
+    )]
     PriorityTaken {
         /// NSG name.
         nsg: String,
@@ -168,7 +176,9 @@ pub enum PlanError {
         wanted: String,
     },
     /// A foreign rule has a name the policy wants.
-    #[error("rule `{name}` in NSG `{nsg}` has the name the policy wants but not its `perimeter:{policy}` description marker; perimeter will not overwrite it")]
+    #[error(
+        "rule `{name}` in NSG `{nsg}` has the name the policy wants but not its `perimeter:{policy}` description marker; perimeter will not overwrite it"
+    )]
     NameTaken {
         /// NSG name.
         nsg: String,
@@ -186,7 +196,9 @@ pub enum PlanError {
         count: usize,
     },
     /// No free priority to move a rule out of the way.
-    #[error("NSG `{nsg}` has no free {direction} priority between {PRIORITY_MIN} and {PRIORITY_MAX} to reorder rules in")]
+    #[error(
+        "NSG `{nsg}` has no free {direction} priority between {PRIORITY_MIN} and {PRIORITY_MAX} to reorder rules in"
+    )]
     PrioritiesExhausted {
         /// NSG name.
         nsg: String,
@@ -196,17 +208,31 @@ pub enum PlanError {
 }
 
 /// What apply compares before writing: the owned rules (shared) or the whole NSG (owned).
-pub fn observed_fingerprint(observed: &ObservedAzure, target: &AzureTarget, policy: &str) -> String {
+pub fn observed_fingerprint(
+    observed: &ObservedAzure,
+    target: &AzureTarget,
+    policy: &str,
+) -> String {
     match &observed.nsg {
         None => fingerprint(&("absent", observed.asg_exists)),
         Some(nsg) if target.shared => {
-            let owned: Vec<&SecurityRule> = nsg.rules.iter().filter(|r| is_owned_rule(policy, r)).collect();
+            let owned: Vec<&SecurityRule> = nsg
+                .rules
+                .iter()
+                .filter(|r| is_owned_rule(policy, r))
+                .collect();
             // Foreign rules' priorities matter to the write order; their contents do not.
             let taken: Vec<(u16, &str, &str)> = nsg
                 .rules
                 .iter()
                 .filter(|r| !is_owned_rule(policy, r))
-                .map(|r| (r.properties.priority, r.properties.direction.as_str(), r.name.as_str()))
+                .map(|r| {
+                    (
+                        r.properties.priority,
+                        r.properties.direction.as_str(),
+                        r.name.as_str(),
+                    )
+                })
                 .collect();
             fingerprint(&(owned, taken, observed.asg_exists))
         }
@@ -224,10 +250,16 @@ pub fn plan(
     let t = &desired.target;
     let uses_asg = desired.rules.iter().any(|r| {
         !r.properties.source_application_security_groups.is_empty()
-            || !r.properties.destination_application_security_groups.is_empty()
+            || !r
+                .properties
+                .destination_application_security_groups
+                .is_empty()
     });
     if uses_asg && !observed.asg_exists {
-        return Err(PlanError::AsgMissing { asg: t.application_security_group.clone(), group: t.resource_group.clone() });
+        return Err(PlanError::AsgMissing {
+            asg: t.application_security_group.clone(),
+            group: t.resource_group.clone(),
+        });
     }
     let fp = observed_fingerprint(observed, t, policy);
     let base = |changes, create_nsg, write, foreign_rules| AzureTargetPlan {
@@ -244,37 +276,67 @@ pub fn plan(
     };
     if t.shared {
         let Some(nsg) = &observed.nsg else {
-            return Err(PlanError::SharedNsgMissing { nsg: t.nsg.clone(), group: t.resource_group.clone() });
+            return Err(PlanError::SharedNsgMissing {
+                nsg: t.nsg.clone(),
+                group: t.resource_group.clone(),
+            });
         };
-        let (owned, foreign): (Vec<SecurityRule>, Vec<SecurityRule>) =
-            nsg.rules.iter().cloned().partition(|r| is_owned_rule(policy, r));
+        let (owned, foreign): (Vec<SecurityRule>, Vec<SecurityRule>) = nsg
+            .rules
+            .iter()
+            .cloned()
+            .partition(|r| is_owned_rule(policy, r));
         let wanted: HashSet<&str> = desired.rules.iter().map(|r| r.name.as_str()).collect();
-        if let Some(f) = foreign.iter().find(|f| wanted.iter().any(|w| w.eq_ignore_ascii_case(&f.name))) {
-            return Err(PlanError::NameTaken { nsg: t.nsg.clone(), name: f.name.clone(), policy: policy.into() });
+        if let Some(f) = foreign
+            .iter()
+            .find(|f| wanted.iter().any(|w| w.eq_ignore_ascii_case(&f.name)))
+        {
+            return Err(PlanError::NameTaken {
+                nsg: t.nsg.clone(),
+                name: f.name.clone(),
+                policy: policy.into(),
+            });
         }
         let count = foreign.len() + desired.rules.len();
         if count > RULES_PER_NSG {
-            return Err(PlanError::TooManyRules { nsg: t.nsg.clone(), count });
+            return Err(PlanError::TooManyRules {
+                nsg: t.nsg.clone(),
+                count,
+            });
         }
         let changes = diff(&desired.rules, &owned);
         let steps = order_steps(&t.nsg, &changes, &nsg.rules, &foreign)?;
-        let write = if steps.is_empty() { NsgWrite::None } else { NsgWrite::Steps { steps } };
+        let write = if steps.is_empty() {
+            NsgWrite::None
+        } else {
+            NsgWrite::Steps { steps }
+        };
         let foreign_names = foreign.iter().map(|r| r.name.clone()).collect();
         return Ok(base(changes, false, write, foreign_names));
     }
     if desired.rules.len() > RULES_PER_NSG {
-        return Err(PlanError::TooManyRules { nsg: t.nsg.clone(), count: desired.rules.len() });
+        return Err(PlanError::TooManyRules {
+            nsg: t.nsg.clone(),
+            count: desired.rules.len(),
+        });
     }
     match &observed.nsg {
         Some(nsg) => {
             if nsg.tags.get(OWNER_TAG).map(String::as_str) != Some(policy) {
-                return Err(PlanError::ForeignNsg { nsg: t.nsg.clone(), group: t.resource_group.clone(), policy: policy.into() });
+                return Err(PlanError::ForeignNsg {
+                    nsg: t.nsg.clone(),
+                    group: t.resource_group.clone(),
+                    policy: policy.into(),
+                });
             }
             let changes = diff(&desired.rules, &nsg.rules);
             let write = if changes.is_empty() {
                 NsgWrite::None
             } else {
-                NsgWrite::Put { if_match: Some(nsg.etag.clone()), location: nsg.location.clone() }
+                NsgWrite::Put {
+                    if_match: Some(nsg.etag.clone()),
+                    location: nsg.location.clone(),
+                }
             };
             Ok(base(changes, false, write, Vec::new()))
         }
@@ -283,7 +345,15 @@ pub fn plan(
                 return Err(PlanError::NoLocation { nsg: t.nsg.clone() });
             };
             let changes = diff(&desired.rules, &[]);
-            Ok(base(changes, true, NsgWrite::Put { if_match: None, location }, Vec::new()))
+            Ok(base(
+                changes,
+                true,
+                NsgWrite::Put {
+                    if_match: None,
+                    location,
+                },
+                Vec::new(),
+            ))
         }
     }
 }
@@ -299,7 +369,12 @@ fn order_steps(
     // (direction, priority) → name, as the NSG will be after each step.
     let mut taken: BTreeMap<(String, u16), String> = current
         .iter()
-        .map(|r| ((r.properties.direction.clone(), r.properties.priority), r.name.clone()))
+        .map(|r| {
+            (
+                (r.properties.direction.clone(), r.properties.priority),
+                r.name.clone(),
+            )
+        })
         .collect();
     let foreign_names: HashSet<&str> = foreign.iter().map(|r| r.name.as_str()).collect();
     let mut pending: Vec<&SecurityRule> = changes
@@ -322,12 +397,17 @@ fn order_steps(
             });
         }
     }
-    let targets: BTreeSet<(String, u16)> =
-        pending.iter().map(|r| (r.properties.direction.clone(), r.properties.priority)).collect();
+    let targets: BTreeSet<(String, u16)> = pending
+        .iter()
+        .map(|r| (r.properties.direction.clone(), r.properties.priority))
+        .collect();
     let mut steps = Vec::new();
     let put = |taken: &mut BTreeMap<(String, u16), String>, rule: &SecurityRule| {
         taken.retain(|_, name| name != &rule.name);
-        taken.insert((rule.properties.direction.clone(), rule.properties.priority), rule.name.clone());
+        taken.insert(
+            (rule.properties.direction.clone(), rule.properties.priority),
+            rule.name.clone(),
+        );
     };
     while !pending.is_empty() {
         let free = pending.iter().position(|r| {
@@ -338,13 +418,19 @@ fn order_steps(
         if let Some(i) = free {
             let rule = pending.remove(i);
             put(&mut taken, rule);
-            steps.push(RuleStep::Put { rule: rule.clone(), parked: false });
+            steps.push(RuleStep::Put {
+                rule: Box::new(rule.clone()),
+                parked: false,
+            });
             continue;
         }
         // Every pending rule is blocked by an owned rule: park the first blocker on a free
         // priority that no pending rule wants.
         let blocked = pending[0];
-        let key = (blocked.properties.direction.clone(), blocked.properties.priority);
+        let key = (
+            blocked.properties.direction.clone(),
+            blocked.properties.priority,
+        );
         let holder_name = taken.get(&key).cloned().unwrap_or_default();
         let park_at = (PRIORITY_MIN..PRIORITY_MAX)
             .rev()
@@ -352,7 +438,10 @@ fn order_steps(
                 let k = (key.0.clone(), *p);
                 !taken.contains_key(&k) && !targets.contains(&k)
             })
-            .ok_or_else(|| PlanError::PrioritiesExhausted { nsg: nsg.into(), direction: key.0.clone() })?;
+            .ok_or_else(|| PlanError::PrioritiesExhausted {
+                nsg: nsg.into(),
+                direction: key.0.clone(),
+            })?;
         let mut parked = current
             .iter()
             .find(|r| r.name == holder_name)
@@ -360,11 +449,16 @@ fn order_steps(
             .expect("the holder is a current rule");
         parked.properties.priority = park_at;
         put(&mut taken, &parked);
-        steps.push(RuleStep::Put { rule: parked, parked: true });
+        steps.push(RuleStep::Put {
+            rule: Box::new(parked),
+            parked: true,
+        });
     }
     for c in changes.iter().filter(|c| c.action == Action::Delete) {
         if let Some(before) = &c.before {
-            steps.push(RuleStep::Delete { name: before.name.clone() });
+            steps.push(RuleStep::Delete {
+                name: before.name.clone(),
+            });
         }
     }
     Ok(steps)

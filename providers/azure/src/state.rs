@@ -20,7 +20,10 @@ pub const OWNER_TAG: &str = "perimeter:policy";
 /// True when the rule is this policy's in a shared NSG.
 pub fn is_owned_rule(policy: &str, rule: &SecurityRule) -> bool {
     rule.name.starts_with(&format!("{policy}-"))
-        && rule.properties.description.starts_with(&format!("perimeter:{policy} "))
+        && rule
+            .properties
+            .description
+            .starts_with(&format!("perimeter:{policy} "))
 }
 
 /// The NSG as observed.
@@ -63,17 +66,24 @@ pub fn canonical(rule: &SecurityRule) -> SecurityRule {
             .find(|o| o.eq_ignore_ascii_case(value))
             .map_or_else(|| value.to_string(), |o| o.to_string())
     };
-    let single_or_list = |single: &Option<String>, list: &[String]| -> (Option<String>, Vec<String>) {
-        let mut all: Vec<String> = single.iter().cloned().chain(list.iter().cloned()).collect();
-        all = sorted(&all);
-        if all.len() == 1 { (all.pop(), Vec::new()) } else { (None, all) }
-    };
+    let single_or_list =
+        |single: &Option<String>, list: &[String]| -> (Option<String>, Vec<String>) {
+            let mut all: Vec<String> = single.iter().cloned().chain(list.iter().cloned()).collect();
+            all = sorted(&all);
+            if all.len() == 1 {
+                (all.pop(), Vec::new())
+            } else {
+                (None, all)
+            }
+        };
     let (destination_port_range, destination_port_ranges) =
         single_or_list(&p.destination_port_range, &p.destination_port_ranges);
     let (source_address_prefix, source_address_prefixes) =
         single_or_list(&p.source_address_prefix, &p.source_address_prefixes);
-    let (destination_address_prefix, destination_address_prefixes) =
-        single_or_list(&p.destination_address_prefix, &p.destination_address_prefixes);
+    let (destination_address_prefix, destination_address_prefixes) = single_or_list(
+        &p.destination_address_prefix,
+        &p.destination_address_prefixes,
+    );
     let mut source_asgs = p.source_application_security_groups.clone();
     source_asgs.sort();
     let mut destination_asgs = p.destination_application_security_groups.clone();
@@ -128,10 +138,20 @@ mod tests {
     #[test]
     fn canonical_form_is_arms_and_idempotent() {
         let c = canonical(&rule());
-        assert_eq!((c.properties.protocol.as_str(), c.properties.access.as_str(), c.properties.direction.as_str()), ("Tcp", "Allow", "Inbound"));
+        assert_eq!(
+            (
+                c.properties.protocol.as_str(),
+                c.properties.access.as_str(),
+                c.properties.direction.as_str()
+            ),
+            ("Tcp", "Allow", "Inbound")
+        );
         assert_eq!(c.properties.destination_port_range.as_deref(), Some("22"));
         assert!(c.properties.destination_port_ranges.is_empty());
-        assert_eq!(c.properties.source_address_prefixes, vec!["10.0.0.0/16".to_string(), "10.1.0.0/16".to_string()]);
+        assert_eq!(
+            c.properties.source_address_prefixes,
+            vec!["10.0.0.0/16".to_string(), "10.1.0.0/16".to_string()]
+        );
         assert_eq!(canonical(&c), c);
     }
 

@@ -22,7 +22,8 @@ targets:
 }
 
 fn desired(shared: bool) -> AzureDesired {
-    let intent = perimeter_core::policy::load(&SourceFile::new("t.yaml", policy(shared).as_str())).expect("policy");
+    let intent = perimeter_core::policy::load(&SourceFile::new("t.yaml", policy(shared).as_str()))
+        .expect("policy");
     let compiled = crate::compile(&intent, &intent.targets.azure[0]).expect("compiles");
     AzureDesired::from_compiled(&compiled)
 }
@@ -33,7 +34,12 @@ fn nsg(rules: Vec<SecurityRule>, owned: bool) -> ObservedAzure {
         tags.insert(OWNER_TAG.to_string(), "web".to_string());
     }
     ObservedAzure {
-        nsg: Some(ObservedNsg { etag: "W/\"1\"".into(), location: "westeurope".into(), tags, rules }),
+        nsg: Some(ObservedNsg {
+            etag: "W/\"1\"".into(),
+            location: "westeurope".into(),
+            tags,
+            rules,
+        }),
         asg_exists: true,
     }
 }
@@ -50,9 +56,24 @@ fn foreign(name: &str, priority: u16, direction: &str) -> SecurityRule {
 #[test]
 fn a_missing_owned_nsg_is_created_in_one_put() {
     let d = desired(false);
-    let p = plan(&d, vec![], &ObservedAzure { nsg: None, asg_exists: true }, "web").unwrap();
+    let p = plan(
+        &d,
+        vec![],
+        &ObservedAzure {
+            nsg: None,
+            asg_exists: true,
+        },
+        "web",
+    )
+    .unwrap();
     assert!(p.create_nsg);
-    assert_eq!(p.write, NsgWrite::Put { if_match: None, location: "westeurope".into() });
+    assert_eq!(
+        p.write,
+        NsgWrite::Put {
+            if_match: None,
+            location: "westeurope".into()
+        }
+    );
     assert_eq!(p.summary().add, d.rules.len() + 1);
 }
 
@@ -65,7 +86,13 @@ fn an_owned_nsg_converges_and_is_rewritten_with_if_match() {
     extra.push(foreign("hand-made", 3000, "Inbound"));
     let p = plan(&d, vec![], &nsg(extra, true), "web").unwrap();
     assert_eq!(p.summary().destroy, 1, "an owned NSG is owned whole");
-    assert_eq!(p.write, NsgWrite::Put { if_match: Some("W/\"1\"".into()), location: "westeurope".into() });
+    assert_eq!(
+        p.write,
+        NsgWrite::Put {
+            if_match: Some("W/\"1\"".into()),
+            location: "westeurope".into()
+        }
+    );
 }
 
 #[test]
@@ -79,24 +106,41 @@ fn an_untagged_nsg_is_refused_unless_shared() {
 #[test]
 fn a_shared_nsg_keeps_foreign_rules_and_writes_rule_by_rule() {
     let d = desired(true);
-    let aks = vec![foreign("k8s-azure-lb_allow_IPv4_443", 500, "Inbound"), foreign("aks-outbound", 500, "Outbound")];
+    let aks = vec![
+        foreign("k8s-azure-lb_allow_IPv4_443", 500, "Inbound"),
+        foreign("aks-outbound", 500, "Outbound"),
+    ];
     let p = plan(&d, vec![], &nsg(aks.clone(), false), "web").unwrap();
     assert_eq!(p.foreign_rules.len(), 2);
-    let NsgWrite::Steps { steps } = &p.write else { panic!("{:?}", p.write) };
+    let NsgWrite::Steps { steps } = &p.write else {
+        panic!("{:?}", p.write)
+    };
     assert_eq!(steps.len(), d.rules.len());
-    assert!(steps.iter().all(|s| matches!(s, RuleStep::Put { parked: false, .. })));
+    assert!(
+        steps
+            .iter()
+            .all(|s| matches!(s, RuleStep::Put { parked: false, .. }))
+    );
     // Converged: nothing to do, and the foreign rules never appear as changes.
     let mut all = aks;
     all.extend(d.rules.iter().cloned());
     let again = plan(&d, vec![], &nsg(all, false), "web").unwrap();
-    assert!(again.is_empty() && again.write == NsgWrite::None, "{:?}", again.changes);
+    assert!(
+        again.is_empty() && again.write == NsgWrite::None,
+        "{:?}",
+        again.changes
+    );
 }
 
 #[test]
 fn a_foreign_rule_on_a_needed_priority_is_refused_at_plan_time() {
     let d = desired(true);
     let wanted = &d.rules[0];
-    let squatter = foreign("someone-else", wanted.properties.priority, &wanted.properties.direction);
+    let squatter = foreign(
+        "someone-else",
+        wanted.properties.priority,
+        &wanted.properties.direction,
+    );
     let err = plan(&d, vec![], &nsg(vec![squatter], false), "web").unwrap_err();
     assert!(matches!(err, PlanError::PriorityTaken { .. }), "{err}");
     let mut named = foreign(&wanted.name, 3000, "Inbound");
@@ -108,7 +152,11 @@ fn a_foreign_rule_on_a_needed_priority_is_refused_at_plan_time() {
 #[test]
 fn swapped_priorities_are_reordered_through_a_parked_rule() {
     let d = desired(true);
-    let inbound: Vec<&SecurityRule> = d.rules.iter().filter(|r| r.properties.direction == "Inbound").collect();
+    let inbound: Vec<&SecurityRule> = d
+        .rules
+        .iter()
+        .filter(|r| r.properties.direction == "Inbound")
+        .collect();
     assert!(inbound.len() >= 2);
     let (a, b) = (inbound[0], inbound[1]);
     // Observed: a and b hold each other's priorities.
@@ -121,17 +169,32 @@ fn swapped_priorities_are_reordered_through_a_parked_rule() {
         }
     }
     let p = plan(&d, vec![], &nsg(observed.clone(), false), "web").unwrap();
-    let NsgWrite::Steps { steps } = &p.write else { panic!() };
+    let NsgWrite::Steps { steps } = &p.write else {
+        panic!()
+    };
     assert_eq!(steps.len(), 3, "park one, then two puts: {steps:?}");
     assert!(matches!(&steps[0], RuleStep::Put { parked: true, .. }));
     // Replaying the steps never puts two rules on one priority and direction.
-    let mut state: std::collections::BTreeMap<String, (String, u16)> =
-        observed.iter().map(|r| (r.name.clone(), (r.properties.direction.clone(), r.properties.priority))).collect();
+    let mut state: std::collections::BTreeMap<String, (String, u16)> = observed
+        .iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                (r.properties.direction.clone(), r.properties.priority),
+            )
+        })
+        .collect();
     for s in steps {
         if let RuleStep::Put { rule, .. } = s {
-            state.insert(rule.name.clone(), (rule.properties.direction.clone(), rule.properties.priority));
+            state.insert(
+                rule.name.clone(),
+                (rule.properties.direction.clone(), rule.properties.priority),
+            );
             let mut seen = std::collections::BTreeSet::new();
-            assert!(state.values().all(|k| seen.insert(k.clone())), "conflict after {s:?}");
+            assert!(
+                state.values().all(|k| seen.insert(k.clone())),
+                "conflict after {s:?}"
+            );
         }
     }
 }
@@ -145,10 +208,25 @@ fn deletes_come_last_and_limits_hold() {
     old.properties.priority = 3000;
     observed.push(old);
     let p = plan(&d, vec![], &nsg(observed, false), "web").unwrap();
-    let NsgWrite::Steps { steps } = &p.write else { panic!() };
-    assert_eq!(steps.last(), Some(&RuleStep::Delete { name: "web-in-old".into() }));
+    let NsgWrite::Steps { steps } = &p.write else {
+        panic!()
+    };
+    assert_eq!(
+        steps.last(),
+        Some(&RuleStep::Delete {
+            name: "web-in-old".into()
+        })
+    );
 
-    let many: Vec<SecurityRule> = (0..(RULES_PER_NSG - 1)).map(|i| foreign(&format!("aks-{i}"), 100 + (i % 3900) as u16, if i < 3900 { "Outbound" } else { "Inbound" })).collect();
+    let many: Vec<SecurityRule> = (0..(RULES_PER_NSG - 1))
+        .map(|i| {
+            foreign(
+                &format!("aks-{i}"),
+                100 + (i % 3900) as u16,
+                if i < 3900 { "Outbound" } else { "Inbound" },
+            )
+        })
+        .collect();
     let err = plan(&d, vec![], &nsg(many, false), "web").unwrap_err();
     assert!(matches!(err, PlanError::TooManyRules { .. }), "{err}");
 }
@@ -156,9 +234,21 @@ fn deletes_come_last_and_limits_hold() {
 #[test]
 fn a_missing_asg_or_shared_nsg_is_refused() {
     let d = desired(true);
-    let err = plan(&d, vec![], &ObservedAzure { nsg: None, asg_exists: true }, "web").unwrap_err();
+    let err = plan(
+        &d,
+        vec![],
+        &ObservedAzure {
+            nsg: None,
+            asg_exists: true,
+        },
+        "web",
+    )
+    .unwrap_err();
     assert!(matches!(err, PlanError::SharedNsgMissing { .. }));
     let mut o = nsg(vec![], false);
     o.asg_exists = false;
-    assert!(matches!(plan(&d, vec![], &o, "web").unwrap_err(), PlanError::AsgMissing { .. }));
+    assert!(matches!(
+        plan(&d, vec![], &o, "web").unwrap_err(),
+        PlanError::AsgMissing { .. }
+    ));
 }

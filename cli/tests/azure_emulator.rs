@@ -1,0 +1,432 @@
+//! End to end against the ARM network-security-group part of `local-cloud` on 127.0.0.1:
+//! an NSG perimeter owns (one PUT with If-Match) and an AKS-style NSG it shares (its own rules
+//! only, one by one, foreign rules untouched), out-of-band changes, drift, stale plans,
+//! throttling, and limits refused at plan time. One emulator process per test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{LocalCloud, code, root, text};
+use serde_json::{Value, json};
+
+const SUB: &str = "11111111-2222-3333-4444-555555555555";
+const AUTH: (&str, &str) = ("Authorization", "Bearer test");
+
+struct Emulator(LocalCloud);
+
+impl std::ops::Deref for Emulator {
+    type Target = LocalCloud;
+    fn deref(&self) -> &LocalCloud {
+        &self.0
+    }
+}
+
+fn nsg_path() -> String {
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network/networkSecurityGroups/aks-workers"
+    )
+}
+
+impl Emulator {
+    /// An emulator with the nodes' application security group.
+    fn start() -> Emulator {
+        let emulator = Emulator(LocalCloud::start());
+        let asg = format!(
+            "/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network/applicationSecurityGroups/aks-workers-nodes?api-version=2024-05-01"
+        );
+        let (status, body) = emulator.arm("PUT", &asg, Some(json!({"location": "westeurope"})));
+        assert_eq!(status, 201, "{body}");
+        emulator
+    }
+
+    fn arm(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, path, body, &[AUTH])
+    }
+
+    fn nsg(&self) -> (u16, Value) {
+        self.arm(
+            "GET",
+            &format!("{}?api-version=2024-05-01", nsg_path()),
+            None,
+        )
+    }
+
+    fn rule(&self, name: &str) -> (u16, Value) {
+        self.arm(
+            "GET",
+            &format!("{}/securityRules/{name}?api-version=2024-05-01", nsg_path()),
+            None,
+        )
+    }
+
+    fn put_rule(&self, name: &str, properties: Value) {
+        let (status, body) = self.arm(
+            "PUT",
+            &format!("{}/securityRules/{name}?api-version=2024-05-01", nsg_path()),
+            Some(json!({"properties": properties})),
+        );
+        assert!(status == 200 || status == 201, "{status} {body}");
+    }
+
+    /// An AKS-managed NSG: rules of its own at 500 and up.
+    fn aks_nsg(&self, extra: usize) {
+        let mut rules = vec![
+            aks_rule("k8s-azure-lb_allow_IPv4_443", 500, "Inbound"),
+            aks_rule("k8s-azure-lb_allow_IPv4_80", 501, "Inbound"),
+            aks_rule("aks-allow-outbound", 500, "Outbound"),
+        ];
+        rules.extend(
+            (0..extra).map(|i| aks_rule(&format!("aks-extra-{i}"), 1000 + i as u16, "Inbound")),
+        );
+        let (status, body) = self.arm(
+            "PUT",
+            &format!("{}?api-version=2024-05-01", nsg_path()),
+            Some(json!({"location": "westeurope", "properties": {"securityRules": rules}})),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+
+    fn writes(&self) -> u64 {
+        self.count(&[
+            "PUT networkSecurityGroups.createOrUpdate",
+            "PUT securityRules.createOrUpdate",
+            "DELETE securityRules.delete",
+            "DELETE networkSecurityGroups.delete",
+        ])
+    }
+
+    fn perimeter(&self, args: &[&str]) -> Output {
+        self.0.perimeter(
+            args,
+            &[
+                ("PERIMETER_AZURE_ENDPOINT", self.url()),
+                ("PERIMETER_AZURE_TOKEN", "test-token".to_string()),
+            ],
+        )
+    }
+}
+
+fn aks_rule(name: &str, priority: u16, direction: &str) -> Value {
+    json!({"name": name, "properties": {"protocol": "Tcp", "access": "Allow", "direction": direction, "priority": priority,
+        "sourcePortRange": "*", "destinationPortRange": "443", "sourceAddressPrefix": "Internet",
+        "destinationAddressPrefix": "20.1.2.3", "description": "managed by AKS"}})
+}
+
+/// policies/aks-workers.yaml in a scratch directory, shared or owned.
+fn policy(dir: &Path, shared: bool) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(root().join("policies/aks-workers.yaml")).expect("policy");
+    if shared {
+        text = text.replace(
+            "    nsg: aks-workers\n",
+            "    nsg: aks-workers\n    shared: true\n",
+        );
+        assert!(text.contains("shared: true"));
+    }
+    let path = dir.join("aks-workers.yaml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+fn scratch(name: &str) -> PathBuf {
+    common::scratch(&format!("azure-{name}"))
+}
+
+fn rule_names(nsg: &Value) -> Vec<String> {
+    nsg["properties"]["securityRules"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_owned_nsg_is_created_in_one_put_and_converges() {
+    let emulator = Emulator::start();
+    let dir = scratch("owned");
+    let p = policy(&dir, false);
+    let p = p.to_str().unwrap();
+    let plan_file = dir.join("plan.json");
+    let plan = emulator.perimeter(&[
+        "plan",
+        p,
+        "--out",
+        plan_file.to_str().unwrap(),
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    let out = text(&plan);
+    assert!(
+        out.contains("+ network security group aks-workers"),
+        "{out}"
+    );
+    assert!(
+        out.contains("write: one PUT creating the NSG in westeurope"),
+        "{out}"
+    );
+    assert!(
+        out.contains("API calls: 2"),
+        "one GET for the NSG, one for the ASG:\n{out}"
+    );
+    emulator.reset_calls();
+    let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("in 1 write call(s); 0 change(s) left"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(
+        emulator.count(&["PUT networkSecurityGroups.createOrUpdate"]),
+        1
+    );
+    let (_, nsg) = emulator.nsg();
+    assert_eq!(nsg["tags"]["perimeter:policy"], "aks-workers");
+    assert_eq!(rule_names(&nsg).len(), 12);
+    let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    emulator.reset_calls();
+    let noop = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&noop), 0, "{}", text(&noop));
+    assert_eq!(emulator.writes(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_shared_aks_nsg_gets_only_perimeters_rules_and_keeps_the_others() {
+    let emulator = Emulator::start();
+    emulator.aks_nsg(0);
+    let aks_before: Vec<Value> = [
+        "k8s-azure-lb_allow_IPv4_443",
+        "k8s-azure-lb_allow_IPv4_80",
+        "aks-allow-outbound",
+    ]
+    .iter()
+    .map(|n| emulator.rule(n).1)
+    .collect();
+    let dir = scratch("shared");
+    let p = policy(&dir, true);
+    let p = p.to_str().unwrap();
+    let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    assert!(
+        text(&plan).contains("(shared: 3 rule(s) of others left alone)"),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        text(&plan).contains("write: 12 rule writes, in order"),
+        "{}",
+        text(&plan)
+    );
+    emulator.reset_calls();
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(
+        emulator.count(&["PUT networkSecurityGroups.createOrUpdate"]),
+        0,
+        "never the whole NSG"
+    );
+    assert_eq!(emulator.count(&["PUT securityRules.createOrUpdate"]), 12);
+    let aks_after: Vec<Value> = [
+        "k8s-azure-lb_allow_IPv4_443",
+        "k8s-azure-lb_allow_IPv4_80",
+        "aks-allow-outbound",
+    ]
+    .iter()
+    .map(|n| emulator.rule(n).1)
+    .collect();
+    assert_eq!(aks_after, aks_before, "AKS's rules are untouched");
+    assert_eq!(rule_names(&emulator.nsg().1).len(), 15);
+    let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn out_of_band_changes_are_drift_and_apply_repairs_them() {
+    let emulator = Emulator::start();
+    emulator.aks_nsg(0);
+    let dir = scratch("drift");
+    let p = policy(&dir, true);
+    let p = p.to_str().unwrap();
+    assert_eq!(
+        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
+        0
+    );
+    // Someone opens ssh to the internet in perimeter's rule and deletes the kubelet rule.
+    let (_, mut ssh) = emulator.rule("aks-workers-in-ssh-tcp");
+    ssh["properties"]["sourceAddressPrefix"] = json!("Internet");
+    emulator.put_rule("aks-workers-in-ssh-tcp", ssh["properties"].clone());
+    let (status, _) = emulator.arm(
+        "DELETE",
+        &format!(
+            "{}/securityRules/aks-workers-in-kubelet-tcp?api-version=2024-05-01",
+            nsg_path()
+        ),
+        None,
+    );
+    assert_eq!(status, 202);
+
+    let drift = emulator.perimeter(&["drift", p, "--format", "json"]);
+    assert_eq!(code(&drift), 2, "{}", text(&drift));
+    let report: Value = serde_json::from_slice(&drift.stdout).expect("json");
+    assert_eq!(
+        report["counts"],
+        json!({"missing": 1, "unexpected": 0, "modified": 1}),
+        "{report:#}"
+    );
+    let keys: Vec<&str> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .collect();
+    assert!(
+        keys.contains(
+            &format!("azure/{SUB}/rg-aks-prod/aks-workers/rule/aks-workers-in-ssh-tcp").as_str()
+        ),
+        "{keys:?}"
+    );
+
+    let repair = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&repair), 0, "{}", text(&repair));
+    assert!(
+        text(&repair).contains("1 added, 1 changed, 0 destroyed"),
+        "{}",
+        text(&repair)
+    );
+    assert_eq!(
+        emulator.rule("aks-workers-in-ssh-tcp").1["properties"]["sourceAddressPrefix"],
+        "10.240.20.0/27"
+    );
+    assert_eq!(code(&emulator.perimeter(&["drift", p])), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_stale_saved_plan_writes_nothing() {
+    let emulator = Emulator::start();
+    let dir = scratch("stale");
+    let p = policy(&dir, false);
+    let p = p.to_str().unwrap();
+    assert_eq!(
+        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
+        0
+    );
+    let before = std::fs::read_to_string(p).unwrap();
+    std::fs::write(
+        p,
+        before.replace(
+            "monitoring: [10.240.10.0/24]",
+            "monitoring: [10.240.11.0/24]",
+        ),
+    )
+    .unwrap();
+    let plan_file = dir.join("plan.json");
+    let plan = emulator.perimeter(&[
+        "plan",
+        p,
+        "--out",
+        plan_file.to_str().unwrap(),
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    // Someone adds a rule to the NSG perimeter owns before the plan is applied.
+    emulator.put_rule(
+        "hand-made",
+        aks_rule("hand-made", 3000, "Inbound")["properties"].clone(),
+    );
+    emulator.reset_calls();
+    let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("saved plan is stale; nothing was written"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(emulator.writes(), 0);
+    assert_eq!(emulator.rule("hand-made").0, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn throttling_and_outages_are_retried_until_apply_converges() {
+    let emulator = Emulator::start();
+    emulator.aks_nsg(0);
+    let faults = json!([
+        {"method": "PUT", "path_contains": "/securityRules/", "times": 3, "status": 429, "retry_after_seconds": 0},
+        {"method": "PUT", "path_contains": "/securityRules/", "skip": 5, "times": 1, "status": 503, "after_commit": true},
+        {"method": "GET", "path_contains": "/operations/", "times": 2, "status": 500},
+    ]);
+    let (status, _) = emulator.call("POST", "/_emulator/faults", Some(faults));
+    assert_eq!(status, 200);
+    let (status, _) = emulator.call(
+        "POST",
+        "/_emulator/azure/operations",
+        Some(json!({"polls_until_done": 2})),
+    );
+    assert_eq!(status, 200);
+    let dir = scratch("faults");
+    let p = policy(&dir, true);
+    let p = p.to_str().unwrap();
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("request(s) retried"),
+        "{}",
+        text(&apply)
+    );
+    let (_, pending) = emulator.call("GET", "/_emulator/faults", None);
+    assert_eq!(pending["pending"], 0, "{pending}");
+    assert_eq!(
+        code(&emulator.perimeter(&["plan", p, "--detailed-exitcode"])),
+        0
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn taken_priorities_and_rule_overflow_are_refused_at_plan_time() {
+    let emulator = Emulator::start();
+    emulator.aks_nsg(0);
+    // Someone else sits on the priority of perimeter's first inbound rule.
+    emulator.put_rule(
+        "someone-else",
+        aks_rule("someone-else", 110, "Inbound")["properties"].clone(),
+    );
+    let dir = scratch("limits");
+    let p = policy(&dir, true);
+    let p = p.to_str().unwrap();
+    emulator.reset_calls();
+    let plan = emulator.perimeter(&["plan", p]);
+    assert_eq!(code(&plan), 1, "{}", text(&plan));
+    assert!(
+        text(&plan)
+            .contains("priority 110 Inbound in NSG `aks-workers` is taken by rule `someone-else`"),
+        "{}",
+        text(&plan)
+    );
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 1);
+    assert_eq!(emulator.writes(), 0);
+
+    // 995 rules of others leave no room for perimeter's 12.
+    let crowded = Emulator::start();
+    crowded.aks_nsg(992);
+    crowded.reset_calls();
+    let plan = crowded.perimeter(&["plan", p]);
+    assert_eq!(code(&plan), 1, "{}", text(&plan));
+    assert!(
+        text(&plan).contains("would hold 1007 rules; Azure allows 1000 per NSG"),
+        "{}",
+        text(&plan)
+    );
+    assert_eq!(crowded.writes(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

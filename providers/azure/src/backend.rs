@@ -1,0 +1,285 @@
+//! The Azure backend: observe (one GET per NSG and one per application security group) and
+//! apply (one PUT per owned NSG with `If-Match`, or rule-by-rule PUT/DELETE in a shared NSG
+//! in the plan's order), each write followed to the end of its long-running operation.
+
+use std::collections::BTreeMap;
+
+use perimeter_core::target::AzureTarget;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::client::{ArmClient, ArmError, ArmSettings};
+use crate::compile::asg_id;
+use crate::credential::Credential;
+use crate::model::{ResourceRef, SecurityRule, SecurityRuleProperties};
+use crate::plan::{AzureTargetPlan, NsgWrite, RuleStep};
+use crate::state::{OWNER_TAG, ObservedAzure, ObservedNsg, canonical};
+
+/// The NSG's resource id.
+pub fn nsg_id(t: &AzureTarget) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/networkSecurityGroups/{}",
+        t.subscription, t.resource_group, t.nsg
+    )
+}
+
+/// Why apply stopped, and how far it got.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ApplyStopped {
+    /// Writes that took effect before it stopped.
+    pub written: usize,
+    /// The failure.
+    pub error: ArmError,
+}
+
+/// ARM access for one run.
+pub struct AzureBackend {
+    client: ArmClient,
+}
+
+impl AzureBackend {
+    /// Settings and credential from the environment (docs/cli.md, Environment).
+    pub fn from_env() -> Result<Self, ArmError> {
+        let mut settings = ArmSettings::default();
+        if let Ok(endpoint) = std::env::var("PERIMETER_AZURE_ENDPOINT")
+            && !endpoint.is_empty()
+        {
+            settings.endpoint = endpoint;
+        }
+        if let Ok(ms) = std::env::var("PERIMETER_RETRY_BASE_MS")
+            && let Ok(ms) = ms.parse()
+        {
+            settings.retry_base = std::time::Duration::from_millis(ms);
+        }
+        Ok(Self {
+            client: ArmClient::new(settings, Credential::from_env()?)?,
+        })
+    }
+
+    /// Requests sent so far.
+    pub fn api_calls(&self) -> u64 {
+        self.client.api_calls()
+    }
+
+    /// Requests that were retries.
+    pub fn retries(&self) -> u64 {
+        self.client.retries()
+    }
+
+    /// Observes every target.
+    pub async fn observe(&self, targets: &[AzureTarget]) -> Result<Vec<ObservedAzure>, ArmError> {
+        let mut out = Vec::with_capacity(targets.len());
+        for t in targets {
+            let what = format!(
+                "reading NSG {} in resource group {}",
+                t.nsg, t.resource_group
+            );
+            let nsg = match self
+                .client
+                .send(&what, Method::GET, &nsg_id(t), None, &[])
+                .await
+            {
+                Ok(r) => Some(observed_nsg(&r.body)),
+                Err(e) if e.status() == Some(404) => None,
+                Err(e) => return Err(e),
+            };
+            let what = format!(
+                "reading application security group {}",
+                t.application_security_group
+            );
+            let asg_exists = match self
+                .client
+                .send(&what, Method::GET, &asg_id(t), None, &[])
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if e.status() == Some(404) => false,
+                Err(e) => return Err(e),
+            };
+            out.push(ObservedAzure { nsg, asg_exists });
+        }
+        Ok(out)
+    }
+
+    /// Executes one NSG's plan; returns the writes that took effect.
+    pub async fn apply(
+        &self,
+        plan: &AzureTargetPlan,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<usize, ApplyStopped> {
+        let t = &plan.target;
+        let id = nsg_id(t);
+        match &plan.write {
+            NsgWrite::None => Ok(0),
+            NsgWrite::Put { if_match, location } => {
+                let rules: Vec<Value> = plan.desired.rules.iter().map(rule_body).collect();
+                let body = json!({
+                    "location": location,
+                    "tags": {OWNER_TAG: plan.policy},
+                    "properties": {"securityRules": rules},
+                });
+                // ARM refuses the PUT (412) if anyone changed the NSG since the plan.
+                let condition = match if_match {
+                    Some(etag) => ("If-Match", etag.clone()),
+                    None => ("If-None-Match", "*".to_string()),
+                };
+                let what = format!("writing NSG {} ({} rules)", t.nsg, rules.len());
+                let stop = |error| ApplyStopped { written: 0, error };
+                let started = self
+                    .client
+                    .send(&what, Method::PUT, &id, Some(&body), &[condition])
+                    .await
+                    .map_err(stop)?;
+                self.client.wait(&what, &started).await.map_err(stop)?;
+                progress(format!(
+                    "  {} NSG {} written in one PUT ({} rules)",
+                    if plan.create_nsg { '+' } else { '~' },
+                    t.nsg,
+                    rules.len()
+                ));
+                Ok(1)
+            }
+            NsgWrite::Steps { steps } => {
+                let mut written = 0;
+                for step in steps {
+                    let (method, name, body, line) = match step {
+                        RuleStep::Put { rule, parked } => (
+                            Method::PUT,
+                            &rule.name,
+                            Some(json!({"properties": rule.properties})),
+                            if *parked {
+                                format!(
+                                    "  ~ rule {} parked at priority {}",
+                                    rule.name, rule.properties.priority
+                                )
+                            } else {
+                                format!(
+                                    "  + rule {} written (priority {} {})",
+                                    rule.name, rule.properties.priority, rule.properties.direction
+                                )
+                            },
+                        ),
+                        RuleStep::Delete { name } => (
+                            Method::DELETE,
+                            name,
+                            None,
+                            format!("  - rule {name} deleted"),
+                        ),
+                    };
+                    let what = format!("{method} rule {name} in NSG {}", t.nsg);
+                    let url = format!("{id}/securityRules/{name}");
+                    let stop = |error| ApplyStopped { written, error };
+                    let started = self
+                        .client
+                        .send(&what, method, &url, body.as_ref(), &[])
+                        .await
+                        .map_err(stop)?;
+                    self.client.wait(&what, &started).await.map_err(stop)?;
+                    written += 1;
+                    progress(line);
+                }
+                Ok(written)
+            }
+        }
+    }
+}
+
+fn rule_body(rule: &SecurityRule) -> Value {
+    json!({"name": rule.name, "properties": rule.properties})
+}
+
+fn observed_nsg(body: &Value) -> ObservedNsg {
+    let tags: BTreeMap<String, String> = body
+        .get("tags")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut rules: Vec<SecurityRule> = body
+        .pointer("/properties/securityRules")
+        .and_then(Value::as_array)
+        .map(|rules| {
+            rules
+                .iter()
+                .map(rule_from_arm)
+                .map(|r| canonical(&r))
+                .collect()
+        })
+        .unwrap_or_default();
+    rules.sort_by(|a, b| a.name.cmp(&b.name));
+    ObservedNsg {
+        etag: body
+            .get("etag")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        location: body
+            .get("location")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        tags,
+        rules,
+    }
+}
+
+/// A rule as ARM returns it, read leniently: any rule someone else wrote must be readable.
+/// Source port lists (perimeter writes `*`) are folded into `source_port_range` so that a
+/// rule narrowed by hand differs from the policy's.
+pub fn rule_from_arm(rule: &Value) -> SecurityRule {
+    let p = rule.get("properties").cloned().unwrap_or(Value::Null);
+    let text = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_string);
+    let list = |key: &str| -> Vec<String> {
+        p.get(key)
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let refs = |key: &str| -> Vec<ResourceRef> {
+        p.get(key)
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|r| r.get("id")?.as_str())
+                    .map(|id| ResourceRef { id: id.to_string() })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let source_ports = list("sourcePortRanges");
+    SecurityRule {
+        name: rule
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        properties: SecurityRuleProperties {
+            description: text("description").unwrap_or_default(),
+            protocol: text("protocol").unwrap_or_default(),
+            source_port_range: text("sourcePortRange").unwrap_or_else(|| source_ports.join(",")),
+            destination_port_range: text("destinationPortRange"),
+            destination_port_ranges: list("destinationPortRanges"),
+            source_address_prefix: text("sourceAddressPrefix"),
+            source_address_prefixes: list("sourceAddressPrefixes"),
+            source_application_security_groups: refs("sourceApplicationSecurityGroups"),
+            destination_address_prefix: text("destinationAddressPrefix"),
+            destination_address_prefixes: list("destinationAddressPrefixes"),
+            destination_application_security_groups: refs("destinationApplicationSecurityGroups"),
+            access: text("access").unwrap_or_default(),
+            priority: p
+                .get("priority")
+                .and_then(Value::as_u64)
+                .map_or(0, |n| u16::try_from(n).unwrap_or(u16::MAX)),
+            direction: text("direction").unwrap_or_default(),
+        },
+    }
+}
