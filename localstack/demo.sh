@@ -3,10 +3,12 @@
 #   - a local AWS EC2 API (moto server on 127.0.0.1) with a VPC, a node subnet and two workers;
 #   - a local GCP Compute API (perimeter's own emulator, local-cloud, on 127.0.0.1) with a
 #     project and a VPC network that already holds a rule GKE would have made;
+#   - a local Azure Resource Manager (the same emulator) with the nodes' application
+#     security group;
 # then, with policies/multi-cloud.yaml,
 #   perimeter plan → perimeter apply → perimeter plan (empty) → perimeter drift (GKE's own
 #   rule overrides the policy: reported, never changed) → drift with that accepted (in sync)
-# and stops what it started. Azure targets are reported as not planned yet.
+# and stops what it started. One command, three local clouds, one policy.
 #
 #   bash localstack/demo.sh
 set -euo pipefail
@@ -31,6 +33,8 @@ gcp_url="$(localstack/local-cloud.sh start)"
 export AWS_ENDPOINT_URL="$aws_url" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export PERIMETER_GCP_ENDPOINT="$gcp_url" PERIMETER_GCP_CREDENTIALS=anonymous
+# The emulator accepts any bearer token; a static one stands in for a real credential.
+export PERIMETER_AZURE_ENDPOINT="$gcp_url" PERIMETER_AZURE_TOKEN=local-demo-token
 state="${PERIMETER_STATE_DIR:-localstack/.state}"
 curl -fsS -X POST "$aws_url/moto-api/reset" >/dev/null
 curl -fsS -X POST "$gcp_url/_emulator/reset" >/dev/null
@@ -58,6 +62,11 @@ curl -fsS -X POST "$gcp_url/compute/v1/projects/acme-prod/global/firewalls" \
   -d '{"name": "gke-prod-1a2b3c-hc", "network": "global/networks/prod", "sourceRanges": ["35.191.0.0/16", "130.211.0.0/22"],
        "targetTags": ["prod-workers"], "allowed": [{"IPProtocol": "tcp", "ports": ["10256"]}]}' >/dev/null
 
+echo "== local Azure ($gcp_url): the nodes' application security group prod-workers-nodes"
+curl -fsS -X PUT -H "Authorization: Bearer local-demo-token" \
+  "$gcp_url/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-prod/providers/Microsoft.Network/applicationSecurityGroups/prod-workers-nodes?api-version=2024-05-01" \
+  -d '{"location": "westeurope"}' >/dev/null
+
 work="$(mktemp -d)"
 # The demo's copy also attaches the owned security group to the workers (`attach: true`).
 sed -e "s/vpc-0123456789abcdef0/$vpc/" -e "s/subnet-0123456789abcdef0/$subnet/" \
@@ -72,7 +81,7 @@ echo "exit code: $rc"
 echo; echo "== perimeter apply"
 "$perimeter" apply "$work/plan.json"
 
-echo; echo "== perimeter plan again (exit 0: both clouds match the policy)"
+echo; echo "== perimeter plan again (exit 0: all three clouds match the policy)"
 "$perimeter" plan "$work/multi-cloud.yaml" --detailed-exitcode
 echo "exit code: 0"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local GCP Compute firewall API on 127.0.0.1: perimeter's own emulator (the workspace crate
+# The local GCP Compute firewall API and Azure ARM NSG API on 127.0.0.1: perimeter's own emulator (the workspace crate
 # localstack/emulator, binary `local-cloud`), built with cargo on first use.
 #
 #   localstack/local-cloud.sh start   # build if needed, start, wait until ready, print the URL
@@ -65,6 +65,8 @@ case "${1:-}" in
   env)
     echo "export PERIMETER_GCP_ENDPOINT=$url"
     echo "export PERIMETER_GCP_CREDENTIALS=anonymous"
+    echo "export PERIMETER_AZURE_ENDPOINT=$url"
+    echo "export PERIMETER_AZURE_TOKEN=local-cloud-token"
     ;;
   *) echo "usage: $0 start|stop|reset|status|env" >&2; exit 2 ;;
 esac

@@ -1,4 +1,5 @@
-//! The Azure backend: observe (one GET per NSG and one per application security group) and
+//! The Azure backend: observe (one GET per NSG and one per distinct application security
+//! group) and
 //! apply (one PUT per owned NSG with `If-Match`, or rule-by-rule PUT/DELETE in a shared NSG
 //! in the plan's order), each write followed to the end of its long-running operation.
 
@@ -70,6 +71,7 @@ impl AzureBackend {
     /// Observes every target.
     pub async fn observe(&self, targets: &[AzureTarget]) -> Result<Vec<ObservedAzure>, ArmError> {
         let mut out = Vec::with_capacity(targets.len());
+        let mut asgs: BTreeMap<String, bool> = BTreeMap::new();
         for t in targets {
             let what = format!(
                 "reading NSG {} in resource group {}",
@@ -84,18 +86,27 @@ impl AzureBackend {
                 Err(e) if e.status() == Some(404) => None,
                 Err(e) => return Err(e),
             };
-            let what = format!(
-                "reading application security group {}",
-                t.application_security_group
-            );
-            let asg_exists = match self
-                .client
-                .send(&what, Method::GET, &asg_id(t), None, &[])
-                .await
-            {
-                Ok(_) => true,
-                Err(e) if e.status() == Some(404) => false,
-                Err(e) => return Err(e),
+            // Targets usually share one ASG (the nodes'): read each once.
+            let asg = asg_id(t).to_ascii_lowercase();
+            let asg_exists = match asgs.get(&asg) {
+                Some(&known) => known,
+                None => {
+                    let what = format!(
+                        "reading application security group {}",
+                        t.application_security_group
+                    );
+                    let exists = match self
+                        .client
+                        .send(&what, Method::GET, &asg_id(t), None, &[])
+                        .await
+                    {
+                        Ok(_) => true,
+                        Err(e) if e.status() == Some(404) => false,
+                        Err(e) => return Err(e),
+                    };
+                    asgs.insert(asg, exists);
+                    exists
+                }
             };
             out.push(ObservedAzure { nsg, asg_exists });
         }
