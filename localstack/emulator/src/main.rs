@@ -1,9 +1,11 @@
 //! `local-cloud`: a local emulator of the cloud firewall APIs perimeter manages where no
 //! emulator exists — the GCP Compute v1 `firewalls` resource with its global operations and
-//! a minimal `networks` resource — so plans and applies can be tested offline.
+//! a minimal `networks` resource, and ARM `networkSecurityGroups` / `securityRules` /
+//! `applicationSecurityGroups` with their long-running operations — so plans and applies can
+//! be tested offline.
 //!
 //! It binds 127.0.0.1 only, keeps all state in memory, validates requests the way the real
-//! API does (see `gcp::firewall`) and answers with the real error shapes. Tests switch faults
+//! APIs do (see `gcp::firewall`, `azure::rule`) and answers with the real error shapes. Tests switch faults
 //! on through the admin endpoints under `/_emulator/` (see `admin`).
 //!
 //! ```text
