@@ -430,3 +430,32 @@ fn taken_priorities_and_rule_overflow_are_refused_at_plan_time() {
     assert_eq!(crowded.writes(), 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_service_principal_gets_its_token_from_the_authority_host() {
+    let emulator = Emulator::start();
+    let dir = scratch("principal");
+    let p = policy(&dir, false);
+    // No static token: the client-secret flow asks the (emulated) Entra ID token endpoint.
+    let plan = emulator.0.perimeter(
+        &["plan", p.to_str().unwrap()],
+        &[
+            ("PERIMETER_AZURE_ENDPOINT", emulator.url()),
+            ("AZURE_AUTHORITY_HOST", emulator.url()),
+            (
+                "AZURE_TENANT_ID",
+                "00000000-0000-0000-0000-0000000000aa".to_string(),
+            ),
+            ("AZURE_CLIENT_ID", "perimeter-ci".to_string()),
+            ("AZURE_CLIENT_SECRET", "s3cret".to_string()),
+        ],
+    );
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    assert!(
+        text(&plan).contains("API calls: 3"),
+        "one token, then two reads (cached token):\n{}",
+        text(&plan)
+    );
+    assert_eq!(emulator.count(&["POST entra.token"]), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -79,7 +79,7 @@ pub(crate) enum Cloud {
 pub(crate) fn cloud_of(path: &str) -> Cloud {
     if path.starts_with("/compute/") {
         Cloud::Gcp
-    } else if path.starts_with("/subscriptions/") {
+    } else if path.starts_with("/subscriptions/") || azure::is_token_path(path) {
         Cloud::Azure
     } else {
         Cloud::Unknown

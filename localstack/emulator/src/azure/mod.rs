@@ -380,8 +380,44 @@ fn parse(path: &str) -> Option<(&str, Route<'_>)> {
     Some((sub, route))
 }
 
+/// `/{tenant}/oauth2/v2.0/token`: Microsoft Entra ID's token endpoint, so that the
+/// client-secret and workload-identity flows can be tested against the emulator.
+pub(crate) fn is_token_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(parts.as_slice(), [tenant, "oauth2", "v2.0", "token"] if !tenant.is_empty())
+}
+
+/// Issues a token for a client-credentials request (a secret or a client assertion).
+fn token(request: &Request) -> Response {
+    let form: BTreeMap<String, String> = String::from_utf8_lossy(&request.body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace('+', " ")))
+        .collect();
+    let field = |name: &str| form.get(name).filter(|v| !v.is_empty());
+    let credential = field("client_secret").or_else(|| field("client_assertion"));
+    if request.method != "POST"
+        || form.get("grant_type").map(String::as_str) != Some("client_credentials")
+        || field("client_id").is_none()
+        || credential.is_none()
+    {
+        return Response::json(
+            400,
+            &json!({"error": "invalid_request", "error_description": "AADSTS900144: a client_credentials request needs client_id and client_secret or client_assertion."}),
+        );
+    }
+    let client = field("client_id").cloned().unwrap_or_default();
+    Response::json(
+        200,
+        &json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": format!("local-cloud-token-for-{client}")}),
+    )
+}
+
 /// The route a request takes, for call counting.
 pub(crate) fn route_name(request: &Request) -> Option<String> {
+    if is_token_path(&request.path) {
+        return Some(format!("{} entra.token", request.method));
+    }
     let (_, route) = parse(&request.path)?;
     let name = match route {
         Route::NsgList { .. } => "networkSecurityGroups.list",
@@ -420,6 +456,9 @@ pub(crate) fn handle(emulator: &Emulator, request: &Request) -> Response {
 }
 
 fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
+    if is_token_path(&request.path) {
+        return Ok(token(request));
+    }
     match request.query("api-version") {
         None | Some("") => {
             return Err(ArmError::new(
