@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use perimeter_aws::backend::AwsBackend;
 use perimeter_aws::plan::{AwsTargetPlan, Fingerprints};
 use perimeter_azure::backend::AzureBackend;
-use perimeter_azure::plan::observed_fingerprint as azure_fingerprint;
+use perimeter_azure::plan::{check_plan_applies, observed_fingerprint as azure_fingerprint};
 use perimeter_core::plan::PLAN_FORMAT_VERSION;
 use perimeter_gcp::backend::GcpBackend;
 use perimeter_gcp::plan::{check_writes_are_owned, observed_fingerprint};
@@ -29,8 +29,8 @@ fn load_plan(path: &Path, text: &str) -> anyhow::Result<Option<PlanDocument>> {
         .get("format_version")
         .and_then(serde_json::Value::as_u64);
     match version {
-        // Version 1 plans (AWS only) read as version 2 plans without GCP targets.
-        Some(v) if v == 1 || v == u64::from(PLAN_FORMAT_VERSION) => {}
+        // Older plans (1: AWS only; 2: AWS and GCP) read as plans without the newer clouds.
+        Some(v) if (1..=u64::from(PLAN_FORMAT_VERSION)).contains(&v) => {}
         Some(v) => bail!(
             "{} is a plan of format version {v}; this perimeter reads version {PLAN_FORMAT_VERSION}: make the plan again",
             path.display()
@@ -153,6 +153,11 @@ async fn apply(doc: &PlanDocument) -> anyhow::Result<u8> {
             if azure_fingerprint(obs, &p.target, &doc.policy) != p.fingerprint {
                 stale.push(format!(
                     "azure {}/{} NSG {}: the rules perimeter manages (or the NSG it owns) changed since the plan was made",
+                    p.target.subscription, p.target.resource_group, p.target.nsg
+                ));
+            } else if let Err(why) = check_plan_applies(p, obs) {
+                stale.push(format!(
+                    "azure {}/{} NSG {}: {why}",
                     p.target.subscription, p.target.resource_group, p.target.nsg
                 ));
             }

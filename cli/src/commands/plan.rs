@@ -225,6 +225,8 @@ async fn plan_azure(
     if desired.is_empty() {
         return Ok((Vec::new(), Vec::new(), 0));
     }
+    perimeter_azure::plan::check_one_target_per_nsg(desired.iter().map(|(d, _)| &d.target))
+        .map_err(anyhow::Error::msg)?;
     let backend = azure_backend()?;
     let targets: Vec<_> = desired.iter().map(|(d, _)| d.target.clone()).collect();
     let observed = backend.observe(&targets).await.context("observing Azure")?;

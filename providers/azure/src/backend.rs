@@ -14,7 +14,7 @@ use crate::compile::asg_id;
 use crate::credential::Credential;
 use crate::model::{ResourceRef, SecurityRule, SecurityRuleProperties};
 use crate::plan::{AzureTargetPlan, NsgWrite, RuleStep};
-use crate::state::{OWNER_TAG, ObservedAzure, ObservedNsg, canonical};
+use crate::state::{ObservedAzure, ObservedNsg, canonical};
 
 /// The NSG's resource id.
 pub fn nsg_id(t: &AzureTarget) -> String {
@@ -82,7 +82,10 @@ impl AzureBackend {
                 .send(&what, Method::GET, &nsg_id(t), None, &[])
                 .await
             {
-                Ok(r) => Some(observed_nsg(&r.body)),
+                Ok(r) => Some(observed_nsg(&r.body).ok_or_else(|| ArmError::Transport {
+                    what: what.clone(),
+                    message: "the answer has no properties.securityRules".into(),
+                })?),
                 Err(e) if e.status() == Some(404) => None,
                 Err(e) => return Err(e),
             };
@@ -123,11 +126,15 @@ impl AzureBackend {
         let id = nsg_id(t);
         match &plan.write {
             NsgWrite::None => Ok(0),
-            NsgWrite::Put { if_match, location } => {
+            NsgWrite::Put {
+                if_match,
+                location,
+                tags,
+            } => {
                 let rules: Vec<Value> = plan.desired.rules.iter().map(rule_body).collect();
                 let body = json!({
                     "location": location,
-                    "tags": {OWNER_TAG: plan.policy},
+                    "tags": tags,
                     "properties": {"securityRules": rules},
                 });
                 // ARM refuses the PUT (412) if anyone changed the NSG since the plan.
@@ -200,7 +207,10 @@ fn rule_body(rule: &SecurityRule) -> Value {
     json!({"name": rule.name, "properties": rule.properties})
 }
 
-fn observed_nsg(body: &Value) -> ObservedNsg {
+/// The NSG of a GET answer; `None` when the answer is not an NSG (then nothing may be
+/// concluded from it: an empty rule list read from a broken answer would plan every rule).
+fn observed_nsg(body: &Value) -> Option<ObservedNsg> {
+    body.pointer("/properties/securityRules")?.as_array()?;
     let tags: BTreeMap<String, String> = body
         .get("tags")
         .and_then(Value::as_object)
@@ -222,7 +232,7 @@ fn observed_nsg(body: &Value) -> ObservedNsg {
         })
         .unwrap_or_default();
     rules.sort_by(|a, b| a.name.cmp(&b.name));
-    ObservedNsg {
+    Some(ObservedNsg {
         etag: body
             .get("etag")
             .and_then(Value::as_str)
@@ -235,7 +245,7 @@ fn observed_nsg(body: &Value) -> ObservedNsg {
             .to_string(),
         tags,
         rules,
-    }
+    })
 }
 
 /// A rule as ARM returns it, read leniently: any rule someone else wrote must be readable.

@@ -188,18 +188,36 @@ impl ArmClient {
                 Err(e) => Err(e.to_string()),
             };
             let (retry_after, failure) = match outcome {
-                Ok(r) if (200..300).contains(&r.status) => return Ok(r),
-                Ok(r) if matches!(r.status, 429 | 500 | 502 | 503 | 504) => {
-                    (Some(r.retry_after), service_error(what, &r))
-                }
-                Ok(r) => (None, service_error(what, &r)),
-                Err(message) => (
+                // A 2xx with a body that is not JSON is a broken answer, not a result.
+                Ok(r) if (200..300).contains(&r.status) && !r.body.is_string() => return Ok(r),
+                Ok(r) if (200..300).contains(&r.status) => (
                     Some(None),
                     ArmError::Transport {
                         what: what.into(),
-                        message,
+                        message: format!("HTTP {} with a body that is not JSON", r.status),
                     },
                 ),
+                Ok(r) if matches!(r.status, 429 | 500 | 502 | 503 | 504) => {
+                    (Some(r.retry_after), service_error(what, &r))
+                }
+                // The NSG is busy with another write (AKS's, often): the request was not
+                // applied, so it is safe to send again.
+                Ok(r) if r.status == 409 && error_code(&r) == "AnotherOperationInProgress" => {
+                    (Some(r.retry_after), service_error(what, &r))
+                }
+                // A conditional write retried after a lost answer can find its own first
+                // attempt applied: say so rather than report a plain failure.
+                Ok(r) if r.status == 412 && attempt > 1 => (
+                    None,
+                    ArmError::Service {
+                        what: what.into(),
+                        status: 412,
+                        code: error_code(&r),
+                        message: "the NSG changed during a retried write; an earlier attempt may have been applied: run `perimeter plan` to see".into(),
+                    },
+                ),
+                Ok(r) => (None, service_error(what, &r)),
+                Err(message) => (Some(None), ArmError::Transport { what: what.into(), message }),
             };
             match retry_after {
                 Some(wait) if attempt < self.settings.max_attempts => {
@@ -226,6 +244,14 @@ impl ArmClient {
     /// Waits for the long-running operation an answer started, if any.
     pub async fn wait(&self, what: &str, started: &ArmResponse) -> Result<(), ArmError> {
         let Some(operation) = &started.async_operation else {
+            // Some operations only give a `Location`: it answers 202 until the work is done.
+            if started.status == 202
+                && let Some(location) = &started.location
+            {
+                return self
+                    .wait_location(what, location, started.retry_after)
+                    .await;
+            }
             return Ok(());
         };
         let deadline = Instant::now() + Duration::from_secs(900);
@@ -302,6 +328,50 @@ async fn read(response: reqwest::Response) -> ArmResponse {
         retry_after,
         body,
     }
+}
+
+impl ArmClient {
+    async fn wait_location(
+        &self,
+        what: &str,
+        location: &str,
+        first: Option<Duration>,
+    ) -> Result<(), ArmError> {
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let mut delay = first.unwrap_or(Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+            let polled = self
+                .send(
+                    &format!("{what} (waiting)"),
+                    reqwest::Method::GET,
+                    location,
+                    None,
+                    &[],
+                )
+                .await?;
+            if polled.status != 202 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ArmError::Operation {
+                    what: what.into(),
+                    status: "unfinished".into(),
+                    message: "still in progress after 15 minutes; run `perimeter plan` to see"
+                        .into(),
+                });
+            }
+            delay = polled.retry_after.unwrap_or(Duration::from_secs(2));
+        }
+    }
+}
+
+fn error_code(r: &ArmResponse) -> String {
+    r.body
+        .pointer("/error/code")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 fn service_error(what: &str, r: &ArmResponse) -> ArmError {

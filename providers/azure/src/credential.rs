@@ -101,7 +101,11 @@ impl Credential {
             return Ok(token);
         }
         let (token, lifetime) = self.fetch(http).await?;
-        let until = Instant::now() + lifetime.saturating_sub(Duration::from_secs(300));
+        // Renew five minutes early, or at half-life for short-lived tokens.
+        let until = Instant::now()
+            + lifetime
+                .saturating_sub(Duration::from_secs(300))
+                .max(lifetime / 2);
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), until));
         Ok(token)
     }
@@ -335,12 +339,19 @@ fn parse_token(body: &Value) -> Option<(String, Duration)> {
         .or_else(|| body.get("accessToken"))?
         .as_str()?
         .to_string();
-    let seconds = match body.get("expires_in") {
+    let number = |key: &str| match body.get(key) {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.parse().ok(),
         _ => None,
-    }
-    .unwrap_or(3600);
+    };
+    // `expires_in` (seconds left) or `expires_on` (epoch seconds: App Service identities and
+    // the CLI, whose cached token may have only minutes left); an hour when neither is given.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let seconds = number("expires_in")
+        .or_else(|| number("expires_on").map(|at| at.saturating_sub(now)))
+        .unwrap_or(3600);
     Some((token, Duration::from_secs(seconds)))
 }
 
@@ -434,6 +445,16 @@ mod tests {
         let cli =
             serde_json::json!({"accessToken": "c", "expiresOn": "2026-11-23 23:00:00.000000"});
         assert_eq!(parse_token(&cli).map(|t| t.0), Some("c".into()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let soon = serde_json::json!({"accessToken": "d", "expires_on": now + 120});
+        let left = parse_token(&soon).unwrap().1;
+        assert!(
+            left <= Duration::from_secs(120) && left >= Duration::from_secs(100),
+            "{left:?}"
+        );
         assert_eq!(urlencode("a b/c"), "a%20b%2Fc");
     }
 }

@@ -49,6 +49,10 @@ pub enum NsgWrite {
         if_match: Option<String>,
         /// Region of the NSG.
         location: String,
+        /// The NSG's tags after the PUT: the observed ones (cost centres, Azure Policy's) and
+        /// perimeter's ownership tag.
+        #[serde(default)]
+        tags: BTreeMap<String, String>,
     },
     /// Rule-by-rule writes in this order (shared mode).
     Steps {
@@ -297,7 +301,13 @@ pub fn plan(
                 policy: policy.into(),
             });
         }
-        let count = foreign.len() + desired.rules.len();
+        // Deletes run last, so the peak is everything there now plus the creates.
+        let creates = diff(&desired.rules, &owned)
+            .iter()
+            .filter(|c| c.action == Action::Create)
+            .count();
+        let count =
+            (foreign.len() + owned.len() + creates).max(foreign.len() + desired.rules.len());
         if count > RULES_PER_NSG {
             return Err(PlanError::TooManyRules {
                 nsg: t.nsg.clone(),
@@ -336,6 +346,7 @@ pub fn plan(
                 NsgWrite::Put {
                     if_match: Some(nsg.etag.clone()),
                     location: nsg.location.clone(),
+                    tags: nsg.tags.clone(),
                 }
             };
             Ok(base(changes, false, write, Vec::new()))
@@ -351,11 +362,66 @@ pub fn plan(
                 NsgWrite::Put {
                     if_match: None,
                     location,
+                    tags: BTreeMap::from([(OWNER_TAG.to_string(), policy.to_string())]),
                 },
                 Vec::new(),
             ))
         }
     }
+}
+
+/// The last line of defence before a write: the plan (a file, which may have been edited)
+/// must be exactly what the planner makes from its own desired rules and the NSG as observed
+/// just now, and those rules must all be perimeter's. So apply can only ever write what a
+/// fresh plan would, and only rules that carry the policy's prefix and marker.
+pub fn check_plan_applies(
+    planned: &AzureTargetPlan,
+    observed: &ObservedAzure,
+) -> Result<(), String> {
+    if let Some(r) = planned
+        .desired
+        .rules
+        .iter()
+        .find(|r| !is_owned_rule(&planned.policy, r) || !valid_rule_name(&r.name))
+    {
+        return Err(format!(
+            "the plan would write rule `{}`, which is not named and described as perimeter's",
+            r.name
+        ));
+    }
+    let fresh =
+        plan(&planned.desired, Vec::new(), observed, &planned.policy).map_err(|e| e.to_string())?;
+    if fresh.write != planned.write || fresh.create_nsg != planned.create_nsg {
+        return Err("the plan's writes are not what the policy and the NSG give now".into());
+    }
+    Ok(())
+}
+
+/// ARM's rule name syntax (1-80 characters; word characters, `.`, `-`, `_`).
+fn valid_rule_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 80
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+}
+
+/// Two targets on one NSG would be planned against the same state and overwrite each other.
+pub fn check_one_target_per_nsg<'a>(
+    targets: impl IntoIterator<Item = &'a AzureTarget>,
+) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for t in targets {
+        let key = format!("{}/{}/{}", t.subscription, t.resource_group, t.nsg).to_ascii_lowercase();
+        if !seen.insert(key) {
+            return Err(format!(
+                "the policy has two Azure targets on NSG `{}` in resource group `{}`; one policy manages an NSG through one target",
+                t.nsg, t.resource_group
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Orders the writes of a shared NSG so every PUT lands on a free priority (see the module
@@ -432,21 +498,27 @@ fn order_steps(
             blocked.properties.priority,
         );
         let holder_name = taken.get(&key).cloned().unwrap_or_default();
-        let park_at = (PRIORITY_MIN..PRIORITY_MAX)
-            .rev()
-            .find(|p| {
-                let k = (key.0.clone(), *p);
-                !taken.contains_key(&k) && !targets.contains(&k)
-            })
-            .ok_or_else(|| PlanError::PrioritiesExhausted {
-                nsg: nsg.into(),
-                direction: key.0.clone(),
-            })?;
+        let exhausted = || PlanError::PrioritiesExhausted {
+            nsg: nsg.into(),
+            direction: key.0.clone(),
+        };
         let mut parked = current
             .iter()
             .find(|r| r.name == holder_name)
             .cloned()
-            .expect("the holder is a current rule");
+            .ok_or_else(exhausted)?;
+        // While parked, a rule may only ever restrict more than before: a deny moves to the
+        // best free priority (decides earlier), an allow to the worst (decides later).
+        let free = |p: &u16| {
+            let k = (key.0.clone(), *p);
+            !taken.contains_key(&k) && !targets.contains(&k)
+        };
+        let park_at = if parked.properties.access == "Deny" {
+            (PRIORITY_MIN..PRIORITY_MAX).find(free)
+        } else {
+            (PRIORITY_MIN..PRIORITY_MAX).rev().find(free)
+        }
+        .ok_or_else(exhausted)?;
         parked.properties.priority = park_at;
         put(&mut taken, &parked);
         steps.push(RuleStep::Put {

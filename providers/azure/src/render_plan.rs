@@ -112,6 +112,7 @@ fn how(p: &AzureTargetPlan) -> Option<String> {
         NsgWrite::Put {
             if_match: None,
             location,
+            ..
         } => Some(format!("one PUT creating the NSG in {location}")),
         NsgWrite::Steps { steps } => {
             let parked = steps

@@ -88,8 +88,18 @@ pub fn canonical(rule: &SecurityRule) -> SecurityRule {
     source_asgs.sort();
     let mut destination_asgs = p.destination_application_security_groups.clone();
     destination_asgs.sort();
+    // ARM names and ids are case-insensitive: `p-in-SSH` and `p-in-ssh` are one rule.
+    let lower = |refs: Vec<crate::model::ResourceRef>| -> Vec<crate::model::ResourceRef> {
+        refs.into_iter()
+            .map(|r| crate::model::ResourceRef {
+                id: r.id.to_ascii_lowercase(),
+            })
+            .collect()
+    };
+    let source_asgs = lower(source_asgs);
+    let destination_asgs = lower(destination_asgs);
     SecurityRule {
-        name: rule.name.clone(),
+        name: rule.name.to_ascii_lowercase(),
         properties: SecurityRuleProperties {
             description: p.description.clone(),
             protocol: case(&p.protocol, &["Tcp", "Udp", "Icmp", "Esp", "Ah", "*"]),

@@ -480,7 +480,10 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
         Some(_) => {}
     }
     let authorized = request.header("authorization").is_some_and(|value| {
-        value.len() > "Bearer ".len() && value[..7].eq_ignore_ascii_case("Bearer ")
+        value.len() > 7
+            && value
+                .get(..7)
+                .is_some_and(|b| b.eq_ignore_ascii_case("Bearer "))
     });
     if !authorized {
         return Err(ArmError::new(
@@ -1031,13 +1034,13 @@ fn list_rules(
         .collect();
     let mut body = Map::new();
     body.insert("value".into(), Value::Array(page));
-    if skip + PAGE_SIZE < found.rules.len() {
+    if skip.saturating_add(PAGE_SIZE) < found.rules.len() {
         let version = request.query("api-version").unwrap_or("2024-05-01");
         body.insert(
             "nextLink".into(),
             json!(format!(
                 "{base}{nsg_id}/securityRules?api-version={version}&$skiptoken={}",
-                skip + PAGE_SIZE
+                skip.saturating_add(PAGE_SIZE)
             )),
         );
     }

@@ -71,7 +71,8 @@ fn a_missing_owned_nsg_is_created_in_one_put() {
         p.write,
         NsgWrite::Put {
             if_match: None,
-            location: "westeurope".into()
+            location: "westeurope".into(),
+            tags: std::collections::BTreeMap::from([(OWNER_TAG.to_string(), "web".to_string())]),
         }
     );
     assert_eq!(p.summary().add, d.rules.len() + 1);
@@ -90,7 +91,8 @@ fn an_owned_nsg_converges_and_is_rewritten_with_if_match() {
         p.write,
         NsgWrite::Put {
             if_match: Some("W/\"1\"".into()),
-            location: "westeurope".into()
+            location: "westeurope".into(),
+            tags: std::collections::BTreeMap::from([(OWNER_TAG.to_string(), "web".to_string())]),
         }
     );
 }
@@ -251,4 +253,85 @@ fn a_missing_asg_or_shared_nsg_is_refused() {
         plan(&d, vec![], &o, "web").unwrap_err(),
         PlanError::AsgMissing { .. }
     ));
+}
+
+#[test]
+fn an_edited_plan_is_refused_before_any_write() {
+    let d = desired(true);
+    let aks = vec![foreign("k8s-azure-lb_allow_ipv4_443", 500, "Inbound")];
+    let o = nsg(aks, false);
+    let clean = plan(&d, vec![], &o, "web").unwrap();
+    assert!(check_plan_applies(&clean, &o).is_ok());
+    // A step that deletes AKS's rule.
+    let mut edited = clean.clone();
+    if let NsgWrite::Steps { steps } = &mut edited.write {
+        steps.push(RuleStep::Delete {
+            name: "k8s-azure-lb_allow_ipv4_443".into(),
+        });
+    }
+    assert!(check_plan_applies(&edited, &o).is_err());
+    // A whole-NSG PUT on the shared NSG.
+    let mut edited = clean.clone();
+    edited.write = NsgWrite::Put {
+        if_match: Some("W/\"1\"".into()),
+        location: "westeurope".into(),
+        tags: Default::default(),
+    };
+    assert!(check_plan_applies(&edited, &o).is_err());
+    // A desired rule that is not perimeter's, or with a name that is a path.
+    let mut edited = clean.clone();
+    edited.desired.rules[0].name = "../../x".into();
+    assert!(check_plan_applies(&edited, &o).is_err());
+}
+
+#[test]
+fn a_parked_rule_only_ever_restricts() {
+    let d = desired(true);
+    let inbound: Vec<&SecurityRule> = d
+        .rules
+        .iter()
+        .filter(|r| r.properties.direction == "Inbound")
+        .collect();
+    let (a, b) = (inbound[0], inbound[1]);
+    let mut observed = d.rules.clone();
+    for r in observed.iter_mut() {
+        if r.name == a.name {
+            r.properties.priority = b.properties.priority;
+        } else if r.name == b.name {
+            r.properties.priority = a.properties.priority;
+        }
+    }
+    let p = plan(&d, vec![], &nsg(observed, false), "web").unwrap();
+    let NsgWrite::Steps { steps } = &p.write else {
+        panic!()
+    };
+    let RuleStep::Put { rule, parked: true } = &steps[0] else {
+        panic!("{steps:?}")
+    };
+    if rule.properties.access == "Deny" {
+        assert!(
+            rule.properties.priority < 110,
+            "a deny parks before every rule: {}",
+            rule.properties.priority
+        );
+    } else {
+        assert!(
+            rule.properties.priority > 4000,
+            "an allow parks after every rule: {}",
+            rule.properties.priority
+        );
+    }
+}
+
+#[test]
+fn rule_names_are_matched_without_case() {
+    let d = desired(true);
+    let mut shouted = d.rules.clone();
+    shouted[0].name = shouted[0]
+        .name
+        .to_ascii_uppercase()
+        .replacen("WEB-", "web-", 1);
+    let observed = nsg(shouted.iter().map(crate::state::canonical).collect(), false);
+    let p = plan(&d, vec![], &observed, "web").unwrap();
+    assert!(p.is_empty(), "{:?}", p.changes);
 }
