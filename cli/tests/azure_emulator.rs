@@ -220,7 +220,7 @@ fn a_shared_aks_nsg_gets_only_perimeters_rules_and_keeps_the_others() {
         text(&plan)
     );
     assert!(
-        text(&plan).contains("write: 12 rule writes, in order"),
+        text(&plan).contains("write: 12 rule write(s), in order"),
         "{}",
         text(&plan)
     );

@@ -121,11 +121,11 @@ fn how(p: &AzureTargetPlan) -> Option<String> {
                 .count();
             Some(if parked > 0 {
                 format!(
-                    "{} rule writes, in order ({parked} rule(s) parked on a free priority first so that no two rules ever share one)",
+                    "{} rule write(s), in order ({parked} rule(s) parked on a free priority first so that no two rules ever share one)",
                     steps.len()
                 )
             } else {
-                format!("{} rule writes, in order", steps.len())
+                format!("{} rule write(s), in order", steps.len())
             })
         }
     }
