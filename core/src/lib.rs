@@ -19,6 +19,7 @@ pub mod interval;
 pub mod note;
 pub mod plan;
 pub mod policy;
+pub mod retry;
 pub mod table;
 pub mod target;
 pub mod yaml;

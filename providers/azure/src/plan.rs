@@ -301,20 +301,20 @@ pub fn plan(
                 policy: policy.into(),
             });
         }
-        // Deletes run last, so the peak is everything there now plus the creates.
-        let creates = diff(&desired.rules, &owned)
+        let changes = diff(&desired.rules, &owned);
+        // Deletes run last, so the peak is everything there now plus the creates (never less
+        // than the end state).
+        let creates = changes
             .iter()
             .filter(|c| c.action == Action::Create)
             .count();
-        let count =
-            (foreign.len() + owned.len() + creates).max(foreign.len() + desired.rules.len());
+        let count = foreign.len() + owned.len() + creates;
         if count > RULES_PER_NSG {
             return Err(PlanError::TooManyRules {
                 nsg: t.nsg.clone(),
                 count,
             });
         }
-        let changes = diff(&desired.rules, &owned);
         let steps = order_steps(&t.nsg, &changes, &nsg.rules, &foreign)?;
         let write = if steps.is_empty() {
             NsgWrite::None

@@ -195,12 +195,12 @@ impl GcpBackend {
 
     /// Full-jitter exponential backoff: a random wait in [0, base·2^(attempt−1)], capped.
     fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .settings
-            .retry_base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.settings.max_delay);
-        ceiling.mul_f64(fastrand::f64())
+        perimeter_core::retry::full_jitter(
+            self.settings.retry_base,
+            self.settings.max_delay,
+            attempt,
+            fastrand::f64(),
+        )
     }
 
     /// Observes every target: per project one `projects.get` (the rule quota), per network
