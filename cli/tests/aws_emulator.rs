@@ -6,74 +6,26 @@
 //! Each test works in its own region, which moto keeps as a separate backend, so the tests
 //! run in parallel without seeing each other.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+
+use common::aws::{client, runtime};
+use common::{root, text};
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
     Filter, HttpTokensState, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
 };
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Starts moto once per test binary and returns its endpoint.
-fn endpoint() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(root().join("localstack/moto.sh"))
-            .arg("start")
-            .output()
-            .expect("run localstack/moto.sh");
-        assert!(
-            out.status.success(),
-            "could not start the EC2 emulator (localstack/moto.sh start needs python3 with venv):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    })
-}
-
 fn perimeter(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_perimeter"))
         .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(common::aws::env())
         .env("NO_COLOR", "1")
         .output()
         .expect("run perimeter")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn client(region: &str) -> Client {
-    let conf = aws_sdk_ec2::Config::builder()
-        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-        .region(aws_sdk_ec2::config::Region::new(region.to_string()))
-        .endpoint_url(endpoint())
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .build();
-    Client::from_conf(conf)
 }
 
 /// A VPC with two node subnets and two worker instances, IMDSv1 allowed (as AMIs often are).
