@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 success, 1 error, 2 changes present (plan --detailed-exitcode).
+Exit codes: 0 success, 1 error (a usage error too), 2 changes present (plan
+--detailed-exitcode, drift).
 
 Examples:
   perimeter validate policies/eks-workers.yaml
@@ -69,7 +70,7 @@ pub(crate) enum Command {
     },
     /// Compare the clouds with the policy and show what apply would change.
     ///
-    /// Observes every AWS and GCP target (bulk reads: a handful of API calls per region or
+    /// Observes every target (bulk reads: a handful of API calls per region or
     /// network, whatever the number of rules), diffs against the compiled policy, and prints
     /// the changes like Terraform: `+` create, `~` change in place, `-` destroy, then "Plan: N
     /// to add, N to change, N to destroy." Foreign rules that override the policy are shown
@@ -104,15 +105,19 @@ Examples:
     },
     /// Make the clouds match a saved plan (or a policy, with --auto-approve).
     ///
-    /// Re-reads every target first and refuses, writing nothing, if anything changed since the
-    /// plan was made. Writes in the plan's order: create the group or NACL, add rules, change
-    /// rules in place, remove rules; throttling and 5xx answers are retried with backoff. Then
-    /// reads everything back and fails unless a new plan would be empty.
+    /// A saved plan is executed exactly, or not at all: apply reads the policy file the plan
+    /// was made from (or --policy), refuses unless it still has the plan's SHA-256, observes
+    /// every target again and refuses, writing nothing, unless a fresh plan equals the saved
+    /// one (every fingerprint, rule, id and write). With PERIMETER_PLAN_KEY set, the plan's
+    /// signature must verify too. Writes in the plan's order: create the group or NACL, add
+    /// rules, change rules in place, remove rules; throttling and 5xx answers are retried with
+    /// backoff. Then reads everything back and fails unless a new plan would be empty.
     #[command(
         after_help = "Exit codes: 0 applied and converged, 1 error (stale plan, failed write, not converged).
 
 Examples:
   perimeter plan policy.yaml --out plan.json && perimeter apply plan.json
+  perimeter apply plan.json --policy checkout/policy.yaml
   perimeter apply policy.yaml --auto-approve"
     )]
     Apply {
@@ -121,6 +126,10 @@ Examples:
         /// Accept a policy file: plan and apply in one step without review.
         #[arg(long)]
         auto_approve: bool,
+        /// The policy the saved plan was made from, when it is no longer at the path the plan
+        /// records (another checkout or job). Must have the plan's `policy_sha256`.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// Report how the clouds differ from the policy, read-only, for cron jobs and alerts.
     ///

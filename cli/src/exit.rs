@@ -3,8 +3,7 @@
 
 /// Success; for `validate`, the policy is valid.
 pub(crate) const OK: u8 = 0;
-/// Any error: invalid policy, unreadable file, a limit a cloud cannot hold.
+/// Any error: invalid policy, unreadable file, a limit a cloud cannot hold, a usage error.
 pub(crate) const ERROR: u8 = 1;
 /// `plan --detailed-exitcode` and `drift`: success, and there are changes (Terraform's 2).
-/// clap also exits 2 on a usage error, before any work is done.
 pub(crate) const CHANGES: u8 = 2;

@@ -9,10 +9,22 @@ mod plan_doc;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error exits 1, never 2: 2 means "changes present" to a pipeline, and a
+        // mistyped flag must not read as drift. --help and --version exit 0.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            });
+        }
+    };
     let result = match cli.command {
         args::Command::Validate { policy, format } => commands::validate::run(&policy, format),
         args::Command::Compile {
@@ -27,7 +39,11 @@ fn main() -> ExitCode {
             detailed_exitcode,
             cloud,
         } => commands::plan::run(&policy, out.as_deref(), format, detailed_exitcode, cloud),
-        args::Command::Apply { plan, auto_approve } => commands::apply::run(&plan, auto_approve),
+        args::Command::Apply {
+            plan,
+            auto_approve,
+            policy,
+        } => commands::apply::run(&plan, auto_approve, policy.as_deref()),
         args::Command::Drift {
             policy,
             format,

@@ -3,7 +3,7 @@
 
 use perimeter_aws::plan::AwsTargetPlan;
 use perimeter_azure::plan::{AzureTargetPlan, PlanError as AzurePlanError};
-use perimeter_core::plan::{PLAN_FORMAT_VERSION, Summary};
+use perimeter_core::plan::{PLAN_FORMAT_VERSION, Summary, sha256_hex};
 use perimeter_core::target::{AzureTarget, GcpTarget};
 use perimeter_gcp::plan::{GcpTargetPlan, PlanError};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,10 @@ pub(crate) struct PlanDocument {
     /// Azure network security groups.
     #[serde(default)]
     pub(crate) azure: Vec<AzureTargetPlan>,
+    /// `hmac-sha256:HEX` over the document without this field, when `PERIMETER_PLAN_KEY` was
+    /// set at plan time (docs/plan-format.md, Signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) signature: Option<String>,
 }
 
 /// The plans of every cloud, before they become a document.
@@ -48,15 +52,6 @@ pub(crate) struct Plans {
     pub(crate) azure_problems: Vec<(AzureTarget, AzurePlanError)>,
     /// Requests sent to make them.
     pub(crate) api_calls: u64,
-}
-
-/// SHA-256 of the file's bytes, in hex (what `sha256sum` prints).
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl PlanDocument {
@@ -90,6 +85,37 @@ impl PlanDocument {
             aws,
             gcp,
             azure,
+            signature: None,
         }
     }
+
+    /// The signature of this document under `key`: HMAC-SHA256 over its canonical JSON with
+    /// no signature field. Canonical JSON is what this perimeter writes, so a plan re-indented
+    /// by a tool still verifies, and a changed value never does.
+    pub(crate) fn signature_under(&self, key: &[u8]) -> anyhow::Result<String> {
+        use hmac::{Hmac, KeyInit, Mac};
+        let unsigned = Self {
+            signature: None,
+            ..self.clone()
+        };
+        let bytes = serde_json::to_vec(&unsigned)?;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key)
+            .map_err(|_| anyhow::anyhow!("PERIMETER_PLAN_KEY cannot be used as an HMAC key"))?;
+        mac.update(&bytes);
+        let tag: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(format!("hmac-sha256:{tag}"))
+    }
+}
+
+/// The key that signs saved plans, from `PERIMETER_PLAN_KEY` (unset or empty: plans are not
+/// signed). The key itself is never printed.
+pub(crate) fn plan_key() -> Option<Vec<u8>> {
+    std::env::var_os("PERIMETER_PLAN_KEY")
+        .filter(|k| !k.is_empty())
+        .map(|k| k.as_encoded_bytes().to_vec())
 }

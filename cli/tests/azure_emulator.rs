@@ -459,3 +459,124 @@ fn a_service_principal_gets_its_token_from_the_authority_host() {
     assert_eq!(emulator.count(&["POST entra.token"]), 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Sets `value` at every object key `key` under `v` (a plan's rule field, wherever it is).
+fn set_everywhere(v: &mut Value, key: &str, value: &Value) -> usize {
+    match v {
+        Value::Object(o) => {
+            let mut n = 0;
+            for (k, child) in o.iter_mut() {
+                if k == key && child.is_string() {
+                    *child = value.clone();
+                    n += 1;
+                } else {
+                    n += set_everywhere(child, key, value);
+                }
+            }
+            n
+        }
+        Value::Array(a) => a.iter_mut().map(|c| set_everywhere(c, key, value)).sum(),
+        _ => 0,
+    }
+}
+
+#[test]
+fn an_edited_or_unsigned_plan_file_writes_nothing() {
+    let emulator = Emulator::start();
+    // An NSG of another team in the same resource group, without perimeter's tag.
+    let team = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network/networkSecurityGroups/team-nsg?api-version=2024-05-01"
+    );
+    let (status, body) = emulator.arm(
+        "PUT",
+        &team,
+        Some(json!({"location": "westeurope", "properties": {"securityRules": [aks_rule("team-https", 200, "Inbound")]}})),
+    );
+    assert!(status == 200 || status == 201, "{body}");
+    let team_before = emulator.arm("GET", &team, None).1;
+    let dir = scratch("edited");
+    let p = policy(&dir, false);
+    let p = p.to_str().unwrap();
+    let plan_file = dir.join("plan.json");
+    let key = ("PERIMETER_PLAN_KEY", "k3y-for-this-test-only".to_string());
+    let with_key = |args: &[&str]| {
+        emulator.0.perimeter(
+            args,
+            &[
+                ("PERIMETER_AZURE_ENDPOINT", emulator.url()),
+                ("PERIMETER_AZURE_TOKEN", "test-token".to_string()),
+                key.clone(),
+            ],
+        )
+    };
+    let plan = with_key(&["plan", p, "--out", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    assert!(
+        saved["signature"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("hmac-sha256:")),
+        "{saved:#}"
+    );
+    assert!(!text(&plan).contains("k3y-for-this-test-only"));
+
+    let edited = dir.join("edited.json");
+    let write = |doc: &Value| std::fs::write(&edited, doc.to_string()).unwrap();
+    // 1. Aimed at an NSG perimeter does not own.
+    let mut doc = saved.clone();
+    assert!(set_everywhere(&mut doc["azure"][0], "nsg", &json!("team-nsg")) >= 2);
+    doc.as_object_mut().unwrap().remove("signature");
+    write(&doc);
+    emulator.reset_calls();
+    let apply = emulator.perimeter(&["apply", edited.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("azure[0].target.nsg: the plan file has \"team-nsg\""),
+        "{}",
+        text(&apply)
+    );
+    // 2. Every source widened to any address.
+    let mut doc = saved.clone();
+    assert!(set_everywhere(&mut doc["azure"][0], "sourceAddressPrefix", &json!("*")) > 0);
+    doc.as_object_mut().unwrap().remove("signature");
+    write(&doc);
+    let apply = emulator.perimeter(&["apply", edited.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("differs from a fresh plan"),
+        "{}",
+        text(&apply)
+    );
+    // 3. Signed, then edited: the signature catches it before anything is read.
+    let mut doc = saved.clone();
+    doc["summary"]["add"] = json!(0);
+    write(&doc);
+    let apply = with_key(&["apply", edited.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("signature does not verify"),
+        "{}",
+        text(&apply)
+    );
+    // 4. The key is set but the plan is unsigned.
+    let mut doc = saved.clone();
+    doc.as_object_mut().unwrap().remove("signature");
+    write(&doc);
+    let apply = with_key(&["apply", edited.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("carries no signature"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(emulator.writes(), 0, "a refused apply wrote something");
+    assert_eq!(emulator.nsg().0, 404, "the owned NSG was not created");
+    assert_eq!(emulator.arm("GET", &team, None).1, team_before);
+
+    // The signed plan as it was made, re-indented by a tool, applies with the key.
+    std::fs::write(&edited, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    let apply = with_key(&["apply", edited.to_str().unwrap()]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(!text(&apply).contains("k3y-for-this-test-only"));
+    let _ = std::fs::remove_dir_all(dir);
+}

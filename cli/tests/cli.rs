@@ -146,10 +146,29 @@ fn usage_and_io_errors() {
         "{}",
         stderr(&o)
     );
+    // A usage error exits 1 (as Terraform): 2 means "changes present" to a pipeline, and a
+    // mistyped flag must never read as drift.
     let o = perimeter(&["compile", "policies/eks-workers.yaml", "--cloud", "oracle"]);
-    assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2");
+    assert_eq!(o.status.code(), Some(1), "a usage error exits 1");
+    assert!(
+        stderr(&o).contains("invalid value 'oracle'"),
+        "{}",
+        stderr(&o)
+    );
+    for args in [
+        &["drift", "policies/eks-workers.yaml", "--formt", "json"][..],
+        &["plan"][..],
+        &["no-such-command"][..],
+    ] {
+        let o = perimeter(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+    }
     let o = perimeter(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("Examples:") && stdout(&o).contains("Exit codes"));
+    let o = perimeter(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("perimeter "), "{}", stdout(&o));
     let o = perimeter(&["presets"]);
     assert!(stdout(&o).contains("cni:cilium/wireguard") && stdout(&o).contains("51871"));
 }

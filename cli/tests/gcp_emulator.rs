@@ -519,8 +519,8 @@ fn an_edited_plan_file_cannot_delete_a_foreign_rule() {
         plan_file.to_str().unwrap(),
     ]);
     assert_eq!(code(&plan), 0, "{}", text(&plan));
-    let mut doc: Value =
-        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let saved = std::fs::read_to_string(&plan_file).unwrap();
+    let mut doc: Value = serde_json::from_str(&saved).unwrap();
     doc["gcp"][0]["changes"]
         .as_array_mut()
         .unwrap()
@@ -530,11 +530,40 @@ fn an_edited_plan_file_cannot_delete_a_foreign_rule() {
     let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
     assert_eq!(code(&apply), 1, "{}", text(&apply));
     assert!(
-        text(&apply).contains("it is not a rule perimeter owns in this network"),
+        text(&apply).contains("gcp[0].changes[9]: the plan file has"),
         "{}",
         text(&apply)
     );
     assert_eq!(emulator.writes(), 0);
+    assert_eq!(emulator.firewall("gke-prod-abc123-hc").0, 200);
+
+    // A widened range, in the change and in the desired rules alike.
+    let mut doc: Value = serde_json::from_str(&saved).unwrap();
+    let first = doc["gcp"][0]["changes"][0]["name"].clone();
+    doc["gcp"][0]["changes"][0]["after"]["sourceRanges"] = json!(["0.0.0.0/0"]);
+    for f in doc["gcp"][0]["desired"]["firewalls"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if f["name"] == first {
+            f["sourceRanges"] = json!(["0.0.0.0/0"]);
+        }
+    }
+    std::fs::write(&plan_file, doc.to_string()).unwrap();
+    let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply)
+            .contains("gcp[0].changes[0].after.sourceRanges: the plan file has [\"0.0.0.0/0\"]"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(emulator.writes(), 0);
+
+    // The plan as it was made applies.
+    std::fs::write(&plan_file, &saved).unwrap();
+    let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
     assert_eq!(emulator.firewall("gke-prod-abc123-hc").0, 200);
     let _ = std::fs::remove_dir_all(dir);
 }

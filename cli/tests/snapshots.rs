@@ -131,9 +131,11 @@ fn clouds() -> Clouds {
     let (status, _) = local.call(
         "POST",
         "/compute/v1/projects/acme-prod/global/firewalls",
-        Some(json!({"name": "gke-prod-1a2b3c-hc", "network": "global/networks/prod",
+        Some(
+            json!({"name": "gke-prod-1a2b3c-hc", "network": "global/networks/prod",
             "sourceRanges": ["35.191.0.0/16", "130.211.0.0/22"], "targetTags": ["prod-workers"],
-            "allowed": [{"IPProtocol": "tcp", "ports": ["10256"]}]})),
+            "allowed": [{"IPProtocol": "tcp", "ports": ["10256"]}]}),
+        ),
     );
     assert_eq!(status, 200);
     let dir = scratch("snapshots");
@@ -171,8 +173,17 @@ fn stable(text: &str) -> String {
         if at_word_start {
             // An AWS id: a known prefix, a dash, 8 to 17 hex digits.
             let prefix = [
-                "vpc-", "subnet-", "sgr-", "sg-", "acl-", "aclassoc-", "i-", "ami-", "eni-",
-                "rtb-", "igw-",
+                "vpc-",
+                "subnet-",
+                "sgr-",
+                "sg-",
+                "acl-",
+                "aclassoc-",
+                "i-",
+                "ami-",
+                "eni-",
+                "rtb-",
+                "igw-",
             ]
             .into_iter()
             .find(|p| text[i..].starts_with(p));
@@ -319,9 +330,11 @@ fn plan_and_drift_output_on_three_clouds() {
     let status = clouds.azure(
         "PUT",
         &nsg_rule("debug-rdp"),
-        Some(json!({"properties": {"protocol": "Tcp", "access": "Allow", "direction": "Inbound",
+        Some(
+            json!({"properties": {"protocol": "Tcp", "access": "Allow", "direction": "Inbound",
             "priority": 300, "sourceAddressPrefix": "*", "sourcePortRange": "*",
-            "destinationAddressPrefix": "*", "destinationPortRange": "3389"}})),
+            "destinationAddressPrefix": "*", "destinationPortRange": "3389"}}),
+        ),
     );
     assert!(status == 200 || status == 201, "{status}");
     snapshot_plans(&clouds, "drifted");

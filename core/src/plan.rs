@@ -16,13 +16,124 @@ pub const PLAN_FORMAT_VERSION: u32 = 3;
 
 /// A fingerprint of observed state: the SHA-256 of its canonical JSON. A saved plan records
 /// one per resource; apply re-observes and refuses to write if any differs ("stale plan").
-pub fn fingerprint<T: Serialize + ?Sized>(value: &T) -> String {
-    use sha2::{Digest, Sha256};
+///
+/// Fails when the state cannot be serialized, never hashing a stand-in: two states that both
+/// failed would otherwise share a fingerprint, and the stale check would pass them.
+pub fn fingerprint<T: Serialize + ?Sized>(value: &T) -> Result<String, FingerprintError> {
     // serde_json writes struct fields in declaration order and our maps are BTreeMaps, so the
     // same state always gives the same bytes.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let bytes = serde_json::to_vec(value).map_err(|e| FingerprintError(e.to_string()))?;
+    Ok(sha256_hex(&bytes))
+}
+
+/// SHA-256 of some bytes, in lower-case hex (what `sha256sum` prints).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Observed state that could not be fingerprinted: nothing may be planned or applied on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot fingerprint the observed state ({0}); refusing to plan or apply on it")]
+pub struct FingerprintError(pub String);
+
+/// One place where two JSON documents differ: a path such as
+/// `aws[0].security_group.changes[1].after.peer` and the value on each side (`None`: absent).
+#[derive(Clone, PartialEq, Debug)]
+pub struct JsonDifference {
+    /// Where, from the root: `.field` and `[index]` steps (no leading dot).
+    pub path: String,
+    /// The value in the first document.
+    pub left: Option<serde_json::Value>,
+    /// The value in the second document.
+    pub right: Option<serde_json::Value>,
+}
+
+/// The places where two JSON values differ, deepest first-found order, at most `limit`
+/// (`total` counts them all). Apply uses it to say exactly how a saved plan differs from a
+/// fresh one.
+pub fn json_differences(
+    left: &serde_json::Value,
+    right: &serde_json::Value,
+    limit: usize,
+) -> (Vec<JsonDifference>, usize) {
+    let mut found = Vec::new();
+    let mut total = 0;
+    walk(
+        left,
+        right,
+        &mut String::new(),
+        limit,
+        &mut found,
+        &mut total,
+    );
+    (found, total)
+}
+
+fn walk(
+    left: &serde_json::Value,
+    right: &serde_json::Value,
+    path: &mut String,
+    limit: usize,
+    found: &mut Vec<JsonDifference>,
+    total: &mut usize,
+) {
+    use serde_json::Value;
+    let step = |path: &mut String,
+                seg: String,
+                l: Option<&Value>,
+                r: Option<&Value>,
+                found: &mut Vec<JsonDifference>,
+                total: &mut usize| {
+        let len = path.len();
+        path.push_str(&seg);
+        match (l, r) {
+            (Some(l), Some(r)) => walk(l, r, path, limit, found, total),
+            _ => {
+                *total += 1;
+                if found.len() < limit {
+                    found.push(JsonDifference {
+                        path: path.clone(),
+                        left: l.cloned(),
+                        right: r.cloned(),
+                    });
+                }
+            }
+        }
+        path.truncate(len);
+    };
+    match (left, right) {
+        (Value::Object(l), Value::Object(r)) => {
+            let keys: std::collections::BTreeSet<&String> = l.keys().chain(r.keys()).collect();
+            for k in keys {
+                let seg = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!(".{k}")
+                };
+                step(path, seg, l.get(k), r.get(k), found, total);
+            }
+        }
+        (Value::Array(l), Value::Array(r)) => {
+            for i in 0..l.len().max(r.len()) {
+                step(path, format!("[{i}]"), l.get(i), r.get(i), found, total);
+            }
+        }
+        (l, r) if l == r => {}
+        (l, r) => {
+            *total += 1;
+            if found.len() < limit {
+                found.push(JsonDifference {
+                    path: path.clone(),
+                    left: Some(l.clone()),
+                    right: Some(r.clone()),
+                });
+            }
+        }
+    }
 }
 
 /// Something about the cloud's posture that the policy cares about but perimeter does not
@@ -222,6 +333,31 @@ mod tests {
             Summary::of(&changes).to_string(),
             "Plan: 1 to add, 1 to change, 1 to destroy."
         );
+    }
+
+    #[test]
+    fn a_state_that_cannot_be_serialized_has_no_fingerprint() {
+        // JSON object keys must be strings: a map keyed by tuples fails to serialize.
+        let mut unserializable = std::collections::BTreeMap::new();
+        unserializable.insert((1, 2), "x");
+        assert!(fingerprint(&unserializable).is_err());
+        assert_eq!(fingerprint(&[1, 2]), fingerprint(&[1, 2]));
+        assert_ne!(fingerprint(&[1, 2]).unwrap(), fingerprint(&[2, 1]).unwrap());
+    }
+
+    #[test]
+    fn json_differences_name_the_path_of_each_difference() {
+        let a = serde_json::json!({"aws": [{"cidr": "10.0.0.0/8", "port": 22}], "n": 1});
+        let b = serde_json::json!({"aws": [{"cidr": "0.0.0.0/0", "port": 22}, {}], "n": 1});
+        let (found, total) = json_differences(&a, &b, 10);
+        assert_eq!(total, 2);
+        assert_eq!(found[0].path, "aws[0].cidr");
+        assert_eq!(found[0].right, Some(serde_json::json!("0.0.0.0/0")));
+        assert_eq!(found[1].path, "aws[1]");
+        assert_eq!(found[1].left, None);
+        assert_eq!(json_differences(&a, &a, 10), (Vec::new(), 0));
+        let (found, total) = json_differences(&a, &b, 1);
+        assert_eq!((found.len(), total), (1, 2));
     }
 
     #[test]

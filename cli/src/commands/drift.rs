@@ -409,7 +409,8 @@ pub(crate) fn run(
     let Some(intent) = super::load_or_report(&source) else {
         return Ok(exit::ERROR);
     };
-    let Some(desired) = super::plan::desired(&intent, &source, only) else {
+    let Some(desired) = super::plan::desired(&intent, &source, |c| only.is_none_or(|o| o == c))
+    else {
         return Ok(exit::ERROR);
     };
     if desired.is_empty() {
@@ -419,7 +420,9 @@ pub(crate) fn run(
         Some(b) => baseline_keys(b)?,
         None => BTreeSet::new(),
     };
+    let mut backends = super::plan::Backends::default();
     let plans = super::plan::runtime()?.block_on(super::plan::make_plan(
+        &mut backends,
         &intent.name,
         &desired,
         super::plan::Mode::ReadOnly,

@@ -41,14 +41,13 @@ fn notes_json(notes: &[perimeter_core::Note]) -> Notes {
         .collect()
 }
 
-/// Compiles the policy's targets (of one cloud, when `only` says so); on failure prints the
-/// diagnostics and returns `None`. Says on stderr which targets it leaves out.
+/// Compiles the policy's targets of the clouds `wants` accepts; on failure prints the
+/// diagnostics and returns `None`.
 pub(crate) fn desired(
     intent: &Intent,
     source: &SourceFile,
-    only: Option<Cloud>,
+    wants: impl Fn(Cloud) -> bool,
 ) -> Option<Desired> {
-    let wants = |cloud: Cloud| only.is_none_or(|o| o == cloud);
     let mut errors = Diagnostics::default();
     let mut out = Desired::default();
     if wants(Cloud::Aws) {
@@ -115,30 +114,82 @@ pub(crate) enum Mode {
     ReadOnly,
 }
 
+/// The connections to each cloud, made on first use and kept for the whole command, so that
+/// apply checks, writes and verifies over the same clients and counts every request.
+#[derive(Default)]
+pub(crate) struct Backends {
+    aws: BTreeMap<String, AwsBackend>,
+    gcp: Option<GcpBackend>,
+    azure: Option<AzureBackend>,
+}
+
+impl Backends {
+    pub(crate) async fn aws(&mut self, region: &str) -> &AwsBackend {
+        if !self.aws.contains_key(region) {
+            let backend = AwsBackend::connect(region).await;
+            self.aws.insert(region.to_string(), backend);
+        }
+        &self.aws[region]
+    }
+
+    /// Connects to GCP as the environment says (docs/cli.md).
+    pub(crate) async fn gcp(&mut self) -> anyhow::Result<&GcpBackend> {
+        if self.gcp.is_none() {
+            let settings = GcpSettings::from_env()?;
+            self.gcp = Some(GcpBackend::connect(settings).await?);
+        }
+        Ok(self.gcp.as_ref().expect("connected above"))
+    }
+
+    /// Connects to ARM as the environment says (docs/cli.md).
+    pub(crate) fn azure(&mut self) -> anyhow::Result<&AzureBackend> {
+        if self.azure.is_none() {
+            self.azure = Some(AzureBackend::from_env()?);
+        }
+        Ok(self.azure.as_ref().expect("connected above"))
+    }
+
+    /// Requests sent so far, retries included.
+    pub(crate) fn api_calls(&self) -> u64 {
+        self.aws.values().map(AwsBackend::api_calls).sum::<u64>()
+            + self.gcp.as_ref().map_or(0, GcpBackend::api_calls)
+            + self.azure.as_ref().map_or(0, AzureBackend::api_calls)
+    }
+
+    /// Requests that were retried (GCP and Azure count them; the AWS SDK retries unseen).
+    pub(crate) fn retries(&self) -> u64 {
+        self.gcp.as_ref().map_or(0, GcpBackend::retries)
+            + self.azure.as_ref().map_or(0, AzureBackend::retries)
+    }
+}
+
 /// Observes and plans every target: AWS region by region with bulk reads per region, GCP
-/// with one filtered list per network.
+/// with one filtered list per network, Azure with one read per NSG.
 pub(crate) async fn make_plan(
+    backends: &mut Backends,
     policy: &str,
     desired: &Desired,
     mode: Mode,
 ) -> anyhow::Result<Plans> {
-    let (aws, aws_calls) = plan_aws(policy, &desired.aws).await?;
-    let (gcp, gcp_problems, gcp_calls) = plan_gcp(policy, &desired.gcp, mode).await?;
-    let (azure, azure_problems, azure_calls) = plan_azure(policy, &desired.azure, mode).await?;
+    let calls_before = backends.api_calls();
+    let aws = plan_aws(backends, policy, &desired.aws).await?;
+    let (gcp, gcp_problems) = plan_gcp(backends, policy, &desired.gcp, mode).await?;
+    let (azure, azure_problems) = plan_azure(backends, policy, &desired.azure, mode).await?;
     Ok(Plans {
         aws,
         gcp,
         gcp_problems,
         azure,
         azure_problems,
-        api_calls: aws_calls + gcp_calls + azure_calls,
+        api_calls: backends.api_calls() - calls_before,
     })
 }
 
 async fn plan_aws(
+    backends: &mut Backends,
     policy: &str,
     desired: &[(AwsDesired, Notes)],
-) -> anyhow::Result<(Vec<AwsTargetPlan>, u64)> {
+) -> anyhow::Result<Vec<AwsTargetPlan>> {
     let mut by_region: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, (d, _)) in desired.iter().enumerate() {
         by_region
@@ -147,9 +198,8 @@ async fn plan_aws(
             .push(i);
     }
     let mut plans: Vec<Option<AwsTargetPlan>> = desired.iter().map(|_| None).collect();
-    let mut calls = 0;
     for (region, idx) in by_region {
-        let backend = AwsBackend::connect(region).await;
+        let backend = backends.aws(region).await;
         let targets: Vec<_> = idx.iter().map(|&i| desired[i].0.target.clone()).collect();
         let observed = backend
             .observe(policy, &targets)
@@ -159,27 +209,21 @@ async fn plan_aws(
             let (d, notes) = &desired[i];
             plans[i] = Some(perimeter_aws::plan::plan(d, notes.clone(), obs, policy)?);
         }
-        calls += backend.api_calls();
     }
-    Ok((plans.into_iter().flatten().collect(), calls))
-}
-
-/// Connects to GCP as the environment says (docs/cli.md).
-pub(crate) async fn gcp_backend() -> anyhow::Result<GcpBackend> {
-    let settings = GcpSettings::from_env()?;
-    Ok(GcpBackend::connect(settings).await?)
+    Ok(plans.into_iter().flatten().collect())
 }
 
 async fn plan_gcp(
+    backends: &mut Backends,
     policy: &str,
     desired: &[(GcpDesired, Notes)],
     mode: Mode,
-) -> anyhow::Result<(Vec<GcpTargetPlan>, Vec<(GcpTarget, PlanError)>, u64)> {
+) -> anyhow::Result<(Vec<GcpTargetPlan>, Vec<(GcpTarget, PlanError)>)> {
     if desired.is_empty() {
-        return Ok((Vec::new(), Vec::new(), 0));
+        return Ok((Vec::new(), Vec::new()));
     }
     perimeter_gcp::plan::check_one_target_per_project(desired.iter().map(|(d, _)| &d.target))?;
-    let backend = gcp_backend().await?;
+    let backend = backends.gcp().await?;
     let targets: Vec<_> = desired.iter().map(|(d, _)| d.target.clone()).collect();
     let observed = backend
         .observe(policy, &targets)
@@ -203,31 +247,23 @@ async fn plan_gcp(
     if mode == Mode::Write {
         perimeter_gcp::plan::check_quotas(&plans).context("checking the GCP firewall quota")?;
     }
-    Ok((plans, problems, backend.api_calls()))
+    Ok((plans, problems))
 }
 
-/// Connects to ARM as the environment says (docs/cli.md).
-pub(crate) fn azure_backend() -> anyhow::Result<AzureBackend> {
-    Ok(AzureBackend::from_env()?)
-}
-
-type AzurePlans = (
-    Vec<AzureTargetPlan>,
-    Vec<(AzureTarget, AzurePlanError)>,
-    u64,
-);
+type AzurePlans = (Vec<AzureTargetPlan>, Vec<(AzureTarget, AzurePlanError)>);
 
 async fn plan_azure(
+    backends: &mut Backends,
     policy: &str,
     desired: &[(AzureDesired, Notes)],
     mode: Mode,
 ) -> anyhow::Result<AzurePlans> {
     if desired.is_empty() {
-        return Ok((Vec::new(), Vec::new(), 0));
+        return Ok((Vec::new(), Vec::new()));
     }
     perimeter_azure::plan::check_one_target_per_nsg(desired.iter().map(|(d, _)| &d.target))
         .map_err(anyhow::Error::msg)?;
-    let backend = azure_backend()?;
+    let backend = backends.azure()?;
     let targets: Vec<_> = desired.iter().map(|(d, _)| d.target.clone()).collect();
     let observed = backend.observe(&targets).await.context("observing Azure")?;
     let mut plans = Vec::with_capacity(desired.len());
@@ -244,7 +280,7 @@ async fn plan_azure(
             }
         }
     }
-    Ok((plans, problems, backend.api_calls()))
+    Ok((plans, problems))
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -345,14 +381,23 @@ pub(crate) fn run(
     let Some(intent) = super::load_or_report(&source) else {
         return Ok(exit::ERROR);
     };
-    let Some(desired) = desired(&intent, &source, only) else {
+    let Some(desired) = desired(&intent, &source, |c| only.is_none_or(|o| o == c)) else {
         return Ok(exit::ERROR);
     };
     if desired.is_empty() {
         return Err(nothing_to_do(&intent, only));
     }
-    let plans = runtime()?.block_on(make_plan(&intent.name, &desired, Mode::Write))?;
-    let doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans);
+    let mut backends = Backends::default();
+    let plans = runtime()?.block_on(make_plan(
+        &mut backends,
+        &intent.name,
+        &desired,
+        Mode::Write,
+    ))?;
+    let mut doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans);
+    if let Some(key) = crate::plan_doc::plan_key() {
+        doc.signature = Some(doc.signature_under(&key)?);
+    }
     if let Some(out) = out {
         let json = serde_json::to_string_pretty(&doc)?;
         std::fs::write(out, json)

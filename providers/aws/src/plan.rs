@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use perimeter_core::plan::{Action, Change, Finding, Keyed, Summary, diff, fingerprint};
+use perimeter_core::plan::{
+    Action, Change, Finding, FingerprintError, Keyed, Summary, diff, fingerprint,
+};
 use perimeter_core::target::AwsTarget;
 use perimeter_core::{Cidr, Direction};
 use serde::{Deserialize, Serialize};
@@ -111,17 +113,17 @@ pub struct Fingerprints {
 
 impl Fingerprints {
     /// Fingerprints of an observation.
-    pub fn of(o: &ObservedAws) -> Self {
-        Self {
-            security_group: fingerprint(&(&o.security_group, &o.foreign_group)),
-            network_acl: fingerprint(&(&o.network_acl, &o.subnet_associations)),
+    pub fn of(o: &ObservedAws) -> Result<Self, FingerprintError> {
+        Ok(Self {
+            security_group: fingerprint(&(&o.security_group, &o.foreign_group))?,
+            network_acl: fingerprint(&(&o.network_acl, &o.subnet_associations))?,
             instances: fingerprint(
                 &o.instances
                     .iter()
                     .map(|i| (&i.instance_id, &i.metadata, &i.security_groups))
                     .collect::<Vec<_>>(),
-            ),
-        }
+            )?,
+        })
     }
 }
 
@@ -177,6 +179,9 @@ pub enum PlanError {
         /// Policy name.
         policy: String,
     },
+    /// The observed state could not be fingerprinted.
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
 }
 
 impl AwsTargetPlan {
@@ -328,7 +333,7 @@ pub fn plan(
     Ok(AwsTargetPlan {
         target: target.clone(),
         desired: desired.clone(),
-        fingerprints: Fingerprints::of(observed),
+        fingerprints: Fingerprints::of(observed)?,
         policy: policy.into(),
         security_group,
         network_acl,
@@ -545,15 +550,15 @@ mod tests {
             ..ObservedAws::default()
         };
         let mut b = a.clone();
-        assert_eq!(Fingerprints::of(&a), Fingerprints::of(&b));
+        assert_eq!(Fingerprints::of(&a).unwrap(), Fingerprints::of(&b).unwrap());
         b.instances[0].security_groups.push("sg-2".into());
         assert_ne!(
-            Fingerprints::of(&a).instances,
-            Fingerprints::of(&b).instances
+            Fingerprints::of(&a).unwrap().instances,
+            Fingerprints::of(&b).unwrap().instances
         );
         assert_eq!(
-            Fingerprints::of(&a).security_group,
-            Fingerprints::of(&b).security_group
+            Fingerprints::of(&a).unwrap().security_group,
+            Fingerprints::of(&b).unwrap().security_group
         );
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use perimeter_core::plan::{Action, Change, Finding, Summary, diff, fingerprint};
+use perimeter_core::plan::{Action, Change, Finding, FingerprintError, Summary, diff, fingerprint};
 use perimeter_core::target::AzureTarget;
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +123,9 @@ impl AzureTargetPlan {
 /// Why an NSG cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// The observed state could not be fingerprinted.
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
     /// An NSG with the name exists without perimeter's tag and the target does not say shared.
     #[error(
         "network security group `{nsg}` in resource group `{group}` exists but is not owned by policy `{policy}` (no {OWNER_TAG}={policy} tag); perimeter never adopts what it does not own. If the NSG belongs to AKS or another team, set `shared: true` in the target and perimeter will manage only its own rules in it"
@@ -216,7 +219,7 @@ pub fn observed_fingerprint(
     observed: &ObservedAzure,
     target: &AzureTarget,
     policy: &str,
-) -> String {
+) -> Result<String, FingerprintError> {
     match &observed.nsg {
         None => fingerprint(&("absent", observed.asg_exists)),
         Some(nsg) if target.shared => {
@@ -265,7 +268,7 @@ pub fn plan(
             group: t.resource_group.clone(),
         });
     }
-    let fp = observed_fingerprint(observed, t, policy);
+    let fp = observed_fingerprint(observed, t, policy)?;
     let base = |changes, create_nsg, write, foreign_rules| AzureTargetPlan {
         target: t.clone(),
         desired: desired.clone(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use google_cloud_compute_v1::model::Operation;
 use google_cloud_compute_v1::model::operation::Status;
-use perimeter_core::plan::fingerprint;
+use perimeter_core::plan::sha256_hex;
 
 use crate::backend::{GcpBackend, GcpError};
 use crate::convert::to_api;
@@ -118,7 +118,10 @@ impl GcpBackend {
     ) -> Result<Outcome, GcpError> {
         let project = plan.target.project.as_str();
         let name = change.name.as_str();
-        let request_id = request_id(&(&plan.fingerprint, name, change.method, nonce));
+        let request_id = request_id(&format!(
+            "{}\0{name}\0{:?}\0{nonce}",
+            plan.fingerprint, change.method
+        ));
         let what = format!(
             "{} firewall rule {name} in project {project}",
             method_name(change.method)
@@ -270,8 +273,8 @@ fn operation_message(e: &google_cloud_compute_v1::errors::OperationError) -> Str
 
 /// A version-4-shaped UUID derived from what identifies one write of one apply: the API
 /// wants a UUID, and a retried write must send the same one.
-fn request_id<T: serde::Serialize>(identity: &T) -> String {
-    let hex = fingerprint(identity);
+fn request_id(identity: &str) -> String {
+    let hex = sha256_hex(identity.as_bytes());
     let mut bytes: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
         .collect();
@@ -294,15 +297,9 @@ mod tests {
 
     #[test]
     fn request_ids_are_stable_uuids() {
-        let a = request_id(&("fp", "web-i-ssh", WriteMethod::Insert, "n1"));
-        assert_eq!(
-            a,
-            request_id(&("fp", "web-i-ssh", WriteMethod::Insert, "n1"))
-        );
-        assert_ne!(
-            a,
-            request_id(&("fp", "web-i-ssh", WriteMethod::Insert, "n2"))
-        );
+        let a = request_id("fp\0web-i-ssh\0Insert\0n1");
+        assert_eq!(a, request_id("fp\0web-i-ssh\0Insert\0n1"));
+        assert_ne!(a, request_id("fp\0web-i-ssh\0Insert\0n2"));
         let groups: Vec<usize> = a.split('-').map(str::len).collect();
         assert_eq!(groups, vec![8, 4, 4, 4, 12]);
         assert_eq!(&a[14..15], "4");

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use perimeter_core::plan::{Action, Finding, Summary, diff, fingerprint};
+use perimeter_core::plan::{Action, Finding, FingerprintError, Summary, diff, fingerprint};
 use perimeter_core::target::GcpTarget;
 use perimeter_core::{Cidr, Direction, Packet, PacketProtocol, Peer, Verdict};
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,9 @@ impl GcpTargetPlan {
 /// Why a network cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// The observed state could not be fingerprinted.
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
     /// The target's network does not exist.
     #[error(
         "network `{network}` does not exist in project `{project}`; create it (or fix targets.gcp) first"
@@ -248,7 +251,7 @@ pub fn plan(
     Ok(GcpTargetPlan {
         target: target.clone(),
         desired: desired.clone(),
-        fingerprint: observed_fingerprint(observed, desired),
+        fingerprint: observed_fingerprint(observed, desired)?,
         policy: policy.into(),
         changes,
         overlaps: overlaps(&desired.firewalls, &observed.foreign, &target.target_tags),
@@ -272,7 +275,10 @@ fn impostors<'a>(observed: &'a ObservedGcp, desired: &GcpDesired) -> Vec<&'a Fir
 /// What apply compares before its first write: the owned rules, and the foreign rules with a
 /// name the policy wants. Other foreign rules are not part of it: perimeter never writes them,
 /// and GKE changing its own rules must not make every saved plan stale.
-pub fn observed_fingerprint(observed: &ObservedGcp, desired: &GcpDesired) -> String {
+pub fn observed_fingerprint(
+    observed: &ObservedGcp,
+    desired: &GcpDesired,
+) -> Result<String, FingerprintError> {
     fingerprint(&(&observed.owned, impostors(observed, desired)))
 }
 

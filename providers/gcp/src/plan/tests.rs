@@ -147,7 +147,7 @@ fn a_rule_with_our_name_but_not_our_marker_is_refused() {
 fn the_fingerprint_ignores_foreign_rules_the_policy_does_not_collide_with() {
     let d = desired();
     let mut o = observed(d.firewalls.clone());
-    let before = observed_fingerprint(&o, &d);
+    let before = observed_fingerprint(&o, &d).unwrap();
     o.foreign = vec![foreign(
         "gke-hc",
         1000,
@@ -157,12 +157,12 @@ fn the_fingerprint_ignores_foreign_rules_the_policy_does_not_collide_with() {
         &[],
     )];
     assert_eq!(
-        observed_fingerprint(&o, &d),
+        observed_fingerprint(&o, &d).unwrap(),
         before,
         "GKE's churn does not make plans stale"
     );
     o.owned[0].priority += 1;
-    assert_ne!(observed_fingerprint(&o, &d), before);
+    assert_ne!(observed_fingerprint(&o, &d).unwrap(), before);
 }
 
 #[test]
