@@ -61,9 +61,9 @@ pub(crate) enum Command {
     Compile {
         /// The policy file.
         policy: PathBuf,
-        /// Compile for one cloud only (default: all three).
-        #[arg(long, value_enum)]
-        cloud: Option<Cloud>,
+        /// Compile for one cloud only (default: all of them).
+        #[arg(long, value_parser = clouds())]
+        cloud: Option<String>,
         /// `text` (console-like tables) or `json` (API bodies).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -100,8 +100,8 @@ Examples:
         #[arg(long)]
         detailed_exitcode: bool,
         /// Plan one cloud's targets only (default: every target the policy declares).
-        #[arg(long, value_enum)]
-        cloud: Option<Cloud>,
+        #[arg(long, value_parser = clouds())]
+        cloud: Option<String>,
     },
     /// Make the clouds match a saved plan (or a policy, with --auto-approve).
     ///
@@ -148,8 +148,8 @@ Examples:
         #[arg(long, value_name = "FILE")]
         baseline: Option<PathBuf>,
         /// Check one cloud's targets only (default: every target the policy declares).
-        #[arg(long, value_enum)]
-        cloud: Option<Cloud>,
+        #[arg(long, value_parser = clouds())]
+        cloud: Option<String>,
     },
     /// List the built-in services and CNI presets with their ports.
     Presets,
@@ -175,9 +175,7 @@ pub(crate) enum Format {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Cloud {
-    Aws,
-    Gcp,
-    Azure,
+/// `--cloud` takes the name of a cloud in the registry.
+fn clouds() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::clouds::NAMES)
 }

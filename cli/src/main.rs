@@ -2,10 +2,12 @@
 //! `anyhow` and the only place that ends the process.
 
 mod args;
+mod clouds;
 mod commands;
 mod exit;
 mod output;
 mod plan_doc;
+mod session;
 
 use std::process::ExitCode;
 
@@ -31,14 +33,20 @@ fn main() -> ExitCode {
             policy,
             cloud,
             format,
-        } => commands::compile::run(&policy, cloud, format),
+        } => commands::compile::run(&policy, cloud.as_deref(), format),
         args::Command::Plan {
             policy,
             out,
             format,
             detailed_exitcode,
             cloud,
-        } => commands::plan::run(&policy, out.as_deref(), format, detailed_exitcode, cloud),
+        } => commands::plan::run(
+            &policy,
+            out.as_deref(),
+            format,
+            detailed_exitcode,
+            cloud.as_deref(),
+        ),
         args::Command::Apply {
             plan,
             auto_approve,
@@ -49,7 +57,7 @@ fn main() -> ExitCode {
             format,
             baseline,
             cloud,
-        } => commands::drift::run(&policy, format, baseline.as_deref(), cloud),
+        } => commands::drift::run(&policy, format, baseline.as_deref(), cloud.as_deref()),
         args::Command::Presets => Ok(commands::presets::run()),
     };
     match result {

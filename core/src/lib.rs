@@ -13,13 +13,16 @@
 
 pub mod addr;
 pub mod diag;
+pub mod drift;
 pub mod effective;
 pub mod intent;
 pub mod interval;
+pub mod lifecycle;
 pub mod note;
 pub mod plan;
 pub mod policy;
 pub mod retry;
+pub mod saved_plan;
 pub mod table;
 pub mod target;
 pub mod yaml;

@@ -1,88 +1,33 @@
 //! `perimeter plan POLICY`: observe every target, diff, show; optionally save for apply.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use perimeter_aws::backend::AwsBackend;
-use perimeter_aws::plan::{AwsDesired, AwsTargetPlan};
-use perimeter_azure::backend::AzureBackend;
-use perimeter_azure::plan::{AzureDesired, AzureTargetPlan, PlanError as AzurePlanError};
-use perimeter_core::target::{AzureTarget, GcpTarget};
 use perimeter_core::{Diagnostics, Intent, SourceFile};
-use perimeter_gcp::backend::{GcpBackend, GcpSettings};
-use perimeter_gcp::plan::{GcpDesired, GcpTargetPlan, PlanError};
 
-use crate::args::{Cloud, PlanFormat};
-use crate::plan_doc::{PlanDocument, Plans};
+use crate::args::PlanFormat;
+use crate::clouds::{Clouds, for_each_cloud};
+use crate::plan_doc::PlanDocument;
+use crate::session::Mode;
 use crate::{exit, output};
 
-type Notes = Vec<serde_json::Value>;
-
-/// The compiled policy for every target perimeter can plan.
-#[derive(Default)]
-pub(crate) struct Desired {
-    pub(crate) aws: Vec<(AwsDesired, Notes)>,
-    pub(crate) gcp: Vec<(GcpDesired, Notes)>,
-    pub(crate) azure: Vec<(AzureDesired, Notes)>,
-}
-
-impl Desired {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.aws.is_empty() && self.gcp.is_empty() && self.azure.is_empty()
-    }
-}
-
-fn notes_json(notes: &[perimeter_core::Note]) -> Notes {
-    notes
-        .iter()
-        .map(|n| serde_json::to_value(n).unwrap_or_default())
-        .collect()
-}
-
-/// Compiles the policy's targets of the clouds `wants` accepts; on failure prints the
-/// diagnostics and returns `None`.
-pub(crate) fn desired(
+/// Compiles the policy's targets on the clouds `wants` accepts (by name); on failure prints
+/// the diagnostics and returns `None`.
+pub(crate) fn compile(
     intent: &Intent,
     source: &SourceFile,
-    wants: impl Fn(Cloud) -> bool,
-) -> Option<Desired> {
+    wants: impl Fn(&str) -> bool,
+) -> Option<Clouds> {
     let mut errors = Diagnostics::default();
-    let mut out = Desired::default();
-    if wants(Cloud::Aws) {
-        for t in &intent.targets.aws {
-            match perimeter_aws::compile(intent, t) {
-                Ok(c) => out.aws.push((
-                    AwsDesired::from_compiled(&c, intent.private),
-                    notes_json(&c.notes),
-                )),
-                Err(d) => errors.0.extend(d.0),
-            }
+    let mut clouds = Clouds::default();
+    for_each_cloud!(clouds, |s| {
+        if wants(s.name()) {
+            s.compile(intent, &mut errors);
         }
-    }
-    if wants(Cloud::Gcp) {
-        for t in &intent.targets.gcp {
-            match perimeter_gcp::compile(intent, t) {
-                Ok(c) => out
-                    .gcp
-                    .push((GcpDesired::from_compiled(&c), notes_json(&c.notes))),
-                Err(d) => errors.0.extend(d.0),
-            }
-        }
-    }
-    if wants(Cloud::Azure) {
-        for t in &intent.targets.azure {
-            match perimeter_azure::compile(intent, t) {
-                Ok(c) => out
-                    .azure
-                    .push((AzureDesired::from_compiled(&c), notes_json(&c.notes))),
-                Err(d) => errors.0.extend(d.0),
-            }
-        }
-    }
+    });
     if errors.0.is_empty() {
-        Some(out)
+        Some(clouds)
     } else {
         errors.sort();
         super::report(source, &errors);
@@ -90,197 +35,50 @@ pub(crate) fn desired(
     }
 }
 
-/// The clouds a policy has targets for, for the "nothing to plan" error.
-pub(crate) fn nothing_to_do(intent: &Intent, only: Option<Cloud>) -> anyhow::Error {
+/// True when some cloud has a compiled target.
+pub(crate) fn has_targets(clouds: &Clouds) -> bool {
+    let mut any = false;
+    for_each_cloud!(ref clouds, |s| {
+        any |= s.has_targets();
+    });
+    any
+}
+
+/// The error for a policy with nothing to plan (on the cloud asked for).
+pub(crate) fn nothing_to_do(intent: &Intent, only: Option<&str>) -> anyhow::Error {
     match only {
         Some(cloud) => anyhow::anyhow!(
-            "policy `{}` declares no {cloud:?} target (targets.{})",
-            intent.name,
-            format!("{cloud:?}").to_lowercase()
-        ),
-        None => anyhow::anyhow!(
-            "policy `{}` declares no target to plan (targets.aws, targets.gcp, targets.azure); `perimeter compile` shows the rules offline",
+            "policy `{}` declares no {cloud} target (targets.{cloud})",
             intent.name
         ),
+        None => anyhow::anyhow!(
+            "policy `{}` declares no target to plan (targets.{}); `perimeter compile` shows the rules offline",
+            intent.name,
+            crate::clouds::NAMES.join(", targets.")
+        ),
     }
 }
 
-/// What a plan is for: writing (plan, apply) or reading only (drift). A read-only plan
-/// reports what blocks a target (a missing network, a foreign rule with a wanted name) as a
-/// problem instead of failing, and does not check quotas.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Mode {
-    Write,
-    ReadOnly,
-}
-
-/// The connections to each cloud, made on first use and kept for the whole command, so that
-/// apply checks, writes and verifies over the same clients and counts every request.
-#[derive(Default)]
-pub(crate) struct Backends {
-    aws: BTreeMap<String, AwsBackend>,
-    gcp: Option<GcpBackend>,
-    azure: Option<AzureBackend>,
-}
-
-impl Backends {
-    pub(crate) async fn aws(&mut self, region: &str) -> &AwsBackend {
-        if !self.aws.contains_key(region) {
-            let backend = AwsBackend::connect(region).await;
-            self.aws.insert(region.to_string(), backend);
-        }
-        &self.aws[region]
-    }
-
-    /// Connects to GCP as the environment says (docs/cli.md).
-    pub(crate) async fn gcp(&mut self) -> anyhow::Result<&GcpBackend> {
-        if self.gcp.is_none() {
-            let settings = GcpSettings::from_env()?;
-            self.gcp = Some(GcpBackend::connect(settings).await?);
-        }
-        Ok(self.gcp.as_ref().expect("connected above"))
-    }
-
-    /// Connects to ARM as the environment says (docs/cli.md).
-    pub(crate) fn azure(&mut self) -> anyhow::Result<&AzureBackend> {
-        if self.azure.is_none() {
-            self.azure = Some(AzureBackend::from_env()?);
-        }
-        Ok(self.azure.as_ref().expect("connected above"))
-    }
-
-    /// Requests sent so far, retries included.
-    pub(crate) fn api_calls(&self) -> u64 {
-        self.aws.values().map(AwsBackend::api_calls).sum::<u64>()
-            + self.gcp.as_ref().map_or(0, GcpBackend::api_calls)
-            + self.azure.as_ref().map_or(0, AzureBackend::api_calls)
-    }
-
-    /// Requests that were retried (GCP and Azure count them; the AWS SDK retries unseen).
-    pub(crate) fn retries(&self) -> u64 {
-        self.gcp.as_ref().map_or(0, GcpBackend::retries)
-            + self.azure.as_ref().map_or(0, AzureBackend::retries)
-    }
-}
-
-/// Observes and plans every target: AWS region by region with bulk reads per region, GCP
-/// with one filtered list per network, Azure with one read per NSG.
+/// Observes and plans every compiled target, cloud by cloud; returns the requests it sent.
 pub(crate) async fn make_plan(
-    backends: &mut Backends,
+    clouds: &mut Clouds,
     policy: &str,
-    desired: &Desired,
     mode: Mode,
-) -> anyhow::Result<Plans> {
-    let calls_before = backends.api_calls();
-    let aws = plan_aws(backends, policy, &desired.aws).await?;
-    let (gcp, gcp_problems) = plan_gcp(backends, policy, &desired.gcp, mode).await?;
-    let (azure, azure_problems) = plan_azure(backends, policy, &desired.azure, mode).await?;
-    Ok(Plans {
-        aws,
-        gcp,
-        gcp_problems,
-        azure,
-        azure_problems,
-        api_calls: backends.api_calls() - calls_before,
-    })
+) -> anyhow::Result<u64> {
+    let before = api_calls(clouds);
+    for_each_cloud!(clouds, |s| {
+        s.plan(policy, mode).await?;
+    });
+    Ok(api_calls(clouds) - before)
 }
 
-async fn plan_aws(
-    backends: &mut Backends,
-    policy: &str,
-    desired: &[(AwsDesired, Notes)],
-) -> anyhow::Result<Vec<AwsTargetPlan>> {
-    let mut by_region: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, (d, _)) in desired.iter().enumerate() {
-        by_region
-            .entry(d.target.region.as_str())
-            .or_default()
-            .push(i);
-    }
-    let mut plans: Vec<Option<AwsTargetPlan>> = desired.iter().map(|_| None).collect();
-    for (region, idx) in by_region {
-        let backend = backends.aws(region).await;
-        let targets: Vec<_> = idx.iter().map(|&i| desired[i].0.target.clone()).collect();
-        let observed = backend
-            .observe(policy, &targets)
-            .await
-            .with_context(|| format!("observing AWS {region}"))?;
-        for (&i, obs) in idx.iter().zip(&observed) {
-            let (d, notes) = &desired[i];
-            plans[i] = Some(perimeter_aws::plan::plan(d, notes.clone(), obs, policy)?);
-        }
-    }
-    Ok(plans.into_iter().flatten().collect())
-}
-
-async fn plan_gcp(
-    backends: &mut Backends,
-    policy: &str,
-    desired: &[(GcpDesired, Notes)],
-    mode: Mode,
-) -> anyhow::Result<(Vec<GcpTargetPlan>, Vec<(GcpTarget, PlanError)>)> {
-    if desired.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    perimeter_gcp::plan::check_one_target_per_project(desired.iter().map(|(d, _)| &d.target))?;
-    let backend = backends.gcp().await?;
-    let targets: Vec<_> = desired.iter().map(|(d, _)| d.target.clone()).collect();
-    let observed = backend
-        .observe(policy, &targets)
-        .await
-        .context("observing GCP")?;
-    let mut plans = Vec::with_capacity(desired.len());
-    let mut problems = Vec::new();
-    for ((d, notes), obs) in desired.iter().zip(&observed) {
-        let what = || {
-            format!(
-                "planning GCP project {} network {}",
-                d.target.project, d.target.network
-            )
-        };
-        match perimeter_gcp::plan::plan(d, notes.clone(), obs, policy) {
-            Ok(plan) => plans.push(plan),
-            Err(e) if mode == Mode::ReadOnly => problems.push((d.target.clone(), e)),
-            Err(e) => return Err(anyhow::Error::new(e).context(what())),
-        }
-    }
-    if mode == Mode::Write {
-        perimeter_gcp::plan::check_quotas(&plans).context("checking the GCP firewall quota")?;
-    }
-    Ok((plans, problems))
-}
-
-type AzurePlans = (Vec<AzureTargetPlan>, Vec<(AzureTarget, AzurePlanError)>);
-
-async fn plan_azure(
-    backends: &mut Backends,
-    policy: &str,
-    desired: &[(AzureDesired, Notes)],
-    mode: Mode,
-) -> anyhow::Result<AzurePlans> {
-    if desired.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    perimeter_azure::plan::check_one_target_per_nsg(desired.iter().map(|(d, _)| &d.target))
-        .map_err(anyhow::Error::msg)?;
-    let backend = backends.azure()?;
-    let targets: Vec<_> = desired.iter().map(|(d, _)| d.target.clone()).collect();
-    let observed = backend.observe(&targets).await.context("observing Azure")?;
-    let mut plans = Vec::with_capacity(desired.len());
-    let mut problems = Vec::new();
-    for ((d, notes), obs) in desired.iter().zip(&observed) {
-        match perimeter_azure::plan::plan(d, notes.clone(), obs, policy) {
-            Ok(plan) => plans.push(plan),
-            Err(e) if mode == Mode::ReadOnly => problems.push((d.target.clone(), e)),
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "planning Azure NSG {} in resource group {}",
-                    d.target.nsg, d.target.resource_group
-                )));
-            }
-        }
-    }
-    Ok((plans, problems))
+/// Requests sent to every cloud so far, retries included.
+pub(crate) fn api_calls(clouds: &Clouds) -> u64 {
+    let mut calls = 0;
+    for_each_cloud!(ref clouds, |s| {
+        calls += s.api_calls();
+    });
+    calls
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -292,45 +90,29 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Renders a plan document as text (Terraform-like).
-pub(crate) fn text(doc: &PlanDocument, color: bool) -> String {
-    let style = perimeter_aws::render_plan::Style { color };
+pub(crate) fn text(doc: &PlanDocument<'_>, color: bool) -> String {
     let mut out = String::new();
-    for p in &doc.aws {
-        out.push_str(&perimeter_aws::render_plan::text(p, style));
-        out.push('\n');
-    }
-    for p in &doc.gcp {
-        out.push_str(&perimeter_gcp::render_plan::text(p, color));
-        out.push('\n');
-    }
-    for p in &doc.azure {
-        out.push_str(&perimeter_azure::render_plan::text(p, color));
-        out.push('\n');
-    }
     // The same note usually holds for every target of a policy: say it once.
     let mut notes: Vec<String> = Vec::new();
-    let all_notes = doc
-        .aws
-        .iter()
-        .flat_map(|p| &p.notes)
-        .chain(doc.gcp.iter().flat_map(|p| &p.notes))
-        .chain(doc.azure.iter().flat_map(|p| &p.notes));
-    for n in all_notes {
-        let code = n.get("code").and_then(|v| v.as_str()).unwrap_or("note");
-        let rule = n
-            .get("rule")
-            .and_then(|v| v.as_str())
-            .map(|r| format!(" [{r}]"))
-            .unwrap_or_default();
-        let message = n
-            .get("message")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let line = format!("  {code}{rule}: {message}");
-        if !notes.contains(&line) {
-            notes.push(line);
+    for_each_cloud!(ref doc.clouds, |s| {
+        out.push_str(&s.render_text(color));
+        for n in s.notes() {
+            let code = n.get("code").and_then(|v| v.as_str()).unwrap_or("note");
+            let rule = n
+                .get("rule")
+                .and_then(|v| v.as_str())
+                .map(|r| format!(" [{r}]"))
+                .unwrap_or_default();
+            let message = n
+                .get("message")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let line = format!("  {code}{rule}: {message}");
+            if !notes.contains(&line) {
+                notes.push(line);
+            }
         }
-    }
+    });
     if !notes.is_empty() {
         let _ = writeln!(out, "Notes ({}):\n{}", notes.len(), notes.join("\n"));
     }
@@ -343,7 +125,7 @@ pub(crate) fn text(doc: &PlanDocument, color: bool) -> String {
     out
 }
 
-fn markdown(doc: &PlanDocument) -> String {
+fn markdown(doc: &PlanDocument<'_>) -> String {
     let mut out = format!(
         "### perimeter plan: `{}`\n\n**{}**\n\n",
         doc.policy,
@@ -353,19 +135,14 @@ fn markdown(doc: &PlanDocument) -> String {
             doc.summary.to_string()
         }
     );
-    for p in &doc.aws {
-        out.push_str(&perimeter_aws::render_plan::markdown(p));
-    }
-    for p in &doc.gcp {
-        out.push_str(&perimeter_gcp::render_plan::markdown(p));
-    }
-    for p in &doc.azure {
-        out.push_str(&perimeter_azure::render_plan::markdown(p));
-    }
+    for_each_cloud!(ref doc.clouds, |s| {
+        out.push_str(&s.render_markdown());
+    });
     let _ = writeln!(
         out,
         "<sub>{} API calls · perimeter {}</sub>",
-        doc.api_calls, doc.perimeter_version
+        doc.api_calls,
+        env!("CARGO_PKG_VERSION")
     );
     out
 }
@@ -375,29 +152,21 @@ pub(crate) fn run(
     out: Option<&Path>,
     format: PlanFormat,
     detailed: bool,
-    only: Option<Cloud>,
+    only: Option<&str>,
 ) -> anyhow::Result<u8> {
     let source = super::read_policy(path)?;
     let Some(intent) = super::load_or_report(&source) else {
         return Ok(exit::ERROR);
     };
-    let Some(desired) = desired(&intent, &source, |c| only.is_none_or(|o| o == c)) else {
+    let Some(mut clouds) = compile(&intent, &source, |c| only.is_none_or(|o| o == c)) else {
         return Ok(exit::ERROR);
     };
-    if desired.is_empty() {
+    if !has_targets(&clouds) {
         return Err(nothing_to_do(&intent, only));
     }
-    let mut backends = Backends::default();
-    let plans = runtime()?.block_on(make_plan(
-        &mut backends,
-        &intent.name,
-        &desired,
-        Mode::Write,
-    ))?;
-    let mut doc = PlanDocument::new(&intent.name, &source.name, &source.text, plans);
-    if let Some(key) = crate::plan_doc::plan_key() {
-        doc.signature = Some(doc.signature_under(&key)?);
-    }
+    let calls = runtime()?.block_on(make_plan(&mut clouds, &intent.name, Mode::Write))?;
+    let mut doc = PlanDocument::new(&intent.name, &source.name, &source.text, calls, &clouds);
+    doc.sign()?;
     if let Some(out) = out {
         let json = serde_json::to_string_pretty(&doc)?;
         std::fs::write(out, json)

@@ -8,8 +8,10 @@
 
 mod apply;
 pub mod backend;
+mod cloud;
 pub mod compile;
 mod convert;
+mod drift;
 pub mod evaluate;
 pub mod model;
 pub mod nacl;
@@ -19,4 +21,5 @@ pub mod render;
 pub mod render_plan;
 pub mod state;
 
+pub use cloud::{Aws, AwsBackends};
 pub use compile::{AwsCompiled, Limits, compile, compile_with_limits};

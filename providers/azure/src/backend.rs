@@ -25,14 +25,7 @@ pub fn nsg_id(t: &AzureTarget) -> String {
 }
 
 /// Why apply stopped, and how far it got.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct ApplyStopped {
-    /// Writes that took effect before it stopped.
-    pub written: usize,
-    /// The failure.
-    pub error: ArmError,
-}
+pub type ApplyStopped = perimeter_core::lifecycle::ApplyStopped<ArmError>;
 
 /// ARM access for one run.
 pub struct AzureBackend {

@@ -4,8 +4,10 @@
 
 pub mod backend;
 pub mod client;
+mod cloud;
 pub mod compile;
 pub mod credential;
+mod drift;
 pub mod evaluate;
 pub mod model;
 pub mod plan;
@@ -13,4 +15,5 @@ pub mod render;
 pub mod render_plan;
 pub mod state;
 
+pub use cloud::Azure;
 pub use compile::{AzureCompiled, compile};

@@ -21,14 +21,7 @@ use crate::plan::{FirewallChange, GcpTargetPlan, WriteMethod};
 const OPERATION_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Why apply stopped, and how far it got.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct ApplyStopped {
-    /// Writes that took effect before it stopped.
-    pub written: usize,
-    /// The first failure.
-    pub error: GcpError,
-}
+pub type ApplyStopped = perimeter_core::lifecycle::ApplyStopped<GcpError>;
 
 /// What became of one change.
 enum Outcome {

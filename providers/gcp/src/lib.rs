@@ -6,8 +6,10 @@
 
 pub mod apply;
 pub mod backend;
+mod cloud;
 pub mod compile;
 pub mod convert;
+mod drift;
 pub mod evaluate;
 pub mod model;
 pub mod plan;
@@ -15,4 +17,5 @@ pub mod render;
 pub mod render_plan;
 pub mod state;
 
+pub use cloud::Gcp;
 pub use compile::{GcpCompiled, compile};

@@ -1,0 +1,312 @@
+//! Drift: how the clouds differ from the policy, as `perimeter drift` reports it
+//! (docs/drift-format.md). Pure: the items come from each cloud's [`crate::lifecycle::Cloud`]
+//! implementation; this module counts them, applies a baseline and renders the report.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::plan::{Action, Finding};
+
+/// Version of the drift JSON document (docs/drift-format.md).
+pub const DRIFT_FORMAT_VERSION: u32 = 1;
+
+/// How the cloud differs from the policy in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftKind {
+    /// The policy wants it, the cloud lacks it.
+    Missing,
+    /// The cloud has it, the policy does not.
+    Unexpected,
+    /// Both have it, with different contents.
+    Modified,
+}
+
+impl DriftKind {
+    /// The drift a planned action repairs.
+    pub fn of(a: Action) -> Self {
+        match a {
+            Action::Create => DriftKind::Missing,
+            Action::Delete => DriftKind::Unexpected,
+            Action::Update => DriftKind::Modified,
+        }
+    }
+
+    /// The stable spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::Missing => "missing",
+            DriftKind::Unexpected => "unexpected",
+            DriftKind::Modified => "modified",
+        }
+    }
+}
+
+/// One difference, as `drift` reports it (docs/drift-format.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftItem {
+    /// What kind of difference.
+    pub kind: DriftKind,
+    /// [`Cloud::NAME`].
+    pub cloud: &'static str,
+    /// The target, e.g. `region/vpc/group` (AWS), `project/network` (GCP).
+    pub target: String,
+    /// The kind of object, e.g. `security-group-rule`, `firewall-rule`, `security-rule`.
+    pub resource: &'static str,
+    /// Stable identity, for baselines: `cloud/target/…`.
+    pub key: String,
+    /// One line for people.
+    pub detail: String,
+}
+
+impl DriftItem {
+    /// An item of `cloud`'s `target`, keyed `cloud/target/key`.
+    pub fn new(
+        cloud: &'static str,
+        target: &str,
+        kind: DriftKind,
+        resource: &'static str,
+        key: &str,
+        detail: String,
+    ) -> Self {
+        Self {
+            kind,
+            cloud,
+            target: target.to_string(),
+            resource,
+            key: format!("{cloud}/{target}/{key}"),
+            detail,
+        }
+    }
+}
+
+/// The drift report: what `drift --format json` prints and a baseline is made from.
+#[derive(Debug, Serialize)]
+pub struct DriftReport<'a> {
+    /// [`DRIFT_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Policy name.
+    pub policy: &'a str,
+    /// No item is left after the baseline.
+    pub in_sync: bool,
+    /// Items by kind, after the baseline.
+    pub counts: Counts,
+    /// Items the baseline accepted.
+    pub accepted: usize,
+    /// Items left after the baseline.
+    pub items: Vec<DriftItem>,
+    /// Posture findings.
+    pub findings: Vec<&'a Finding>,
+    /// Requests the check sent.
+    pub api_calls: u64,
+}
+
+/// Items by kind.
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    /// [`DriftKind::Missing`].
+    pub missing: usize,
+    /// [`DriftKind::Unexpected`].
+    pub unexpected: usize,
+    /// [`DriftKind::Modified`].
+    pub modified: usize,
+}
+
+impl<'a> DriftReport<'a> {
+    /// The report of `items`, less those whose key the baseline accepts.
+    pub fn new(
+        policy: &'a str,
+        items: Vec<DriftItem>,
+        accepted_keys: &BTreeSet<String>,
+        findings: Vec<&'a Finding>,
+        api_calls: u64,
+    ) -> Self {
+        let (accepted, items): (Vec<DriftItem>, Vec<DriftItem>) = items
+            .into_iter()
+            .partition(|i| accepted_keys.contains(&i.key));
+        let mut counts = Counts::default();
+        for i in &items {
+            match i.kind {
+                DriftKind::Missing => counts.missing += 1,
+                DriftKind::Unexpected => counts.unexpected += 1,
+                DriftKind::Modified => counts.modified += 1,
+            }
+        }
+        Self {
+            format_version: DRIFT_FORMAT_VERSION,
+            policy,
+            in_sync: items.is_empty(),
+            counts,
+            accepted: accepted.len(),
+            items,
+            findings,
+            api_calls,
+        }
+    }
+
+    /// One line per item and finding, then the totals.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for i in &self.items {
+            let _ = writeln!(
+                out,
+                "{:<10} {} {}: {}",
+                i.kind.as_str(),
+                i.target,
+                i.resource,
+                i.detail
+            );
+        }
+        for f in &self.findings {
+            let _ = writeln!(out, "finding    {} {}: {}", f.code, f.resource, f.message);
+        }
+        let c = &self.counts;
+        let _ = writeln!(
+            out,
+            "{}: {} missing, {} unexpected, {} modified ({} accepted by the baseline). API calls: {}",
+            if self.in_sync { "In sync" } else { "Drift" },
+            c.missing,
+            c.unexpected,
+            c.modified,
+            self.accepted,
+            self.api_calls
+        );
+        out
+    }
+
+    /// A node-exporter textfile-collector file; `now` is the run's Unix time in seconds.
+    pub fn prometheus(&self, now: u64) -> String {
+        let p = label(self.policy);
+        let mut out = String::new();
+        out.push_str("# HELP perimeter_drift_items Differences between the cloud and the policy, by kind.\n# TYPE perimeter_drift_items gauge\n");
+        for (kind, n) in [
+            ("missing", self.counts.missing),
+            ("unexpected", self.counts.unexpected),
+            ("modified", self.counts.modified),
+        ] {
+            let _ = writeln!(
+                out,
+                "perimeter_drift_items{{policy=\"{p}\",kind=\"{kind}\"}} {n}"
+            );
+        }
+        let gauges = [
+            (
+                "perimeter_in_sync",
+                "1 when the cloud matches the policy (after the baseline).",
+                u64::from(self.in_sync),
+            ),
+            (
+                "perimeter_drift_accepted_items",
+                "Differences accepted by the baseline.",
+                self.accepted as u64,
+            ),
+            (
+                "perimeter_findings",
+                "Posture findings (public IPs, internet routes, unattached groups).",
+                self.findings.len() as u64,
+            ),
+            (
+                "perimeter_drift_api_calls",
+                "API requests the check made.",
+                self.api_calls,
+            ),
+            (
+                "perimeter_drift_last_run_timestamp_seconds",
+                "When the check ran.",
+                now,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{policy=\"{p}\"}} {value}"
+            );
+        }
+        out
+    }
+}
+
+/// A Prometheus label value, escaped.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Why a baseline cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("has neither `items` (a saved drift report) nor `accept` (a list of keys)")]
+pub struct BaselineError;
+
+/// The keys a baseline accepts: a saved `drift --format json` report (its items' keys) or
+/// `{"accept": [KEY, ...]}`.
+pub fn baseline_keys(baseline: &serde_json::Value) -> Result<BTreeSet<String>, BaselineError> {
+    let mut keys = BTreeSet::new();
+    if let Some(items) = baseline.get("items").and_then(|i| i.as_array()) {
+        keys.extend(
+            items
+                .iter()
+                .filter_map(|i| i.get("key").and_then(|k| k.as_str()).map(str::to_string)),
+        );
+    } else if let Some(accept) = baseline.get("accept").and_then(|a| a.as_array()) {
+        keys.extend(accept.iter().filter_map(|k| k.as_str().map(str::to_string)));
+    } else {
+        return Err(BaselineError);
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(kind: DriftKind, key: &str) -> DriftItem {
+        DriftItem::new("gcp", "p/n", kind, "firewall-rule", key, key.into())
+    }
+
+    #[test]
+    fn a_baseline_accepts_items_by_key_and_the_rest_are_counted() {
+        let items = vec![
+            item(DriftKind::Missing, "a"),
+            item(DriftKind::Unexpected, "b"),
+            item(DriftKind::Modified, "c"),
+        ];
+        let accept = baseline_keys(&serde_json::json!({"accept": ["gcp/p/n/b"]})).unwrap();
+        let r = DriftReport::new("pol", items, &accept, Vec::new(), 3);
+        assert_eq!(
+            (r.counts.missing, r.counts.unexpected, r.counts.modified),
+            (1, 0, 1)
+        );
+        assert_eq!(r.accepted, 1);
+        assert!(!r.in_sync);
+        assert!(r.text().ends_with("Drift: 1 missing, 0 unexpected, 1 modified (1 accepted by the baseline). API calls: 3\n"));
+        let saved = serde_json::to_value(&r).unwrap();
+        let again = baseline_keys(&saved).unwrap();
+        let r = DriftReport::new(
+            "pol",
+            vec![item(DriftKind::Missing, "a")],
+            &again,
+            Vec::new(),
+            0,
+        );
+        assert!(r.in_sync);
+        assert!(baseline_keys(&serde_json::json!({"other": 1})).is_err());
+    }
+
+    #[test]
+    fn prometheus_labels_are_escaped() {
+        let r = DriftReport::new("a\"b\\c\nd", Vec::new(), &BTreeSet::new(), Vec::new(), 0);
+        let out = r.prometheus(7);
+        assert!(
+            out.contains("perimeter_in_sync{policy=\"a\\\"b\\\\c\\nd\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "perimeter_drift_last_run_timestamp_seconds{policy=\"a\\\"b\\\\c\\nd\"} 7"
+            )
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! GCP's lifecycle: the [`Cloud`] implementation the binary runs.
+
+use perimeter_core::drift::DriftItem;
+use perimeter_core::lifecycle::{ApplyStopped, Cloud};
+use perimeter_core::plan::{Finding, Summary};
+use perimeter_core::target::GcpTarget;
+use perimeter_core::{Diagnostics, Intent, Note};
+
+use crate::backend::{GcpBackend, GcpError, GcpSettings};
+use crate::compile::GcpCompiled;
+use crate::plan::{GcpDesired, GcpTargetPlan, PlanError};
+use crate::state::ObservedGcp;
+
+/// GCP: VPC firewall rules per network, owned by name prefix and description marker.
+pub struct Gcp;
+
+impl Cloud for Gcp {
+    const NAME: &'static str = "gcp";
+    const TITLE: &'static str = "GCP";
+    type Target = GcpTarget;
+    type Compiled = GcpCompiled;
+    type Desired = GcpDesired;
+    type Observed = ObservedGcp;
+    type TargetPlan = GcpTargetPlan;
+    type PlanError = PlanError;
+    type Backend = GcpBackend;
+    type Error = GcpError;
+
+    fn targets(intent: &Intent) -> &[GcpTarget] {
+        &intent.targets.gcp
+    }
+
+    fn targets_or_placeholder(intent: &Intent) -> Vec<GcpTarget> {
+        intent.targets.gcp_or_placeholder(&intent.name)
+    }
+
+    fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagnostics> {
+        crate::compile(intent, target)
+    }
+
+    fn compiled_notes(compiled: &GcpCompiled) -> &[Note] {
+        &compiled.notes
+    }
+
+    fn desired(_: &Intent, compiled: &GcpCompiled) -> GcpDesired {
+        GcpDesired::from_compiled(compiled)
+    }
+
+    fn compiled_heading(t: &GcpTarget) -> String {
+        format!("GCP {} / {}", t.project, t.network)
+    }
+
+    fn compiled_text(compiled: &GcpCompiled) -> String {
+        crate::render::text(compiled)
+    }
+
+    fn compiled_json(compiled: &GcpCompiled) -> serde_json::Value {
+        crate::render::json(compiled)
+    }
+
+    fn check_targets(targets: &[GcpTarget]) -> Result<(), String> {
+        crate::plan::check_one_target_per_project(targets).map_err(|e| e.to_string())
+    }
+
+    fn target_of(desired: &GcpDesired) -> &GcpTarget {
+        &desired.target
+    }
+
+    fn describe(t: &GcpTarget) -> String {
+        format!("gcp project {} network {}", t.project, t.network)
+    }
+
+    async fn connect() -> Result<GcpBackend, GcpError> {
+        GcpBackend::connect(GcpSettings::from_env()?).await
+    }
+
+    async fn observe(
+        backend: &mut GcpBackend,
+        policy: &str,
+        targets: &[GcpTarget],
+    ) -> Result<Vec<ObservedGcp>, GcpError> {
+        backend.observe(policy, targets).await
+    }
+
+    fn api_calls(backend: &GcpBackend) -> u64 {
+        backend.api_calls()
+    }
+
+    fn retries(backend: &GcpBackend) -> u64 {
+        backend.retries()
+    }
+
+    fn plan(
+        desired: &GcpDesired,
+        notes: Vec<serde_json::Value>,
+        observed: &ObservedGcp,
+        policy: &str,
+    ) -> Result<GcpTargetPlan, PlanError> {
+        crate::plan::plan(desired, notes, observed, policy)
+    }
+
+    fn check_limits(plans: &[GcpTargetPlan]) -> Result<(), PlanError> {
+        crate::plan::check_quotas(plans)
+    }
+
+    async fn apply(
+        backend: &mut GcpBackend,
+        plan: &GcpTargetPlan,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<usize, ApplyStopped<GcpError>> {
+        progress(format!("{}:", Self::describe(&plan.target)));
+        backend.apply(plan, progress).await
+    }
+
+    fn planned_desired(plan: &GcpTargetPlan) -> &GcpDesired {
+        &plan.desired
+    }
+
+    fn summary(plan: &GcpTargetPlan) -> Summary {
+        plan.summary()
+    }
+
+    fn notes(plan: &GcpTargetPlan) -> &[serde_json::Value] {
+        &plan.notes
+    }
+
+    fn findings(plan: &GcpTargetPlan) -> &[Finding] {
+        &plan.findings
+    }
+
+    fn render_text(plan: &GcpTargetPlan, color: bool) -> String {
+        crate::render_plan::text(plan, color)
+    }
+
+    fn render_markdown(plan: &GcpTargetPlan) -> String {
+        crate::render_plan::markdown(plan)
+    }
+
+    fn drift_items(plan: &GcpTargetPlan) -> Vec<DriftItem> {
+        crate::drift::items(plan)
+    }
+
+    fn problem_item(target: &GcpTarget, error: &PlanError) -> Option<DriftItem> {
+        Some(crate::drift::problem_item(target, error))
+    }
+}
