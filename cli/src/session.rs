@@ -5,7 +5,7 @@ use anyhow::Context;
 use perimeter_core::drift::DriftItem;
 use perimeter_core::lifecycle::Cloud;
 use perimeter_core::plan::{Finding, Summary};
-use perimeter_core::{Diagnostics, Intent};
+use perimeter_core::{Diagnostics, Intent, Note};
 
 /// What a plan is for: writing (plan, apply) or reading only (drift). A read-only plan
 /// reports what blocks a target (a missing network, a foreign rule with a wanted name) as a
@@ -23,13 +23,13 @@ pub(crate) struct Shown {
     pub(crate) text: String,
     /// The bodies the cloud's API takes.
     pub(crate) json: serde_json::Value,
-    pub(crate) notes: Vec<perimeter_core::Note>,
+    pub(crate) notes: Vec<Note>,
 }
 
 pub(crate) struct Session<C: Cloud> {
     backend: Option<C::Backend>,
-    /// The compiled targets with their notes (JSON form).
-    desired: Vec<(C::Desired, Vec<serde_json::Value>)>,
+    /// The compiled targets with their notes.
+    desired: Vec<(C::Desired, Vec<Note>)>,
     /// One plan per target that could be planned, in the policy's order.
     pub(crate) plans: Vec<C::TargetPlan>,
     /// Targets a read-only plan could not plan, and why (drift reports them).
@@ -63,7 +63,7 @@ impl<C: Cloud> Session<C> {
             match C::compile(intent, t) {
                 Ok(c) => self
                     .desired
-                    .push((C::desired(intent, &c), notes_json::<C>(&c))),
+                    .push((C::desired(intent, &c), C::compiled_notes(&c).to_vec())),
                 Err(d) => errors.0.extend(d.0),
             }
         }
@@ -191,7 +191,7 @@ impl<C: Cloud> Session<C> {
         self.plans.iter().map(C::render_markdown).collect()
     }
 
-    pub(crate) fn notes(&self) -> impl Iterator<Item = &serde_json::Value> {
+    pub(crate) fn notes(&self) -> impl Iterator<Item = &Note> {
         self.plans.iter().flat_map(C::notes)
     }
 
@@ -223,11 +223,4 @@ impl<C: Cloud> Session<C> {
         };
         Ok(serde_json::to_value(plans)?)
     }
-}
-
-fn notes_json<C: Cloud>(compiled: &C::Compiled) -> Vec<serde_json::Value> {
-    C::compiled_notes(compiled)
-        .iter()
-        .map(|n| serde_json::to_value(n).unwrap_or_default())
-        .collect()
 }

@@ -56,7 +56,7 @@ impl Verdict {
 }
 
 /// An inclusive range of ports.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PortRange {
     /// First port.
     pub first: u16,
@@ -93,7 +93,7 @@ impl std::fmt::Display for PortRange {
 }
 
 /// ICMP type and code selection. A code is only meaningful with a type.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IcmpMatch {
     /// ICMP type, or every type.
     #[serde(rename = "type")]
@@ -129,7 +129,7 @@ impl IcmpMatch {
 }
 
 /// One entry of a rule's `services`, resolved.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "protocol", rename_all = "lowercase")]
 pub enum Service {
     /// Every protocol and port.

@@ -98,7 +98,7 @@ pub trait Cloud {
     /// Plans one target. Pure: every id, name, priority and number is decided here.
     fn plan(
         desired: &Self::Desired,
-        notes: Vec<serde_json::Value>,
+        notes: Vec<Note>,
         observed: &Self::Observed,
         policy: &str,
     ) -> Result<Self::TargetPlan, Self::PlanError>;
@@ -117,8 +117,8 @@ pub trait Cloud {
     fn planned_desired(plan: &Self::TargetPlan) -> &Self::Desired;
     /// Counts for the summary line.
     fn summary(plan: &Self::TargetPlan) -> Summary;
-    /// The compiler's notes, in their JSON form.
-    fn notes(plan: &Self::TargetPlan) -> &[serde_json::Value];
+    /// The compiler's notes.
+    fn notes(plan: &Self::TargetPlan) -> &[Note];
     /// Posture findings.
     fn findings(plan: &Self::TargetPlan) -> &[Finding];
     /// The plan as text, Terraform-like.

@@ -8,14 +8,14 @@
 //! The equivalence property test holds compilers to that: a packet decided differently must be
 //! covered by some note's scope.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::addr::AddrSet;
 use crate::diag::Span;
 use crate::intent::{Direction, Packet, Peers, Service};
 
 /// Stable note codes. Documented in docs/policy-reference.md; never renamed.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NoteCode {
     /// The cloud cannot enforce this part of the policy at all with packet rules.
@@ -66,44 +66,55 @@ impl NoteScope {
     }
 }
 
+/// The JSON form of a scope: peers as CIDRs, `self` for the nodes.
+#[derive(Serialize, Deserialize)]
+struct ScopeForm {
+    direction: Direction,
+    services: Vec<Service>,
+    peers: Vec<crate::addr::Cidr>,
+    #[serde(rename = "self")]
+    nodes: bool,
+}
+
 impl Serialize for NoteScope {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Form<'a> {
-            direction: Direction,
-            services: &'a [Service],
-            peers: Vec<String>,
-            #[serde(rename = "self")]
-            nodes: bool,
-        }
-        Form {
+        ScopeForm {
             direction: self.direction,
-            services: &self.services,
-            peers: self
-                .peers
-                .addrs
-                .to_cidrs()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            services: self.services.clone(),
+            peers: self.peers.addrs.to_cidrs(),
             nodes: self.peers.nodes,
         }
         .serialize(s)
     }
 }
 
-/// One thing a compiler could not express exactly, or wants said out loud.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+impl<'de> Deserialize<'de> for NoteScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = ScopeForm::deserialize(d)?;
+        Ok(NoteScope {
+            direction: f.direction,
+            services: f.services,
+            peers: Peers {
+                addrs: AddrSet::from_cidrs(&f.peers),
+                nodes: f.nodes,
+            },
+        })
+    }
+}
+
+/// One thing a compiler could not express exactly, or wants said out loud. Plans carry notes
+/// in this form and read them back (docs/policy-reference.md, Notes).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Note {
     /// Stable code.
     pub code: NoteCode,
     /// The policy rule it concerns, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// What happens and why, in a sentence or two.
     pub message: String,
     /// The packets affected; absent when the note is not about packet decisions.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<NoteScope>,
     /// Where in the policy.
     #[serde(skip)]
@@ -260,4 +271,52 @@ pub fn platform_notes(
         }
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intent::{IcmpMatch, PortRange};
+
+    #[test]
+    fn a_note_reads_back_as_it_was_written() {
+        let peers = Peers {
+            addrs: AddrSet::from_cidrs(&[
+                "10.0.0.0/8".parse().unwrap(),
+                "fd00::/8".parse().unwrap(),
+            ]),
+            nodes: true,
+        };
+        let services = vec![
+            Service::Tcp {
+                ports: PortRange {
+                    first: 22,
+                    last: 22,
+                },
+            },
+            Service::Icmp {
+                icmp: IcmpMatch {
+                    type_: Some(8),
+                    code: None,
+                },
+            },
+            Service::Any,
+        ];
+        let note = Note::new(NoteCode::Widened, "every ICMP type").scoped(
+            Direction::Ingress,
+            services,
+            peers,
+        );
+        let note = Note {
+            rule: Some("cilium".into()),
+            ..note
+        };
+        let json = serde_json::to_string(&note).unwrap();
+        let back: Note = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, note);
+        let plain = Note::new(NoteCode::Info, "no scope");
+        let back: Note = serde_json::from_str(&serde_json::to_string(&plain).unwrap()).unwrap();
+        assert_eq!(back, plain);
+        assert!(serde_json::from_str::<Note>(r#"{"code": "nonsense", "message": ""}"#).is_err());
+    }
 }

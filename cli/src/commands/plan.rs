@@ -97,17 +97,8 @@ pub(crate) fn text(doc: &PlanDocument<'_>, color: bool) -> String {
     for_each_cloud!(ref doc.clouds, |s| {
         out.push_str(&s.render_text(color));
         for n in s.notes() {
-            let code = n.get("code").and_then(|v| v.as_str()).unwrap_or("note");
-            let rule = n
-                .get("rule")
-                .and_then(|v| v.as_str())
-                .map(|r| format!(" [{r}]"))
-                .unwrap_or_default();
-            let message = n
-                .get("message")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            let line = format!("  {code}{rule}: {message}");
+            let rule = n.rule.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default();
+            let line = format!("  {}{rule}: {}", n.code.as_str(), n.message);
             if !notes.contains(&line) {
                 notes.push(line);
             }

@@ -131,7 +131,7 @@ impl Cloud for Aws {
 
     fn plan(
         desired: &AwsDesired,
-        notes: Vec<serde_json::Value>,
+        notes: Vec<Note>,
         observed: &ObservedAws,
         policy: &str,
     ) -> Result<AwsTargetPlan, PlanError> {
@@ -164,7 +164,7 @@ impl Cloud for Aws {
         plan.summary()
     }
 
-    fn notes(plan: &AwsTargetPlan) -> &[serde_json::Value] {
+    fn notes(plan: &AwsTargetPlan) -> &[Note] {
         &plan.notes
     }
 

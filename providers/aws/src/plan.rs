@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use perimeter_core::Note;
 use perimeter_core::plan::{
     Action, Change, Finding, FingerprintError, Keyed, Summary, diff, fingerprint,
 };
@@ -156,8 +157,8 @@ pub struct AwsTargetPlan {
     /// Instances to which the owned group is added (`attach: true`).
     #[serde(default)]
     pub attach: Vec<AttachChange>,
-    /// Compiler notes, in their JSON form (docs/policy-reference.md, Notes).
-    pub notes: Vec<serde_json::Value>,
+    /// Compiler notes (docs/policy-reference.md, Notes).
+    pub notes: Vec<Note>,
     /// Posture findings.
     pub findings: Vec<Finding>,
 }
@@ -242,7 +243,7 @@ pub fn default_egress_rules(vpc_has_ipv6: bool) -> Vec<SgRule> {
 /// Plans one target.
 pub fn plan(
     desired: &AwsDesired,
-    notes: Vec<serde_json::Value>,
+    notes: Vec<Note>,
     observed: &ObservedAws,
     policy: &str,
 ) -> Result<AwsTargetPlan, PlanError> {

@@ -96,7 +96,7 @@ impl Cloud for Azure {
 
     fn plan(
         desired: &AzureDesired,
-        notes: Vec<serde_json::Value>,
+        notes: Vec<Note>,
         observed: &ObservedAzure,
         policy: &str,
     ) -> Result<AzureTargetPlan, PlanError> {
@@ -125,7 +125,7 @@ impl Cloud for Azure {
         plan.summary()
     }
 
-    fn notes(plan: &AzureTargetPlan) -> &[serde_json::Value] {
+    fn notes(plan: &AzureTargetPlan) -> &[Note] {
         &plan.notes
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use perimeter_core::Note;
 use perimeter_core::plan::{Action, Change, Finding, FingerprintError, Summary, diff, fingerprint};
 use perimeter_core::target::AzureTarget;
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,7 @@ pub struct AzureTargetPlan {
     /// Rules of a shared NSG that perimeter leaves alone.
     pub foreign_rules: Vec<String>,
     /// Compiler notes, in their JSON form.
-    pub notes: Vec<serde_json::Value>,
+    pub notes: Vec<Note>,
     /// Posture findings.
     pub findings: Vec<Finding>,
 }
@@ -250,7 +251,7 @@ pub fn observed_fingerprint(
 /// Plans one NSG.
 pub fn plan(
     desired: &AzureDesired,
-    notes: Vec<serde_json::Value>,
+    notes: Vec<Note>,
     observed: &ObservedAzure,
     policy: &str,
 ) -> Result<AzureTargetPlan, PlanError> {

@@ -92,7 +92,7 @@ impl Cloud for Gcp {
 
     fn plan(
         desired: &GcpDesired,
-        notes: Vec<serde_json::Value>,
+        notes: Vec<Note>,
         observed: &ObservedGcp,
         policy: &str,
     ) -> Result<GcpTargetPlan, PlanError> {
@@ -120,7 +120,7 @@ impl Cloud for Gcp {
         plan.summary()
     }
 
-    fn notes(plan: &GcpTargetPlan) -> &[serde_json::Value] {
+    fn notes(plan: &GcpTargetPlan) -> &[Note] {
         &plan.notes
     }
 

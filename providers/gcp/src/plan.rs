@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use perimeter_core::Note;
 use perimeter_core::plan::{Action, Finding, FingerprintError, Summary, diff, fingerprint};
 use perimeter_core::target::GcpTarget;
 use perimeter_core::{Cidr, Direction, Packet, PacketProtocol, Peer, Verdict};
@@ -105,7 +106,7 @@ pub struct GcpTargetPlan {
     /// The project's rule quota as observed.
     pub quota: Option<FirewallQuota>,
     /// Compiler notes, in their JSON form.
-    pub notes: Vec<serde_json::Value>,
+    pub notes: Vec<Note>,
     /// Posture findings.
     pub findings: Vec<Finding>,
 }
@@ -205,7 +206,7 @@ pub enum PlanError {
 /// Plans one network.
 pub fn plan(
     desired: &GcpDesired,
-    notes: Vec<serde_json::Value>,
+    notes: Vec<Note>,
     observed: &ObservedGcp,
     policy: &str,
 ) -> Result<GcpTargetPlan, PlanError> {
