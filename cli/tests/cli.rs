@@ -191,5 +191,13 @@ fn shadowed_rules_are_warned_about_but_the_policy_stays_valid() {
         stderr(&o)
     );
     assert!(stderr(&o).contains(":6:5:"), "{}", stderr(&o));
+    // The JSON form carries the warning too, and the policy stays valid.
+    let o = perimeter(&["validate", path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["diagnostics"][0]["code"], "policy::shadowed-rule");
+    assert_eq!(doc["diagnostics"][0]["severity"], "warning");
+    assert_eq!(doc["diagnostics"][0]["line"], 6);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -117,18 +117,6 @@ impl Diagnostic {
         }
     }
 
-    /// An error with no place in the file.
-    pub fn error_unplaced(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Error,
-            code,
-            message: message.into(),
-            span: None,
-            label: String::new(),
-            help: None,
-        }
-    }
-
     /// Sets the label shown under the marked text.
     #[must_use]
     pub fn label(mut self, label: impl Into<String>) -> Self {
@@ -275,6 +263,28 @@ impl Diagnostics {
     pub fn sort(&mut self) {
         self.0
             .sort_by_key(|d| d.span.map_or((usize::MAX, 0), |s| (s.offset, s.len)));
+    }
+
+    /// Every diagnostic as JSON (`validate --format json`, docs/cli.md), in order.
+    pub fn json(&self, source: &SourceFile) -> serde_json::Value {
+        let list: Vec<serde_json::Value> = self
+            .0
+            .iter()
+            .map(|d| {
+                let (line, column) = d.span.map_or((0, 0), |s| source.line_col(s.offset));
+                serde_json::json!({
+                    "severity": d.severity,
+                    "code": d.code,
+                    "message": d.message,
+                    "file": source.name,
+                    "line": line,
+                    "column": column,
+                    "label": d.label,
+                    "help": d.help,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(list)
     }
 
     /// Renders all of them, followed by a count line.

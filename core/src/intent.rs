@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{AddrSet, Cidr};
+use crate::addr::AddrSet;
 use crate::diag::Span;
 use crate::target::Targets;
 
@@ -331,11 +331,6 @@ impl Intent {
         self.rules(packet.direction)
             .iter()
             .find(|rule| rule.matches(packet))
-    }
-
-    /// The metadata address as a one-element CIDR list.
-    pub fn metadata_cidr() -> Cidr {
-        Cidr::host(IpAddr::V4(METADATA_V4))
     }
 }
 

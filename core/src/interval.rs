@@ -108,11 +108,6 @@ impl<T: Point> IntervalSet<T> {
         idx > 0 && self.ranges[idx - 1].1 >= point
     }
 
-    /// True when every point of `other` is in `self`.
-    pub fn is_superset(&self, other: &Self) -> bool {
-        other.difference(self).is_empty()
-    }
-
     /// Points in either set.
     pub fn union(&self, other: &Self) -> Self {
         Self::from_ranges(self.ranges.iter().chain(other.ranges.iter()).copied())

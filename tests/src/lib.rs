@@ -252,7 +252,7 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
     let azure_target = intent.targets.azure_or_placeholder(&intent.name).remove(0);
     match perimeter_azure::compile(intent, &azure_target) {
         Ok(c) => {
-            let asg = perimeter_azure::compile::asg_id(&azure_target);
+            let asg = perimeter_azure::asg_id(&azure_target);
             let world = perimeter_azure::evaluate::AzureWorld {
                 rules: &c.rules,
                 node_asg: &asg,

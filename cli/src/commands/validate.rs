@@ -25,36 +25,16 @@ pub(crate) fn run(path: &Path, format: Format) -> anyhow::Result<u8> {
             None => Ok(exit::ERROR),
         },
         Format::Json => {
+            // A valid policy's lint warnings are diagnostics too.
             let result = perimeter_core::policy::load(&source);
-            let diags = result
-                .as_ref()
-                .err()
-                .cloned()
-                .unwrap_or_else(Diagnostics::default);
-            let list: Vec<_> = diags
-                .0
-                .iter()
-                .map(|d| {
-                    let (line, column) = d.span.map_or((0, 0), |s| source.line_col(s.offset));
-                    json!({
-                        "severity": d.severity,
-                        "code": d.code,
-                        "message": d.message,
-                        "file": source.name,
-                        "line": line,
-                        "column": column,
-                        "label": d.label,
-                        "help": d.help,
-                    })
-                })
-                .collect();
-            let doc = json!({"format_version": 1, "valid": result.is_ok(), "diagnostics": list});
+            let (valid, diags) = match &result {
+                Ok(intent) => (true, Diagnostics(intent.warnings.clone())),
+                Err(diags) => (false, diags.clone()),
+            };
+            let doc =
+                json!({"format_version": 1, "valid": valid, "diagnostics": diags.json(&source)});
             output::data(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
-            Ok(if result.is_ok() {
-                exit::OK
-            } else {
-                exit::ERROR
-            })
+            Ok(if valid { exit::OK } else { exit::ERROR })
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::plan::{AwsTargetPlan, SgChange};
 
 impl AwsBackend {
     /// Executes one target's plan. The caller has checked the plan is not stale.
-    pub async fn apply(
+    pub(crate) async fn apply(
         &self,
         plan: &AwsTargetPlan,
         progress: &mut dyn FnMut(String),

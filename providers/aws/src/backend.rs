@@ -31,7 +31,7 @@ const FILTER_VALUES_MAX: usize = 200;
 
 /// Attempts per request, counting the first: throttling (`RequestLimitExceeded`) and 5xx
 /// answers are retried with exponential backoff and full jitter by the SDK's standard mode.
-pub const MAX_ATTEMPTS: u32 = 6;
+pub(crate) const MAX_ATTEMPTS: u32 = 6;
 
 /// An EC2 call that failed, with the operation and the service's error code.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ impl Intercept for CallCounter {
 
 /// A connection to EC2 in one region.
 #[derive(Debug, Clone)]
-pub struct AwsBackend {
+pub(crate) struct AwsBackend {
     client: Client,
     calls: CallCounter,
 }
@@ -112,7 +112,7 @@ pub struct AwsBackend {
 impl AwsBackend {
     /// Connects with the standard credential chain (environment, profile, SSO, web identity,
     /// ECS/EC2 roles). `AWS_ENDPOINT_URL` points it at an emulator.
-    pub async fn connect(region: &str) -> Self {
+    pub(crate) async fn connect(region: &str) -> Self {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
             .load()
@@ -129,17 +129,17 @@ impl AwsBackend {
     }
 
     /// Requests sent so far, retries included.
-    pub fn api_calls(&self) -> u64 {
+    pub(crate) fn api_calls(&self) -> u64 {
         self.calls.0.load(Ordering::Relaxed)
     }
 
     /// The SDK client (for tests that change the cloud out of band).
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
     /// Observes every target (all in this backend's region) with shared bulk reads.
-    pub async fn observe(
+    pub(crate) async fn observe(
         &self,
         policy: &str,
         targets: &[AwsTarget],

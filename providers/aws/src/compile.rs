@@ -7,7 +7,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use perimeter_core::diag::Span;
 use perimeter_core::effective::{Class, Effective, effective, icmp_selections};
 use perimeter_core::intent::{IcmpMatch, MetadataMode, PortRange};
 use perimeter_core::note::{PlatformAddress, addr_peers, platform_notes};
@@ -21,10 +20,10 @@ use crate::nacl;
 
 /// Rules per security group, per direction, per address family (quota L-0EA8095F).
 /// <https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html>
-pub const SG_RULES_PER_DIRECTION_PER_FAMILY: usize = 60;
+pub(crate) const SG_RULES_PER_DIRECTION_PER_FAMILY: usize = 60;
 
 /// Longest rule description EC2 accepts.
-pub const DESCRIPTION_MAX: usize = 255;
+pub(crate) const DESCRIPTION_MAX: usize = 255;
 
 /// Everything perimeter wants in one AWS target.
 #[derive(Clone, Debug)]
@@ -43,7 +42,7 @@ pub struct AwsCompiled {
 
 /// AWS platform addresses that no security group or NACL filters.
 /// <https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html>
-pub fn platform_addresses(metadata: MetadataMode) -> Vec<PlatformAddress> {
+pub(crate) fn platform_addresses(metadata: MetadataMode) -> Vec<PlatformAddress> {
     let imds_egress = if metadata == MetadataMode::DenyAll {
         Verdict::Deny
     } else {
@@ -438,7 +437,7 @@ fn description<'a>(policy: &str, rules: impl Iterator<Item = &'a String>) -> Str
 
 /// Keeps only characters EC2 accepts in descriptions (`a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*`) and
 /// truncates to 255 characters.
-pub fn sanitize_description(text: &str) -> String {
+pub(crate) fn sanitize_description(text: &str) -> String {
     const EXTRA: &str = ". _-:/()#,@[]+=&;{}!$*";
     let clean: String = text
         .chars()
@@ -454,7 +453,7 @@ pub fn sanitize_description(text: &str) -> String {
 }
 
 /// A short human description of an address set.
-pub fn describe_addrs(addrs: &AddrSet) -> String {
+pub(crate) fn describe_addrs(addrs: &AddrSet) -> String {
     let cidrs = addrs.to_cidrs();
     match cidrs.len() {
         0 => "no address".into(),
@@ -491,7 +490,7 @@ fn describe_class(class: Class, (lo, hi): (u16, u16)) -> String {
 }
 
 /// A service covering at least the class and port interval (ICMP intervals widen to all ICMP).
-pub fn scope_service(class: Class, (lo, hi): (u16, u16)) -> Service {
+pub(crate) fn scope_service(class: Class, (lo, hi): (u16, u16)) -> Service {
     match class {
         Class::Tcp => Service::Tcp {
             ports: PortRange {
@@ -514,11 +513,6 @@ pub fn scope_service(class: Class, (lo, hi): (u16, u16)) -> Service {
         Class::Protocol(number) => Service::Protocol { number },
         Class::OtherProtocols => Service::Any,
     }
-}
-
-/// The span of the target for diagnostics, or of the policy start.
-pub fn target_span(target: &AwsTarget) -> Span {
-    target.span
 }
 
 #[cfg(test)]

@@ -7,19 +7,19 @@
 //! (observed state and the pure diff against it), `backend` (the only code that calls EC2).
 
 mod apply;
-pub mod backend;
+mod backend;
 mod cloud;
-pub mod compile;
+mod compile;
 mod convert;
 mod drift;
 pub mod evaluate;
 pub mod model;
-pub mod nacl;
-pub mod paginate;
-pub mod plan;
+mod nacl;
+mod paginate;
+mod plan;
 pub mod render;
-pub mod render_plan;
-pub mod state;
+mod render_plan;
+mod state;
 
 pub use cloud::{Aws, AwsBackends};
 pub use compile::{AwsCompiled, Limits, compile, compile_with_limits};

@@ -22,13 +22,13 @@ use crate::model::{NaclEntry, NetworkAcl};
 
 /// Entries per NACL per direction per address family, *including* the `*` default entry.
 /// <https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html>
-pub const NACL_ENTRIES_PER_DIRECTION_PER_FAMILY: usize = 20;
+pub(crate) const NACL_ENTRIES_PER_DIRECTION_PER_FAMILY: usize = 20;
 
 /// Gap between allocated rule numbers.
-pub const RULE_NUMBER_STEP: u16 = 100;
+pub(crate) const RULE_NUMBER_STEP: u16 = 100;
 
 /// First port of the ephemeral range opened for replies ("in practice ... 1024-65535").
-pub const EPHEMERAL_FIRST: u16 = 1024;
+pub(crate) const EPHEMERAL_FIRST: u16 = 1024;
 
 /// An entry before it gets a number: protocol, peer, port range, ICMP type/code.
 type PendingEntry = (String, Cidr, Option<(u16, u16)>, Option<(i32, i32)>);
@@ -71,7 +71,7 @@ fn reach(eff: &Effective, node_cidrs: &AddrSet) -> Reach {
 ///
 /// `effectives` are the policy's effective sets for ingress and egress, as the security group
 /// compiler already computed them.
-pub fn compile(
+pub(crate) fn compile(
     intent: &Intent,
     effectives: &[Effective; 2],
     target: &AwsTarget,

@@ -6,11 +6,11 @@ use std::future::Future;
 
 /// Pages requested at most before giving up: a server that keeps returning tokens would
 /// otherwise loop forever (1,000 pages of 1,000 items is far beyond any EC2 quota).
-pub const MAX_PAGES: usize = 1000;
+pub(crate) const MAX_PAGES: usize = 1000;
 
 /// Error from [`paginate`].
 #[derive(Debug, thiserror::Error)]
-pub enum PageError<E> {
+pub(crate) enum PageError<E> {
     /// A page request failed.
     #[error("page request failed")]
     Fetch(#[source] E),
@@ -24,7 +24,7 @@ pub enum PageError<E> {
 
 /// Calls `fetch` with `None`, then with each returned token, until no (or an empty) token
 /// comes back, concatenating the items.
-pub async fn paginate<T, E, F, Fut>(mut fetch: F) -> Result<Vec<T>, PageError<E>>
+pub(crate) async fn paginate<T, E, F, Fut>(mut fetch: F) -> Result<Vec<T>, PageError<E>>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: Future<Output = Result<(Vec<T>, Option<String>), E>>,

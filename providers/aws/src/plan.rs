@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compile::AwsCompiled;
 use crate::model::{MetadataOptions, NaclEntry, NetworkAcl, SecurityGroup, SgPeer, SgRule};
-use crate::state::{OWNER_TAG, ObservedAws, ObservedInstance, SubnetAssociation};
+use crate::state::{OWNER_TAG, ObservedAws, SubnetAssociation};
 
 /// One security group rule change. `rule_id` is the observed rule's id for updates and deletes
 /// (absent for a default rule of a group that does not exist yet: apply finds it by its key
@@ -224,7 +224,7 @@ fn count(s: &mut Summary, a: Action) {
 }
 
 /// The default egress rules AWS adds to a new group in this VPC.
-pub fn default_egress_rules(vpc_has_ipv6: bool) -> Vec<SgRule> {
+pub(crate) fn default_egress_rules(vpc_has_ipv6: bool) -> Vec<SgRule> {
     let rule = |peer| SgRule {
         direction: Direction::Egress,
         ip_protocol: "-1".into(),
@@ -241,7 +241,7 @@ pub fn default_egress_rules(vpc_has_ipv6: bool) -> Vec<SgRule> {
 }
 
 /// Plans one target.
-pub fn plan(
+pub(crate) fn plan(
     desired: &AwsDesired,
     notes: Vec<Note>,
     observed: &ObservedAws,
@@ -416,19 +416,14 @@ fn findings(observed: &ObservedAws, private: bool, attach: bool) -> Vec<Finding>
 
 /// An owned copy of a rule's key, to look up observed rule ids.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct SgRuleKey(Direction, String, i32, i32, SgPeer);
+pub(crate) struct SgRuleKey(Direction, String, i32, i32, SgPeer);
 
 impl SgRuleKey {
     /// The key of a rule.
-    pub fn of(r: &SgRule) -> Self {
+    pub(crate) fn of(r: &SgRule) -> Self {
         let (d, p, f, t, peer) = r.key();
         SgRuleKey(d, p.to_string(), f, t, peer.clone())
     }
-}
-
-/// Observed instances sorted for stable output (helper for backends and tests).
-pub fn sort_instances(v: &mut [ObservedInstance]) {
-    v.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
 }
 
 #[cfg(test)]

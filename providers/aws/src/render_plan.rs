@@ -12,7 +12,7 @@ use crate::render::sg_peer;
 
 /// ANSI styling, or none.
 #[derive(Clone, Copy, Debug)]
-pub struct Style {
+pub(crate) struct Style {
     /// Emit ANSI colour codes.
     pub color: bool,
 }
@@ -44,7 +44,7 @@ fn ports(r: &SgRule) -> String {
 }
 
 /// One line describing a security group rule.
-pub fn rule_line(r: &SgRule) -> String {
+pub(crate) fn rule_line(r: &SgRule) -> String {
     let way = if r.direction == perimeter_core::Direction::Ingress {
         "from"
     } else {
@@ -159,7 +159,7 @@ fn metadata_fields(before: &MetadataOptions, after: &MetadataOptions) -> Vec<Str
 }
 
 /// Terraform-like text for one target's plan.
-pub fn text(p: &AwsTargetPlan, style: Style) -> String {
+pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
     let mut out = String::new();
     let t = &p.target;
     let sg = &p.security_group;
@@ -299,7 +299,7 @@ pub fn text(p: &AwsTargetPlan, style: Style) -> String {
 }
 
 /// Markdown for one target's plan (a pull-request comment section).
-pub fn markdown(p: &AwsTargetPlan) -> String {
+pub(crate) fn markdown(p: &AwsTargetPlan) -> String {
     let mut out = String::new();
     let t = &p.target;
     let sg = &p.security_group;

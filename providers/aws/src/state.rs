@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{MetadataOptions, NaclEntry, SgRule};
 
 /// Tag key that marks an object as perimeter's and names the policy that owns it.
-pub const OWNER_TAG: &str = "perimeter:policy";
+pub(crate) const OWNER_TAG: &str = "perimeter:policy";
 
 /// A security group rule as observed, with its id.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, PartialOrd, Ord)]

@@ -17,7 +17,7 @@ use crate::plan::{AzureTargetPlan, NsgWrite, RuleStep};
 use crate::state::{ObservedAzure, ObservedNsg, canonical};
 
 /// The NSG's resource id.
-pub fn nsg_id(t: &AzureTarget) -> String {
+pub(crate) fn nsg_id(t: &AzureTarget) -> String {
     format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/networkSecurityGroups/{}",
         t.subscription, t.resource_group, t.nsg
@@ -25,7 +25,7 @@ pub fn nsg_id(t: &AzureTarget) -> String {
 }
 
 /// Why apply stopped, and how far it got.
-pub type ApplyStopped = perimeter_core::lifecycle::ApplyStopped<ArmError>;
+pub(crate) type ApplyStopped = perimeter_core::lifecycle::ApplyStopped<ArmError>;
 
 /// ARM access for one run.
 pub struct AzureBackend {
@@ -244,7 +244,7 @@ fn observed_nsg(body: &Value) -> Option<ObservedNsg> {
 /// A rule as ARM returns it, read leniently: any rule someone else wrote must be readable.
 /// Source port lists (perimeter writes `*`) are folded into `source_port_range` so that a
 /// rule narrowed by hand differs from the policy's.
-pub fn rule_from_arm(rule: &Value) -> SecurityRule {
+pub(crate) fn rule_from_arm(rule: &Value) -> SecurityRule {
     let p = rule.get("properties").cloned().unwrap_or(Value::Null);
     let text = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_string);
     let list = |key: &str| -> Vec<String> {

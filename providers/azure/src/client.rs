@@ -16,11 +16,11 @@ use serde_json::Value;
 use crate::credential::Credential;
 
 /// The Microsoft.Network API version perimeter speaks.
-pub const API_VERSION: &str = "2024-05-01";
+pub(crate) const API_VERSION: &str = "2024-05-01";
 
 /// How the client reaches ARM.
 #[derive(Clone, Debug)]
-pub struct ArmSettings {
+pub(crate) struct ArmSettings {
     /// `https://management.azure.com` unless `PERIMETER_AZURE_ENDPOINT` says otherwise.
     pub endpoint: String,
     /// First retry delay (doubles, full jitter), when the server sends no `Retry-After`.
@@ -92,7 +92,7 @@ impl ArmError {
 
 /// An answer: status, the headers perimeter reads, and the JSON body (null when empty).
 #[derive(Debug)]
-pub struct ArmResponse {
+pub(crate) struct ArmResponse {
     /// HTTP status.
     pub status: u16,
     /// `Azure-AsyncOperation`.
@@ -106,7 +106,7 @@ pub struct ArmResponse {
 }
 
 /// The ARM client of one run.
-pub struct ArmClient {
+pub(crate) struct ArmClient {
     http: reqwest::Client,
     settings: ArmSettings,
     credential: Credential,
@@ -116,7 +116,7 @@ pub struct ArmClient {
 
 impl ArmClient {
     /// A client with these settings and this credential.
-    pub fn new(settings: ArmSettings, credential: Credential) -> Result<Self, ArmError> {
+    pub(crate) fn new(settings: ArmSettings, credential: Credential) -> Result<Self, ArmError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -131,17 +131,17 @@ impl ArmClient {
     }
 
     /// Requests sent so far (token requests and retries included).
-    pub fn api_calls(&self) -> u64 {
+    pub(crate) fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed) + self.credential.requests()
     }
 
     /// Requests that were retries.
-    pub fn retries(&self) -> u64 {
+    pub(crate) fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
 
     /// The URL of a resource id (or an absolute URL, as ARM's operation headers are).
-    pub fn url(&self, id_or_url: &str) -> String {
+    pub(crate) fn url(&self, id_or_url: &str) -> String {
         let base = if id_or_url.starts_with("http://") || id_or_url.starts_with("https://") {
             id_or_url.to_string()
         } else {
@@ -160,7 +160,7 @@ impl ArmClient {
     }
 
     /// One request with retries. `headers` are extra request headers (`If-Match`, …).
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         what: &str,
         method: reqwest::Method,
@@ -242,7 +242,7 @@ impl ArmClient {
     }
 
     /// Waits for the long-running operation an answer started, if any.
-    pub async fn wait(&self, what: &str, started: &ArmResponse) -> Result<(), ArmError> {
+    pub(crate) async fn wait(&self, what: &str, started: &ArmResponse) -> Result<(), ArmError> {
         let Some(operation) = &started.async_operation else {
             // Some operations only give a `Location`: it answers 202 until the work is done.
             if started.status == 202

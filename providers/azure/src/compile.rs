@@ -24,18 +24,18 @@ use perimeter_core::{
 use crate::model::{ResourceRef, SecurityRule, SecurityRuleProperties};
 
 /// Lowest user priority.
-pub const PRIORITY_MIN: u16 = 100;
+pub(crate) const PRIORITY_MIN: u16 = 100;
 /// Highest user priority; perimeter puts each direction's default here.
-pub const PRIORITY_MAX: u16 = 4096;
+pub(crate) const PRIORITY_MAX: u16 = 4096;
 /// First priority of policy rules; 100-109 are for platform rules (metadata).
-pub const FIRST_RULE_PRIORITY: u16 = 110;
+pub(crate) const FIRST_RULE_PRIORITY: u16 = 110;
 /// Security rules per NSG.
 /// <https://learn.microsoft.com/azure/azure-resource-manager/management/azure-subscription-service-limits>
-pub const RULES_PER_NSG: usize = 1000;
+pub(crate) const RULES_PER_NSG: usize = 1000;
 /// Longest rule name.
-pub const NAME_MAX: usize = 80;
+pub(crate) const NAME_MAX: usize = 80;
 /// Most prefixes in one rule's source or destination.
-pub const PREFIXES_PER_RULE: usize = 4000;
+pub(crate) const PREFIXES_PER_RULE: usize = 4000;
 
 /// Everything perimeter wants in one NSG.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub struct AzureCompiled {
 
 /// Azure platform addresses NSGs do not filter unless a rule names their service tag.
 /// <https://learn.microsoft.com/azure/virtual-network/network-security-groups-overview#azure-platform-considerations>
-pub fn platform_addresses(metadata: MetadataMode) -> Vec<PlatformAddress> {
+pub(crate) fn platform_addresses(metadata: MetadataMode) -> Vec<PlatformAddress> {
     vec![
         PlatformAddress {
             addr: IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),

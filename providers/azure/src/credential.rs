@@ -25,7 +25,7 @@ const RESOURCE: &str = "https://management.azure.com/";
 
 /// Where tokens come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A fixed token.
     Static(String),
     /// A service principal with a secret.
@@ -60,7 +60,7 @@ pub enum Source {
 }
 
 /// A token source with its cache.
-pub struct Credential {
+pub(crate) struct Credential {
     source: Source,
     cached: Mutex<Option<(String, Instant)>>,
     requests: AtomicU64,
@@ -68,7 +68,7 @@ pub struct Credential {
 
 impl Credential {
     /// A credential from a source.
-    pub fn new(source: Source) -> Self {
+    pub(crate) fn new(source: Source) -> Self {
         Self {
             source,
             cached: Mutex::new(None),
@@ -77,7 +77,7 @@ impl Credential {
     }
 
     /// The source the environment selects.
-    pub fn from_env() -> Result<Self, ArmError> {
+    pub(crate) fn from_env() -> Result<Self, ArmError> {
         Ok(Self::new(select(
             &|name| std::env::var(name).ok().filter(|v| !v.is_empty()),
             &|| which("az"),
@@ -85,12 +85,12 @@ impl Credential {
     }
 
     /// Token requests sent (to an identity endpoint; not the CLI).
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
     /// A token valid for at least five more minutes.
-    pub async fn token(&self, http: &reqwest::Client) -> Result<String, ArmError> {
+    pub(crate) async fn token(&self, http: &reqwest::Client) -> Result<String, ArmError> {
         if let Some((token, until)) = self
             .cached
             .lock()

@@ -2,18 +2,18 @@
 //!
 //! Same shape as every provider crate: `model`, `compile`, `evaluate`, `render`.
 
-pub mod backend;
-pub mod client;
+mod backend;
+mod client;
 mod cloud;
-pub mod compile;
-pub mod credential;
+mod compile;
+mod credential;
 mod drift;
 pub mod evaluate;
 pub mod model;
-pub mod plan;
+mod plan;
 pub mod render;
-pub mod render_plan;
-pub mod state;
+mod render_plan;
+mod state;
 
 pub use cloud::Azure;
-pub use compile::{AzureCompiled, compile};
+pub use compile::{AzureCompiled, asg_id, compile};

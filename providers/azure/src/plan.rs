@@ -216,7 +216,7 @@ pub enum PlanError {
 }
 
 /// What apply compares before writing: the owned rules (shared) or the whole NSG (owned).
-pub fn observed_fingerprint(
+pub(crate) fn observed_fingerprint(
     observed: &ObservedAzure,
     target: &AzureTarget,
     policy: &str,
@@ -249,7 +249,7 @@ pub fn observed_fingerprint(
 }
 
 /// Plans one NSG.
-pub fn plan(
+pub(crate) fn plan(
     desired: &AzureDesired,
     notes: Vec<Note>,
     observed: &ObservedAzure,
@@ -374,45 +374,8 @@ pub fn plan(
     }
 }
 
-/// The last line of defence before a write: the plan (a file, which may have been edited)
-/// must be exactly what the planner makes from its own desired rules and the NSG as observed
-/// just now, and those rules must all be perimeter's. So apply can only ever write what a
-/// fresh plan would, and only rules that carry the policy's prefix and marker.
-pub fn check_plan_applies(
-    planned: &AzureTargetPlan,
-    observed: &ObservedAzure,
-) -> Result<(), String> {
-    if let Some(r) = planned
-        .desired
-        .rules
-        .iter()
-        .find(|r| !is_owned_rule(&planned.policy, r) || !valid_rule_name(&r.name))
-    {
-        return Err(format!(
-            "the plan would write rule `{}`, which is not named and described as perimeter's",
-            r.name
-        ));
-    }
-    let fresh =
-        plan(&planned.desired, Vec::new(), observed, &planned.policy).map_err(|e| e.to_string())?;
-    if fresh.write != planned.write || fresh.create_nsg != planned.create_nsg {
-        return Err("the plan's writes are not what the policy and the NSG give now".into());
-    }
-    Ok(())
-}
-
-/// ARM's rule name syntax (1-80 characters; word characters, `.`, `-`, `_`).
-fn valid_rule_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 80
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
-}
-
 /// Two targets on one NSG would be planned against the same state and overwrite each other.
-pub fn check_one_target_per_nsg<'a>(
+pub(crate) fn check_one_target_per_nsg<'a>(
     targets: impl IntoIterator<Item = &'a AzureTarget>,
 ) -> Result<(), String> {
     let mut seen = BTreeSet::new();

@@ -23,7 +23,7 @@ fn side(single: &Option<String>, list: &[String], asgs: &[ResourceRef]) -> Strin
 }
 
 /// One line describing a security rule.
-pub fn rule_line(r: &SecurityRule) -> String {
+pub(crate) fn rule_line(r: &SecurityRule) -> String {
     let p = &r.properties;
     let ports = side(&p.destination_port_range, &p.destination_port_ranges, &[]);
     format!(
@@ -46,7 +46,7 @@ pub fn rule_line(r: &SecurityRule) -> String {
 }
 
 /// Field-level differences of an update.
-pub fn field_changes(before: &SecurityRule, after: &SecurityRule) -> Vec<String> {
+pub(crate) fn field_changes(before: &SecurityRule, after: &SecurityRule) -> Vec<String> {
     let (b, a) = (&before.properties, &after.properties);
     let mut out = Vec::new();
     let mut field = |name: &str, x: String, y: String| {
@@ -132,7 +132,7 @@ fn how(p: &AzureTargetPlan) -> Option<String> {
 }
 
 /// The plan of one NSG as text.
-pub fn text(p: &AzureTargetPlan, color: bool) -> String {
+pub(crate) fn text(p: &AzureTargetPlan, color: bool) -> String {
     let t = &p.target;
     let mode = if t.shared {
         format!(
@@ -189,7 +189,7 @@ fn paint(color: bool, action: Action, text: &str) -> String {
 }
 
 /// The plan of one NSG as Markdown.
-pub fn markdown(p: &AzureTargetPlan) -> String {
+pub(crate) fn markdown(p: &AzureTargetPlan) -> String {
     let t = &p.target;
     let mut out = format!("#### Azure `{}` / `{}`\n\n", t.resource_group, t.nsg);
     if p.is_empty() {

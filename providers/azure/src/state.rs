@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::model::{SecurityRule, SecurityRuleProperties};
 
 /// The tag on an NSG perimeter owns.
-pub const OWNER_TAG: &str = "perimeter:policy";
+pub(crate) const OWNER_TAG: &str = "perimeter:policy";
 
 /// True when the rule is this policy's in a shared NSG.
-pub fn is_owned_rule(policy: &str, rule: &SecurityRule) -> bool {
+pub(crate) fn is_owned_rule(policy: &str, rule: &SecurityRule) -> bool {
     rule.name.starts_with(&format!("{policy}-"))
         && rule
             .properties
@@ -58,7 +58,7 @@ fn sorted(list: &[String]) -> Vec<String> {
 /// The form in which desired and observed rules are compared: ARM's canonical casing, a
 /// single port or prefix in the singular field (ARM keeps whichever form was sent), lists
 /// sorted, empty descriptions as empty strings.
-pub fn canonical(rule: &SecurityRule) -> SecurityRule {
+pub(crate) fn canonical(rule: &SecurityRule) -> SecurityRule {
     let p = &rule.properties;
     let case = |value: &str, options: &[&str]| -> String {
         options

@@ -21,7 +21,7 @@ use crate::plan::{FirewallChange, GcpTargetPlan, WriteMethod};
 const OPERATION_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Why apply stopped, and how far it got.
-pub type ApplyStopped = perimeter_core::lifecycle::ApplyStopped<GcpError>;
+pub(crate) type ApplyStopped = perimeter_core::lifecycle::ApplyStopped<GcpError>;
 
 /// What became of one change.
 enum Outcome {

@@ -16,7 +16,6 @@ use google_cloud_gax::retry_policy::NeverRetry;
 use perimeter_core::target::GcpTarget;
 
 use crate::convert::from_api;
-use crate::plan::PlanError;
 use crate::state::{FirewallQuota, ObservedGcp, canonical, is_owned};
 
 /// How the backend reaches GCP.
@@ -112,9 +111,6 @@ pub enum GcpError {
         /// The operation's error.
         message: String,
     },
-    /// The observed state cannot be planned.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
 }
 
 /// Clients for one run, with their call counters.

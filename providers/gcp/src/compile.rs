@@ -24,18 +24,18 @@ use perimeter_core::{
 use crate::model::{Firewall, ProtocolPorts};
 
 /// Longest firewall rule name (RFC 1035 label).
-pub const NAME_MAX: usize = 63;
+pub(crate) const NAME_MAX: usize = 63;
 /// Most source or destination ranges in one rule.
-pub const RANGES_PER_RULE: usize = 256;
+pub(crate) const RANGES_PER_RULE: usize = 256;
 /// Most target tags in one rule.
-pub const TARGET_TAGS_MAX: usize = 70;
+pub(crate) const TARGET_TAGS_MAX: usize = 70;
 /// Most source tags in one rule.
-pub const SOURCE_TAGS_MAX: usize = 30;
+pub(crate) const SOURCE_TAGS_MAX: usize = 30;
 /// Priority distance between consecutive runs of same-action rules, when it fits.
-pub const PRIORITY_STEP: u16 = 10;
+pub(crate) const PRIORITY_STEP: u16 = 10;
 /// Priority of the explicit egress default deny of a private perimeter: below every policy
 /// rule, above GCP's implied allow-all egress at 65535.
-pub const EGRESS_DEFAULT_PRIORITY: u16 = 65534;
+pub(crate) const EGRESS_DEFAULT_PRIORITY: u16 = 65534;
 
 /// Everything perimeter wants in one GCP network.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub struct GcpCompiled {
 
 /// GCP platform addresses no VPC firewall rule applies to.
 /// <https://cloud.google.com/firewall/docs/firewalls#alwaysallowed>
-pub fn platform_addresses() -> Vec<PlatformAddress> {
+pub(crate) fn platform_addresses() -> Vec<PlatformAddress> {
     vec![PlatformAddress {
         addr: IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
         what: "metadata server (also DHCP, DNS and NTP)",
@@ -223,7 +223,7 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
 /// decide alike, so their relative order cannot matter, and a new allow among allows does not
 /// renumber the rest. Each change of action moves to the next priority, `PRIORITY_STEP` apart
 /// when every run fits below 65534, otherwise 1 apart.
-pub fn allocate_priorities(rules: &[Rule], base: u16) -> Vec<u32> {
+pub(crate) fn allocate_priorities(rules: &[Rule], base: u16) -> Vec<u32> {
     let mut runs = Vec::with_capacity(rules.len());
     let mut run = 0u32;
     for (i, rule) in rules.iter().enumerate() {

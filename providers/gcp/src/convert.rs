@@ -6,7 +6,7 @@ use crate::model::{Firewall, ProtocolPorts};
 
 /// The request body for a rule. The network becomes the project-relative form the API
 /// accepts; the API stores it as a full URL.
-pub fn to_api(fw: &Firewall, project: &str) -> api::Firewall {
+pub(crate) fn to_api(fw: &Firewall, project: &str) -> api::Firewall {
     let mut out = api::Firewall::new();
     out.name = Some(fw.name.clone());
     out.description = Some(fw.description.clone());
@@ -47,7 +47,7 @@ pub fn to_api(fw: &Firewall, project: &str) -> api::Firewall {
 }
 
 /// A rule as the API returned it, in perimeter's model.
-pub fn from_api(fw: &api::Firewall) -> Firewall {
+pub(crate) fn from_api(fw: &api::Firewall) -> Firewall {
     let protocols = |list: Vec<(Option<String>, Vec<String>)>| -> Vec<ProtocolPorts> {
         list.into_iter()
             .map(|(protocol, ports)| ProtocolPorts {

@@ -4,18 +4,18 @@
 //! lifecycle `state` (ownership), `plan` (pure), `backend` + `apply` (google-cloud-compute-v1),
 //! `convert`, `render_plan`.
 
-pub mod apply;
-pub mod backend;
+mod apply;
+mod backend;
 mod cloud;
-pub mod compile;
-pub mod convert;
+mod compile;
+mod convert;
 mod drift;
 pub mod evaluate;
 pub mod model;
-pub mod plan;
+mod plan;
 pub mod render;
-pub mod render_plan;
-pub mod state;
+mod render_plan;
+mod state;
 
 pub use cloud::Gcp;
 pub use compile::{GcpCompiled, compile};

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::compile::GcpCompiled;
 use crate::evaluate::{GcpWorld, decide};
 use crate::model::{Firewall, ProtocolPorts};
-use crate::state::{FirewallQuota, ObservedGcp, canonical, is_owned};
+use crate::state::{FirewallQuota, ObservedGcp, canonical};
 
 /// The Compute API call that carries out a change.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -159,18 +159,6 @@ pub enum PlanError {
         /// Policy name.
         policy: String,
     },
-    /// A plan would write a rule perimeter does not own (a hand-edited plan file).
-    #[error(
-        "the plan would write firewall rule `{name}` in project `{project}`, but {why}; nothing was written"
-    )]
-    NotOurs {
-        /// Rule name.
-        name: String,
-        /// Project id.
-        project: String,
-        /// What is wrong.
-        why: String,
-    },
     /// Two targets of the policy in one project.
     #[error(
         "the policy has two GCP targets in project `{project}` (networks `{first}` and `{second}`); firewall rule names are unique per project and perimeter names rules after the policy, so one policy can manage one network per project. Split the policy, one per network"
@@ -204,7 +192,7 @@ pub enum PlanError {
 }
 
 /// Plans one network.
-pub fn plan(
+pub(crate) fn plan(
     desired: &GcpDesired,
     notes: Vec<Note>,
     observed: &ObservedGcp,
@@ -276,7 +264,7 @@ fn impostors<'a>(observed: &'a ObservedGcp, desired: &GcpDesired) -> Vec<&'a Fir
 /// What apply compares before its first write: the owned rules, and the foreign rules with a
 /// name the policy wants. Other foreign rules are not part of it: perimeter never writes them,
 /// and GKE changing its own rules must not make every saved plan stale.
-pub fn observed_fingerprint(
+pub(crate) fn observed_fingerprint(
     observed: &ObservedGcp,
     desired: &GcpDesired,
 ) -> Result<String, FingerprintError> {
@@ -286,7 +274,7 @@ pub fn observed_fingerprint(
 /// Checks the plans of every network against their projects' `FIREWALLS` quota. The quota
 /// counts rules across the project, so the adds of every network in one project are summed;
 /// creates run before deletes, so the peak is usage + adds.
-pub fn check_quotas(plans: &[GcpTargetPlan]) -> Result<(), PlanError> {
+pub(crate) fn check_quotas(plans: &[GcpTargetPlan]) -> Result<(), PlanError> {
     let mut by_project: BTreeMap<&str, (Option<FirewallQuota>, u64, u64)> = BTreeMap::new();
     for p in plans {
         let s = p.summary();
@@ -315,7 +303,7 @@ pub fn check_quotas(plans: &[GcpTargetPlan]) -> Result<(), PlanError> {
 
 /// Rule names are unique per project and do not name the network, so two targets of one
 /// policy in one project would want the same names.
-pub fn check_one_target_per_project<'a>(
+pub(crate) fn check_one_target_per_project<'a>(
     targets: impl IntoIterator<Item = &'a GcpTarget>,
 ) -> Result<(), PlanError> {
     let mut seen = BTreeMap::new();
@@ -326,50 +314,6 @@ pub fn check_one_target_per_project<'a>(
                 first: first.to_string(),
                 second: t.network.clone(),
             });
-        }
-    }
-    Ok(())
-}
-
-/// The last line of defence before a write: every change of a plan (which is a file, and
-/// may have been edited) must touch only what perimeter owns in the network as observed just
-/// now. Inserts must carry the policy's name prefix and marker and not exist yet; patches,
-/// updates and deletes must name owned rules.
-pub fn check_writes_are_owned(
-    plan: &GcpTargetPlan,
-    observed: &ObservedGcp,
-) -> Result<(), PlanError> {
-    let owned: std::collections::HashSet<&str> =
-        observed.owned.iter().map(|f| f.name.as_str()).collect();
-    let exists =
-        |name: &str| owned.contains(name) || observed.foreign.iter().any(|f| f.name == name);
-    let refuse = |name: &str, why: &str| PlanError::NotOurs {
-        name: name.to_string(),
-        project: plan.target.project.clone(),
-        why: why.to_string(),
-    };
-    for c in &plan.changes {
-        if let Some(after) = &c.after
-            && (after.name != c.name || !is_owned(&plan.policy, &after.name, &after.description))
-        {
-            return Err(refuse(
-                &c.name,
-                "the rule it would write does not carry the policy's name prefix and description marker",
-            ));
-        }
-        match c.method {
-            WriteMethod::Insert if exists(&c.name) => {
-                return Err(refuse(&c.name, "a rule with that name exists already"));
-            }
-            WriteMethod::Patch | WriteMethod::Update | WriteMethod::Delete
-                if !owned.contains(c.name.as_str()) =>
-            {
-                return Err(refuse(
-                    &c.name,
-                    "it is not a rule perimeter owns in this network",
-                ));
-            }
-            _ => {}
         }
     }
     Ok(())
@@ -403,7 +347,11 @@ fn update_method(before: &Firewall, after: &Firewall) -> WriteMethod {
 /// Foreign rules that change the policy's decision for at least one probe packet: the
 /// corners of the foreign rule's own ranges and ports, evaluated with the owned rules alone
 /// and with the foreign rule added.
-pub fn overlaps(desired: &[Firewall], foreign: &[Firewall], node_tags: &[String]) -> Vec<Overlap> {
+pub(crate) fn overlaps(
+    desired: &[Firewall],
+    foreign: &[Firewall],
+    node_tags: &[String],
+) -> Vec<Overlap> {
     let mut out = Vec::new();
     let policy_world = GcpWorld {
         firewalls: desired,
@@ -583,7 +531,7 @@ fn last(c: &Cidr) -> IpAddr {
 }
 
 /// `ingress tcp 22 from 0.0.0.0`.
-pub fn describe(p: &Packet) -> String {
+pub(crate) fn describe(p: &Packet) -> String {
     let protocol = match p.protocol {
         PacketProtocol::Tcp { port } => format!("tcp {port}"),
         PacketProtocol::Udp { port } => format!("udp {port}"),

@@ -31,7 +31,7 @@ fn list(items: &[String]) -> String {
 }
 
 /// One line describing a firewall rule.
-pub fn rule_line(f: &Firewall) -> String {
+pub(crate) fn rule_line(f: &Firewall) -> String {
     let (verb, what) = if f.denied.is_empty() {
         ("allow", protocols(&f.allowed))
     } else {
@@ -69,7 +69,7 @@ fn method(m: WriteMethod) -> &'static str {
 }
 
 /// Field-level differences of an update, `field: before → after`.
-pub fn field_changes(before: &Firewall, after: &Firewall) -> Vec<String> {
+pub(crate) fn field_changes(before: &Firewall, after: &Firewall) -> Vec<String> {
     let mut out = Vec::new();
     let mut field = |name: &str, b: String, a: String| {
         if b != a {
@@ -140,7 +140,7 @@ pub fn field_changes(before: &Firewall, after: &Firewall) -> Vec<String> {
 }
 
 /// One line for a foreign rule that overrides the policy.
-pub fn overlap_line(o: &Overlap) -> String {
+pub(crate) fn overlap_line(o: &Overlap) -> String {
     format!(
         "{} (not managed by perimeter, priority {}) {}s {}: the policy says {}, the network does {}",
         o.name,
@@ -165,7 +165,7 @@ fn paint(color: bool, action: Action, text: &str) -> String {
 }
 
 /// The plan of one network as text.
-pub fn text(p: &GcpTargetPlan, color: bool) -> String {
+pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
     let t = &p.target;
     let mut out = format!(
         "gcp project {} network {} (nodes tagged {})\n",
@@ -222,7 +222,7 @@ pub fn text(p: &GcpTargetPlan, color: bool) -> String {
 }
 
 /// The plan of one network as Markdown.
-pub fn markdown(p: &GcpTargetPlan) -> String {
+pub(crate) fn markdown(p: &GcpTargetPlan) -> String {
     let t = &p.target;
     let mut out = format!("#### GCP `{}` / `{}`\n\n", t.project, t.network);
     if p.changes.is_empty() && p.overlaps.is_empty() {

@@ -15,17 +15,17 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Firewall, ProtocolPorts};
 
 /// The description prefix that marks a rule as perimeter's.
-pub fn ownership_marker(policy: &str) -> String {
+pub(crate) fn ownership_marker(policy: &str) -> String {
     format!("perimeter:{policy} ")
 }
 
 /// The name prefix of the rules a policy owns.
-pub fn name_prefix(policy: &str) -> String {
+pub(crate) fn name_prefix(policy: &str) -> String {
     format!("{policy}-")
 }
 
 /// True when perimeter (this policy) owns the rule.
-pub fn is_owned(policy: &str, name: &str, description: &str) -> bool {
+pub(crate) fn is_owned(policy: &str, name: &str, description: &str) -> bool {
     name.starts_with(&name_prefix(policy)) && description.starts_with(&ownership_marker(policy))
 }
 
@@ -55,7 +55,7 @@ pub struct ObservedGcp {
 /// canonical CIDR form (the API may return `::/0` where `0::0/0` was sent), and every list
 /// sorted and deduplicated (the API's order carries no meaning). Without this, every plan
 /// would show changes that are not there, the "permadiff" Terraform users know.
-pub fn canonical(fw: &Firewall) -> Firewall {
+pub(crate) fn canonical(fw: &Firewall) -> Firewall {
     let ranges = |list: &[String]| -> Vec<String> {
         let set: BTreeSet<String> = list
             .iter()
@@ -99,7 +99,7 @@ pub fn canonical(fw: &Firewall) -> Firewall {
 }
 
 /// `https://…/projects/p/global/networks/n`, `global/networks/n` or `n` → `n`.
-pub fn network_name(network: &str) -> &str {
+pub(crate) fn network_name(network: &str) -> &str {
     network.rsplit('/').next().unwrap_or(network)
 }
 

@@ -256,35 +256,6 @@ fn a_missing_asg_or_shared_nsg_is_refused() {
 }
 
 #[test]
-fn an_edited_plan_is_refused_before_any_write() {
-    let d = desired(true);
-    let aks = vec![foreign("k8s-azure-lb_allow_ipv4_443", 500, "Inbound")];
-    let o = nsg(aks, false);
-    let clean = plan(&d, vec![], &o, "web").unwrap();
-    assert!(check_plan_applies(&clean, &o).is_ok());
-    // A step that deletes AKS's rule.
-    let mut edited = clean.clone();
-    if let NsgWrite::Steps { steps } = &mut edited.write {
-        steps.push(RuleStep::Delete {
-            name: "k8s-azure-lb_allow_ipv4_443".into(),
-        });
-    }
-    assert!(check_plan_applies(&edited, &o).is_err());
-    // A whole-NSG PUT on the shared NSG.
-    let mut edited = clean.clone();
-    edited.write = NsgWrite::Put {
-        if_match: Some("W/\"1\"".into()),
-        location: "westeurope".into(),
-        tags: Default::default(),
-    };
-    assert!(check_plan_applies(&edited, &o).is_err());
-    // A desired rule that is not perimeter's, or with a name that is a path.
-    let mut edited = clean.clone();
-    edited.desired.rules[0].name = "../../x".into();
-    assert!(check_plan_applies(&edited, &o).is_err());
-}
-
-#[test]
 fn a_parked_rule_only_ever_restricts() {
     let d = desired(true);
     let inbound: Vec<&SecurityRule> = d

@@ -227,52 +227,6 @@ fn one_target_per_project() {
 }
 
 #[test]
-fn an_edited_plan_cannot_write_what_perimeter_does_not_own() {
-    let d = desired();
-    let mut o = observed(d.firewalls.clone());
-    o.foreign = vec![foreign(
-        "default-allow-ssh",
-        65534,
-        true,
-        &["0.0.0.0/0"],
-        "22",
-        &[],
-    )];
-    let clean = plan(&d, vec![], &o, "web").unwrap();
-    assert!(check_writes_are_owned(&clean, &o).is_ok());
-
-    let mut edited = clean.clone();
-    edited.changes.push(FirewallChange {
-        action: Action::Delete,
-        method: WriteMethod::Delete,
-        name: "default-allow-ssh".into(),
-        before: Some(o.foreign[0].clone()),
-        after: None,
-    });
-    assert!(matches!(
-        check_writes_are_owned(&edited, &o),
-        Err(PlanError::NotOurs { .. })
-    ));
-
-    let mut hijack = o.foreign[0].clone();
-    hijack.source_ranges = vec!["10.0.0.0/8".into()];
-    let mut edited = clean.clone();
-    edited.changes.push(FirewallChange {
-        action: Action::Update,
-        method: WriteMethod::Patch,
-        name: "default-allow-ssh".into(),
-        before: Some(o.foreign[0].clone()),
-        after: Some(hijack),
-    });
-    assert!(check_writes_are_owned(&edited, &o).is_err());
-
-    let mut fresh = plan(&d, vec![], &observed(vec![]), "web").unwrap();
-    assert!(check_writes_are_owned(&fresh, &observed(vec![])).is_ok());
-    fresh.changes[0].after.as_mut().unwrap().description = "hand-made".into();
-    assert!(check_writes_are_owned(&fresh, &observed(vec![])).is_err());
-}
-
-#[test]
 fn a_missing_network_is_refused() {
     let err = plan(&desired(), vec![], &ObservedGcp::default(), "web").unwrap_err();
     assert!(matches!(err, PlanError::NetworkMissing { .. }));
