@@ -7,7 +7,7 @@ use perimeter_core::lifecycle::Cloud;
 use perimeter_gcp::Gcp;
 use serde::ser::SerializeMap;
 
-use crate::session::Session;
+use perimeter_core::session::Session;
 
 /// The names `--cloud` takes, in the order every command visits the clouds.
 pub(crate) const NAMES: [&str; 3] = [Aws::NAME, Gcp::NAME, Azure::NAME];

@@ -7,7 +7,6 @@ mod commands;
 mod exit;
 mod output;
 mod plan_doc;
-mod session;
 
 use std::process::ExitCode;
 

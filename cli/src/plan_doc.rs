@@ -64,31 +64,10 @@ impl<'a> PlanDocument<'a> {
     pub(crate) fn sign(&mut self) -> anyhow::Result<()> {
         if let Some(key) = plan_key() {
             let unsigned = serde_json::to_value(&*self)?;
-            self.signature = Some(signature_of(unsigned, &key)?);
+            self.signature = Some(perimeter_core::saved_plan::signature(unsigned, &key));
         }
         Ok(())
     }
-}
-
-/// The signature of a plan document under `key`: HMAC-SHA256 over its canonical JSON (keys
-/// sorted, compact) with no signature field. So a plan re-indented by a tool still verifies,
-/// and a changed value never does.
-pub(crate) fn signature_of(mut doc: serde_json::Value, key: &[u8]) -> anyhow::Result<String> {
-    use hmac::{Hmac, KeyInit, Mac};
-    if let Some(o) = doc.as_object_mut() {
-        o.remove("signature");
-    }
-    let bytes = serde_json::to_vec(&doc)?;
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key)
-        .map_err(|_| anyhow::anyhow!("PERIMETER_PLAN_KEY cannot be used as an HMAC key"))?;
-    mac.update(&bytes);
-    let tag: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(format!("hmac-sha256:{tag}"))
 }
 
 /// The key that signs saved plans, from `PERIMETER_PLAN_KEY` (unset or empty: plans are not

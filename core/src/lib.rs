@@ -23,6 +23,7 @@ pub mod plan;
 pub mod policy;
 pub mod retry;
 pub mod saved_plan;
+pub mod session;
 pub mod table;
 pub mod target;
 pub mod yaml;

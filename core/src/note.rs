@@ -152,6 +152,16 @@ impl Note {
         self
     }
 
+    /// The note as one indented line: `  code [rule]: message`.
+    pub fn line(&self) -> String {
+        let rule = self
+            .rule
+            .as_ref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        format!("  {}{rule}: {}", self.code.as_str(), self.message)
+    }
+
     /// True when this note's scope covers the packet.
     pub fn covers(&self, packet: &Packet) -> bool {
         self.scope.as_ref().is_some_and(|s| s.covers(packet))

@@ -152,6 +152,28 @@ fn difference_line(d: &JsonDifference) -> String {
     }
 }
 
+/// The signature of a plan document under `key` (`PERIMETER_PLAN_KEY`): `hmac-sha256:HEX`
+/// over its canonical JSON (keys sorted, compact) without the `signature` field. A plan
+/// re-indented by a tool still verifies; a changed value never does.
+pub fn signature(mut doc: Value, key: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("signature");
+    }
+    // HMAC takes a key of any length; the error arm is for the type's sake.
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(doc.to_string().as_bytes());
+    let tag: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("hmac-sha256:{tag}")
+}
+
 /// Equal strings, compared in time that does not depend on where they differ: a signature
 /// check must not tell an attacker how much of a guess was right.
 pub fn same_secret(a: &str, b: &str) -> bool {
@@ -224,6 +246,24 @@ mod tests {
         assert!(compare(&changed, &saved).unwrap().stale);
         let summary = plan(json!({"summary": {"add": 0}}));
         assert!(compare(&summary, &saved).is_some());
+    }
+
+    #[test]
+    fn a_signature_covers_every_value_but_not_the_layout() {
+        let doc = Value::Object(plan(json!({})));
+        let sig = signature(doc.clone(), b"key");
+        assert!(sig.starts_with("hmac-sha256:") && sig.len() == 12 + 64);
+        let mut signed = plan(json!({}));
+        signed.insert("signature".into(), json!(sig));
+        assert_eq!(signature(Value::Object(signed), b"key"), sig);
+        let reparsed: Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        assert_eq!(signature(reparsed, b"key"), sig);
+        assert_ne!(
+            signature(Value::Object(plan(json!({"api_calls": 5}))), b"key"),
+            sig
+        );
+        assert_ne!(signature(doc, b"other key"), sig);
     }
 
     #[test]

@@ -11,14 +11,14 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use perimeter_core::SourceFile;
-use perimeter_core::saved_plan::{ApplyInput, classify, compare, field, same_secret};
+use perimeter_core::saved_plan::{ApplyInput, classify, compare, field, same_secret, signature};
 use serde_json::{Map, Value};
 
 use super::plan::{api_calls, compile, has_targets, make_plan, nothing_to_do};
 use crate::clouds::{Clouds, for_each_cloud};
-use crate::plan_doc::{PlanDocument, plan_key, signature_of};
-use crate::session::Mode;
+use crate::plan_doc::{PlanDocument, plan_key};
 use crate::{exit, output};
+use perimeter_core::session::Mode;
 
 pub(crate) fn run(path: &Path, auto_approve: bool, policy: Option<&Path>) -> anyhow::Result<u8> {
     let text =
@@ -108,7 +108,7 @@ async fn check_saved_plan(
     saved: &Map<String, Value>,
     policy: Option<&Path>,
 ) -> anyhow::Result<Option<(Clouds, SourceFile)>> {
-    if let Some(reason) = signature_problem(saved)? {
+    if let Some(reason) = signature_problem(saved) {
         refuse("the saved plan's signature does not verify", &[reason]);
         return Ok(None);
     }
@@ -174,25 +174,25 @@ async fn check_saved_plan(
 }
 
 /// `None` when the signature is fine (or not asked for); else why not.
-fn signature_problem(saved: &Map<String, Value>) -> anyhow::Result<Option<String>> {
-    let signature = saved.get("signature").and_then(Value::as_str);
+fn signature_problem(saved: &Map<String, Value>) -> Option<String> {
+    let given = saved.get("signature").and_then(Value::as_str);
     let Some(key) = plan_key() else {
-        if signature.is_some() {
+        if given.is_some() {
             output::diag(
                 "warning: the plan is signed but PERIMETER_PLAN_KEY is not set, so its signature was not checked\n",
             );
         }
-        return Ok(None);
+        return None;
     };
-    let Some(signature) = signature else {
-        return Ok(Some(
+    let Some(given) = given else {
+        return Some(
             "PERIMETER_PLAN_KEY is set but the plan carries no signature (make it with the same key set)".into(),
-        ));
+        );
     };
-    let expected = signature_of(Value::Object(saved.clone()), &key)?;
-    Ok((!same_secret(&expected, signature)).then(|| {
+    let expected = signature(Value::Object(saved.clone()), &key);
+    (!same_secret(&expected, given)).then(|| {
         "the plan was changed after it was signed, or signed with another PERIMETER_PLAN_KEY".into()
-    }))
+    })
 }
 
 /// Executes the plans of every cloud, which have passed every check, then verifies

@@ -19,12 +19,7 @@ fn notes_text(notes: &[Note]) -> String {
     }
     let mut out = format!("Notes ({}):\n", notes.len());
     for n in notes {
-        let rule = n
-            .rule
-            .as_ref()
-            .map(|r| format!(" [{r}]"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "  {}{rule}: {}", n.code.as_str(), n.message);
+        let _ = writeln!(out, "{}", n.line());
     }
     out
 }

@@ -15,8 +15,8 @@ use perimeter_core::drift::{DriftReport, baseline_keys};
 use super::plan::{compile, has_targets, make_plan, nothing_to_do};
 use crate::args::DriftFormat;
 use crate::clouds::for_each_cloud;
-use crate::session::Mode;
 use crate::{exit, output};
+use perimeter_core::session::Mode;
 
 fn read_baseline(path: &Path) -> anyhow::Result<BTreeSet<String>> {
     let text = std::fs::read_to_string(path)

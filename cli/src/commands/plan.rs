@@ -9,8 +9,8 @@ use perimeter_core::{Diagnostics, Intent, SourceFile};
 use crate::args::PlanFormat;
 use crate::clouds::{Clouds, for_each_cloud};
 use crate::plan_doc::PlanDocument;
-use crate::session::Mode;
 use crate::{exit, output};
+use perimeter_core::session::Mode;
 
 /// Compiles the policy's targets on the clouds `wants` accepts (by name); on failure prints
 /// the diagnostics and returns `None`.
@@ -97,8 +97,7 @@ pub(crate) fn text(doc: &PlanDocument<'_>, color: bool) -> String {
     for_each_cloud!(ref doc.clouds, |s| {
         out.push_str(&s.render_text(color));
         for n in s.notes() {
-            let rule = n.rule.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default();
-            let line = format!("  {}{rule}: {}", n.code.as_str(), n.message);
+            let line = n.line();
             if !notes.contains(&line) {
                 notes.push(line);
             }
