@@ -233,50 +233,44 @@ fn fresh_account_plan_apply_plan_converges_and_a_second_apply_writes_nothing() {
     });
 }
 
-#[test]
-fn out_of_band_changes_are_planned_and_repaired() {
-    let rt = runtime();
-    let w = rt.block_on(world("eu-west-1"));
+/// Out of band: someone opens SSH to the world, deletes the node-exporter rule and turns
+/// IMDSv1 back on.
+async fn open_ssh_drop_exporter_allow_imdsv1(w: &World) {
+    let c = client(&w.region).await;
+    let gid = owned_group(&c, &w.vpc).await;
+    authorize(&c, &gid, "tcp", 22, "0.0.0.0/0").await;
+    let rules = c
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(&gid).build())
+        .send()
+        .await
+        .unwrap();
+    let exporter = rules
+        .security_group_rules()
+        .iter()
+        .find(|r| r.from_port() == Some(9100))
+        .unwrap()
+        .security_group_rule_id()
+        .unwrap()
+        .to_string();
+    c.revoke_security_group_ingress()
+        .group_id(&gid)
+        .security_group_rule_ids(exporter)
+        .send()
+        .await
+        .unwrap();
+    c.modify_instance_metadata_options()
+        .instance_id(&w.instances[0])
+        .http_tokens(HttpTokensState::Optional)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// drift reports each change, classified, with exit code 2; a baseline made from the report
+/// accepts exactly that drift; the Prometheus file says so.
+fn drift_is_reported_classified_and_accepted_by_a_baseline(w: &World) {
     let p = path(&w.policy);
-    assert_eq!(
-        perimeter(&["apply", p, "--auto-approve"]).status.code(),
-        Some(0)
-    );
-
-    rt.block_on(async {
-        let c = client(&w.region).await;
-        let gid = owned_group(&c, &w.vpc).await;
-        // Someone opens SSH to the world, deletes the node-exporter rule, and turns IMDSv1 back on.
-        authorize(&c, &gid, "tcp", 22, "0.0.0.0/0").await;
-        let rules = c
-            .describe_security_group_rules()
-            .filters(Filter::builder().name("group-id").values(&gid).build())
-            .send()
-            .await
-            .unwrap();
-        let exporter = rules
-            .security_group_rules()
-            .iter()
-            .find(|r| r.from_port() == Some(9100))
-            .unwrap()
-            .security_group_rule_id()
-            .unwrap()
-            .to_string();
-        c.revoke_security_group_ingress()
-            .group_id(&gid)
-            .security_group_rule_ids(exporter)
-            .send()
-            .await
-            .unwrap();
-        c.modify_instance_metadata_options()
-            .instance_id(&w.instances[0])
-            .http_tokens(HttpTokensState::Optional)
-            .send()
-            .await
-            .unwrap();
-    });
-
-    // drift reports each change, classified, with exit code 2.
     let o = perimeter(&["drift", p, "--format", "json"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -336,6 +330,20 @@ fn out_of_band_changes_are_planned_and_repaired() {
         prom.contains("perimeter_in_sync{policy=\"eks-workers\"} 0"),
         "{prom}"
     );
+}
+
+#[test]
+fn out_of_band_changes_are_planned_and_repaired() {
+    let rt = runtime();
+    let w = rt.block_on(world("eu-west-1"));
+    let p = path(&w.policy);
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+
+    rt.block_on(open_ssh_drop_exporter_allow_imdsv1(&w));
+    drift_is_reported_classified_and_accepted_by_a_baseline(&w);
 
     let o = perimeter(&["plan", p, "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -559,61 +567,64 @@ async fn vpc_state(c: &Client, vpc: &str) -> String {
     facts.join("\n")
 }
 
-#[test]
-fn an_edited_plan_file_is_refused_and_nothing_is_written() {
-    let rt = runtime();
-    let w = rt.block_on(world("sa-east-1"));
-    let p = path(&w.policy);
-    assert_eq!(
-        perimeter(&["apply", p, "--auto-approve"]).status.code(),
-        Some(0)
-    );
-    // Something for the plan to do, a group perimeter does not own, an instance the target
-    // does not select, and the VPC's default NACL: what an edited plan would aim at.
-    let (foreign_group, default_acl, unselected) = rt.block_on(async {
-        let c = client(&w.region).await;
-        let gid = owned_group(&c, &w.vpc).await;
-        authorize(&c, &gid, "tcp", 8080, "10.9.0.0/16").await;
-        let foreign = c
-            .create_security_group()
-            .group_name("team-owned")
-            .description("not perimeter's")
-            .vpc_id(&w.vpc)
-            .send()
-            .await
-            .unwrap()
-            .group_id
-            .unwrap();
-        let acls = c
-            .describe_network_acls()
-            .filters(Filter::builder().name("vpc-id").values(&w.vpc).build())
-            .filters(Filter::builder().name("default").values("true").build())
-            .send()
-            .await
-            .unwrap();
-        let default_acl = acls.network_acls()[0].network_acl_id().unwrap().to_string();
-        let images = c.describe_images().owners("amazon").send().await.unwrap();
-        let run = c
-            .run_instances()
-            .image_id(images.images()[0].image_id().unwrap())
-            .min_count(1)
-            .max_count(1)
-            .subnet_id(&w.subnets[1])
-            .send()
-            .await
-            .unwrap();
-        let unselected = run.instances()[0].instance_id().unwrap().to_string();
-        (foreign, default_acl, unselected)
-    });
-    let plan_file = w.policy.with_file_name("plan.json");
-    let o = perimeter(&["plan", p, "--out", path(&plan_file)]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+/// What an edited plan would aim at: a group perimeter does not own, the VPC's default NACL
+/// and an instance the target does not select. Also gives the plan something to do.
+struct Aims {
+    foreign_group: String,
+    default_acl: String,
+    unselected: String,
+}
+
+async fn aims_of_an_edited_plan(w: &World) -> Aims {
+    let c = client(&w.region).await;
+    let gid = owned_group(&c, &w.vpc).await;
+    authorize(&c, &gid, "tcp", 8080, "10.9.0.0/16").await;
+    let foreign = c
+        .create_security_group()
+        .group_name("team-owned")
+        .description("not perimeter's")
+        .vpc_id(&w.vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    let acls = c
+        .describe_network_acls()
+        .filters(Filter::builder().name("vpc-id").values(&w.vpc).build())
+        .filters(Filter::builder().name("default").values("true").build())
+        .send()
+        .await
+        .unwrap();
+    let default_acl = acls.network_acls()[0].network_acl_id().unwrap().to_string();
+    let images = c.describe_images().owners("amazon").send().await.unwrap();
+    let run = c
+        .run_instances()
+        .image_id(images.images()[0].image_id().unwrap())
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&w.subnets[1])
+        .send()
+        .await
+        .unwrap();
+    let unselected = run.instances()[0].instance_id().unwrap().to_string();
+    Aims {
+        foreign_group: foreign,
+        default_acl,
+        unselected,
+    }
+}
+
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
+/// The edits a new user tried on a saved plan: each was written before apply checked plans.
+fn plan_edits(w: &World, aims: &Aims) -> Vec<(&'static str, Edit)> {
+    let foreign_group = aims.foreign_group.clone();
+    let default_acl = aims.default_acl.clone();
+    let unselected = aims.unselected.clone();
     let world_open = serde_json::json!({"direction": "ingress", "ip_protocol": "tcp",
         "from_port": 22, "to_port": 22, "peer": {"cidr_ipv4": "0.0.0.0/0"}, "description": ""});
-    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
-    let edits: Vec<(&str, Edit)> = vec![
+    vec![
         (
             "ssh opened to the world, in changes and desired",
             Box::new(move |d| {
@@ -680,7 +691,62 @@ fn an_edited_plan_file_is_refused_and_nothing_is_written() {
             "only the summary changed",
             Box::new(|d| d["summary"]["destroy"] = serde_json::json!(7)),
         ),
-    ];
+    ]
+}
+
+/// A truncated plan and a plan of an edited policy are refused; returns an unedited copy of
+/// the policy at another path.
+fn a_broken_plan_or_an_edited_policy_is_refused(
+    w: &World,
+    plan_file: &Path,
+    before: &str,
+) -> PathBuf {
+    let rt = runtime();
+    // A truncated plan says it is a broken plan, not a policy.
+    let text_of_plan = std::fs::read_to_string(plan_file).unwrap();
+    let truncated = w.policy.with_file_name("truncated.json");
+    std::fs::write(&truncated, &text_of_plan[..text_of_plan.len() / 2]).unwrap();
+    let o = perimeter(&["apply", path(&truncated)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("is not a valid perimeter plan: broken JSON"),
+        "{}",
+        text(&o)
+    );
+
+    // The policy edited after the plan was made: refused, and --policy must hash the same.
+    let original = std::fs::read_to_string(&w.policy).unwrap();
+    std::fs::write(&w.policy, format!("{original}# edited\n")).unwrap();
+    let o = perimeter(&["apply", path(plan_file)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("the policy changed since the plan was made"),
+        "{}",
+        text(&o)
+    );
+    let elsewhere = w.policy.with_file_name("checkout-copy.yaml");
+    std::fs::write(&elsewhere, &original).unwrap();
+    let after = rt.block_on(async { vpc_state(&client(&w.region).await, &w.vpc).await });
+    assert_eq!(before, after);
+    elsewhere
+}
+
+#[test]
+fn an_edited_plan_file_is_refused_and_nothing_is_written() {
+    let rt = runtime();
+    let w = rt.block_on(world("sa-east-1"));
+    let p = path(&w.policy);
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    let aims = rt.block_on(aims_of_an_edited_plan(&w));
+    let plan_file = w.policy.with_file_name("plan.json");
+    let o = perimeter(&["plan", p, "--out", path(&plan_file)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let edits = plan_edits(&w, &aims);
     let before = rt.block_on(async { vpc_state(&client(&w.region).await, &w.vpc).await });
     for (what, edit) in &edits {
         let mut doc = saved.clone();
@@ -698,32 +764,7 @@ fn an_edited_plan_file_is_refused_and_nothing_is_written() {
         assert_eq!(before, after, "{what}: a refused apply wrote something");
     }
 
-    // A truncated plan says it is a broken plan, not a policy.
-    let text_of_plan = std::fs::read_to_string(&plan_file).unwrap();
-    let truncated = w.policy.with_file_name("truncated.json");
-    std::fs::write(&truncated, &text_of_plan[..text_of_plan.len() / 2]).unwrap();
-    let o = perimeter(&["apply", path(&truncated)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o).contains("is not a valid perimeter plan: broken JSON"),
-        "{}",
-        text(&o)
-    );
-
-    // The policy edited after the plan was made: refused, and --policy must hash the same.
-    let original = std::fs::read_to_string(&w.policy).unwrap();
-    std::fs::write(&w.policy, format!("{original}# edited\n")).unwrap();
-    let o = perimeter(&["apply", path(&plan_file)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o).contains("the policy changed since the plan was made"),
-        "{}",
-        text(&o)
-    );
-    let elsewhere = w.policy.with_file_name("checkout-copy.yaml");
-    std::fs::write(&elsewhere, &original).unwrap();
-    let after = rt.block_on(async { vpc_state(&client(&w.region).await, &w.vpc).await });
-    assert_eq!(before, after);
+    let elsewhere = a_broken_plan_or_an_edited_policy_is_refused(&w, &plan_file, &before);
 
     // The unedited plan, with the policy from another path, applies.
     let o = perimeter(&["apply", path(&plan_file), "--policy", path(&elsewhere)]);

@@ -480,10 +480,8 @@ fn set_everywhere(v: &mut Value, key: &str, value: &Value) -> usize {
     }
 }
 
-#[test]
-fn an_edited_or_unsigned_plan_file_writes_nothing() {
-    let emulator = Emulator::start();
-    // An NSG of another team in the same resource group, without perimeter's tag.
+/// An NSG of another team in the same resource group, without perimeter's tag; its path.
+fn team_nsg(emulator: &Emulator) -> String {
     let team = format!(
         "/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network/networkSecurityGroups/team-nsg?api-version=2024-05-01"
     );
@@ -493,6 +491,43 @@ fn an_edited_or_unsigned_plan_file_writes_nothing() {
         Some(json!({"location": "westeurope", "properties": {"securityRules": [aks_rule("team-https", 200, "Inbound")]}})),
     );
     assert!(status == 200 || status == 201, "{body}");
+    team
+}
+
+/// Edits of an unsigned plan: aimed at an NSG perimeter does not own, or every source widened.
+fn unsigned_edits_are_refused(emulator: &Emulator, saved: &Value, edited: &Path) {
+    let write = |doc: &Value| std::fs::write(edited, doc.to_string()).unwrap();
+    // 1. Aimed at an NSG perimeter does not own.
+    let mut doc = saved.clone();
+    assert!(set_everywhere(&mut doc["azure"][0], "nsg", &json!("team-nsg")) >= 2);
+    doc.as_object_mut().unwrap().remove("signature");
+    write(&doc);
+    emulator.reset_calls();
+    let apply = emulator.perimeter(&["apply", edited.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("azure[0].target.nsg: the plan file has \"team-nsg\""),
+        "{}",
+        text(&apply)
+    );
+    // 2. Every source widened to any address.
+    let mut doc = saved.clone();
+    assert!(set_everywhere(&mut doc["azure"][0], "sourceAddressPrefix", &json!("*")) > 0);
+    doc.as_object_mut().unwrap().remove("signature");
+    write(&doc);
+    let apply = emulator.perimeter(&["apply", edited.to_str().unwrap()]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("differs from a fresh plan"),
+        "{}",
+        text(&apply)
+    );
+}
+
+#[test]
+fn an_edited_or_unsigned_plan_file_writes_nothing() {
+    let emulator = Emulator::start();
+    let team = team_nsg(&emulator);
     let team_before = emulator.arm("GET", &team, None).1;
     let dir = scratch("edited");
     let p = policy(&dir, false);
@@ -522,31 +557,7 @@ fn an_edited_or_unsigned_plan_file_writes_nothing() {
 
     let edited = dir.join("edited.json");
     let write = |doc: &Value| std::fs::write(&edited, doc.to_string()).unwrap();
-    // 1. Aimed at an NSG perimeter does not own.
-    let mut doc = saved.clone();
-    assert!(set_everywhere(&mut doc["azure"][0], "nsg", &json!("team-nsg")) >= 2);
-    doc.as_object_mut().unwrap().remove("signature");
-    write(&doc);
-    emulator.reset_calls();
-    let apply = emulator.perimeter(&["apply", edited.to_str().unwrap()]);
-    assert_eq!(code(&apply), 1, "{}", text(&apply));
-    assert!(
-        text(&apply).contains("azure[0].target.nsg: the plan file has \"team-nsg\""),
-        "{}",
-        text(&apply)
-    );
-    // 2. Every source widened to any address.
-    let mut doc = saved.clone();
-    assert!(set_everywhere(&mut doc["azure"][0], "sourceAddressPrefix", &json!("*")) > 0);
-    doc.as_object_mut().unwrap().remove("signature");
-    write(&doc);
-    let apply = emulator.perimeter(&["apply", edited.to_str().unwrap()]);
-    assert_eq!(code(&apply), 1, "{}", text(&apply));
-    assert!(
-        text(&apply).contains("differs from a fresh plan"),
-        "{}",
-        text(&apply)
-    );
+    unsigned_edits_are_refused(&emulator, &saved, &edited);
     // 3. Signed, then edited: the signature catches it before anything is read.
     let mut doc = saved.clone();
     doc["summary"]["add"] = json!(0);

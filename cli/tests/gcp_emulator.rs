@@ -189,36 +189,9 @@ fn plan_apply_plan_converges_and_leaves_foreign_rules_alone() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[test]
-fn out_of_band_changes_are_drift_and_apply_repairs_the_owned_ones() {
-    let emulator = Emulator::start();
-    let dir = scratch("drift");
-    let policy = policy(&dir);
-    let p = policy.to_str().unwrap();
-    assert_eq!(
-        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
-        0
-    );
-
-    // Someone opens node-exporter to the world, deletes the kubelet rule, and adds a rule of
-    // their own that lets ssh from anywhere reach every instance at a better priority.
-    let (status, _) = emulator.call(
-        "PATCH",
-        "/compute/v1/projects/acme-prod/global/firewalls/gke-workers-i-node-exporter",
-        Some(json!({"sourceRanges": ["0.0.0.0/0"]})),
-    );
-    assert_eq!(status, 200);
-    let (status, _) = emulator.call(
-        "DELETE",
-        "/compute/v1/projects/acme-prod/global/firewalls/gke-workers-i-kubelet",
-        None,
-    );
-    assert_eq!(status, 200);
-    emulator.insert(
-        json!({"name": "debug-ssh", "network": "global/networks/prod-vpc", "priority": 100,
-        "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]}),
-    );
-
+/// drift reports the deleted rule as missing, the opened one as modified and the foreign
+/// rule that overrides the policy as unexpected, each under its stable key.
+fn each_change_is_drift_with_its_key(emulator: &Emulator, p: &str) {
     let drift = emulator.perimeter(&["drift", p, "--format", "json"]);
     assert_eq!(code(&drift), 2, "{}", text(&drift));
     let report: Value = serde_json::from_slice(&drift.stdout).expect("json");
@@ -256,6 +229,39 @@ fn out_of_band_changes_are_drift_and_apply_repairs_the_owned_ones() {
             .contains("ingress tcp 22 from 0.0.0.0"),
         "{foreign}"
     );
+}
+
+#[test]
+fn out_of_band_changes_are_drift_and_apply_repairs_the_owned_ones() {
+    let emulator = Emulator::start();
+    let dir = scratch("drift");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    assert_eq!(
+        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
+        0
+    );
+
+    // Someone opens node-exporter to the world, deletes the kubelet rule, and adds a rule of
+    // their own that lets ssh from anywhere reach every instance at a better priority.
+    let (status, _) = emulator.call(
+        "PATCH",
+        "/compute/v1/projects/acme-prod/global/firewalls/gke-workers-i-node-exporter",
+        Some(json!({"sourceRanges": ["0.0.0.0/0"]})),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = emulator.call(
+        "DELETE",
+        "/compute/v1/projects/acme-prod/global/firewalls/gke-workers-i-kubelet",
+        None,
+    );
+    assert_eq!(status, 200);
+    emulator.insert(
+        json!({"name": "debug-ssh", "network": "global/networks/prod-vpc", "priority": 100,
+        "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]}),
+    );
+
+    each_change_is_drift_with_its_key(&emulator, p);
 
     let repair = emulator.perimeter(&["apply", p, "--auto-approve"]);
     assert_eq!(code(&repair), 0, "{}", text(&repair));

@@ -66,61 +66,63 @@ impl Clouds {
     }
 }
 
+/// In moto: a VPC, a node subnet and two workers tagged as nodes, IMDSv1 allowed.
+async fn aws_vpc_with_two_workers() -> (String, String) {
+    let c = client(REGION).await;
+    let vpc = c
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let subnet = c
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.0.16.0/20")
+        .send()
+        .await
+        .unwrap()
+        .subnet
+        .unwrap()
+        .subnet_id
+        .unwrap();
+    let images = c.describe_images().owners("amazon").send().await.unwrap();
+    c.run_instances()
+        .image_id(images.images()[0].image_id().unwrap())
+        .min_count(2)
+        .max_count(2)
+        .subnet_id(&subnet)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(
+                    Tag::builder()
+                        .key("kubernetes.io/role")
+                        .value("node")
+                        .build(),
+                )
+                .build(),
+        )
+        .metadata_options(
+            aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Optional)
+                .http_put_response_hop_limit(2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (vpc, subnet)
+}
+
 /// A VPC with a node subnet and two workers in moto; a GCP network holding a rule GKE made;
 /// the nodes' application security group in Azure; policies/multi-cloud.yaml aimed at them.
 fn clouds() -> Clouds {
-    let rt = runtime();
-    let (vpc, subnet) = rt.block_on(async {
-        let c = client(REGION).await;
-        let vpc = c
-            .create_vpc()
-            .cidr_block("10.0.0.0/16")
-            .send()
-            .await
-            .unwrap()
-            .vpc
-            .unwrap()
-            .vpc_id
-            .unwrap();
-        let subnet = c
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block("10.0.16.0/20")
-            .send()
-            .await
-            .unwrap()
-            .subnet
-            .unwrap()
-            .subnet_id
-            .unwrap();
-        let images = c.describe_images().owners("amazon").send().await.unwrap();
-        c.run_instances()
-            .image_id(images.images()[0].image_id().unwrap())
-            .min_count(2)
-            .max_count(2)
-            .subnet_id(&subnet)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .tags(
-                        Tag::builder()
-                            .key("kubernetes.io/role")
-                            .value("node")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .metadata_options(
-                aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
-                    .http_tokens(HttpTokensState::Optional)
-                    .http_put_response_hop_limit(2)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        (vpc, subnet)
-    });
+    let (vpc, subnet) = runtime().block_on(aws_vpc_with_two_workers());
     let local = LocalCloud::start();
     let (status, _) = local.call(
         "POST",
