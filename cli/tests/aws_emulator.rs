@@ -11,13 +11,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::aws::{client, runtime};
+use common::aws::{client, launch, runtime};
 use common::{root, text};
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{
-    Filter, HttpTokensState, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
-};
+use aws_sdk_ec2::types::{Filter, HttpTokensState, IpPermission, IpRange};
 
 fn perimeter(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_perimeter"))
@@ -68,39 +66,7 @@ async fn world(region: &str) -> World {
             .unwrap();
         subnets.push(s.subnet.unwrap().subnet_id.unwrap());
     }
-    let images = c.describe_images().owners("amazon").send().await.unwrap();
-    let ami = images.images()[0].image_id().unwrap().to_string();
-    let run = c
-        .run_instances()
-        .image_id(ami)
-        .min_count(2)
-        .max_count(2)
-        .subnet_id(&subnets[0])
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(
-                    Tag::builder()
-                        .key("eks:nodegroup-name")
-                        .value("workers")
-                        .build(),
-                )
-                .build(),
-        )
-        .metadata_options(
-            aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
-                .http_tokens(HttpTokensState::Optional)
-                .http_put_response_hop_limit(2)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let instances = run
-        .instances()
-        .iter()
-        .map(|i| i.instance_id().unwrap().to_string())
-        .collect();
+    let instances = launch(&c, &subnets[0], 2, Some(("eks:nodegroup-name", "workers"))).await;
     let dir = std::env::temp_dir().join(format!("perimeter-e2e-{region}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = std::fs::read_to_string(root().join("policies/eks-workers.yaml"))
@@ -119,6 +85,19 @@ async fn world(region: &str) -> World {
         policy: path,
         _dir: TempDir(dir),
     }
+}
+
+/// A group in the VPC that perimeter does not own.
+async fn team_owned_group(c: &Client, vpc: &str) -> String {
+    c.create_security_group()
+        .group_name("team-owned")
+        .description("not perimeter's")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap()
 }
 
 fn path(p: &Path) -> &str {
@@ -430,16 +409,7 @@ fn only_what_perimeter_owns_is_written() {
     // A group perimeter does not own, in the same VPC, with an open rule.
     let other = rt.block_on(async {
         let c = client(&w.region).await;
-        let g = c
-            .create_security_group()
-            .group_name("team-owned")
-            .description("not perimeter's")
-            .vpc_id(&w.vpc)
-            .send()
-            .await
-            .unwrap()
-            .group_id
-            .unwrap();
+        let g = team_owned_group(&c, &w.vpc).await;
         authorize(&c, &g, "tcp", 22, "0.0.0.0/0").await;
         g
     });
@@ -579,16 +549,7 @@ async fn aims_of_an_edited_plan(w: &World) -> Aims {
     let c = client(&w.region).await;
     let gid = owned_group(&c, &w.vpc).await;
     authorize(&c, &gid, "tcp", 8080, "10.9.0.0/16").await;
-    let foreign = c
-        .create_security_group()
-        .group_name("team-owned")
-        .description("not perimeter's")
-        .vpc_id(&w.vpc)
-        .send()
-        .await
-        .unwrap()
-        .group_id
-        .unwrap();
+    let foreign = team_owned_group(&c, &w.vpc).await;
     let acls = c
         .describe_network_acls()
         .filters(Filter::builder().name("vpc-id").values(&w.vpc).build())
@@ -597,17 +558,7 @@ async fn aims_of_an_edited_plan(w: &World) -> Aims {
         .await
         .unwrap();
     let default_acl = acls.network_acls()[0].network_acl_id().unwrap().to_string();
-    let images = c.describe_images().owners("amazon").send().await.unwrap();
-    let run = c
-        .run_instances()
-        .image_id(images.images()[0].image_id().unwrap())
-        .min_count(1)
-        .max_count(1)
-        .subnet_id(&w.subnets[1])
-        .send()
-        .await
-        .unwrap();
-    let unselected = run.instances()[0].instance_id().unwrap().to_string();
+    let unselected = launch(&c, &w.subnets[1], 1, None).await.remove(0);
     Aims {
         foreign_group: foreign,
         default_acl,

@@ -13,10 +13,8 @@ mod common;
 use std::collections::HashMap;
 use std::process::Output;
 
-use aws_sdk_ec2::types::{
-    Filter, HttpTokensState, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
-};
-use common::aws::{client, runtime};
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use common::aws::{client, launch, runtime};
 use common::{LocalCloud, code, root, scratch, text};
 use serde_json::json;
 
@@ -90,32 +88,7 @@ async fn aws_vpc_with_two_workers() -> (String, String) {
         .unwrap()
         .subnet_id
         .unwrap();
-    let images = c.describe_images().owners("amazon").send().await.unwrap();
-    c.run_instances()
-        .image_id(images.images()[0].image_id().unwrap())
-        .min_count(2)
-        .max_count(2)
-        .subnet_id(&subnet)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(
-                    Tag::builder()
-                        .key("kubernetes.io/role")
-                        .value("node")
-                        .build(),
-                )
-                .build(),
-        )
-        .metadata_options(
-            aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
-                .http_tokens(HttpTokensState::Optional)
-                .http_put_response_hop_limit(2)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    launch(&c, &subnet, 2, Some(("kubernetes.io/role", "node"))).await;
     (vpc, subnet)
 }
 

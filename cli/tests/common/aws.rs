@@ -53,3 +53,42 @@ pub(crate) async fn client(region: &str) -> Client {
         .build();
     Client::from_conf(conf)
 }
+
+/// Launches `count` instances into `subnet`, tagged `key=value` when a tag is given, with
+/// IMDSv1 allowed and hop limit 2 (as AMIs often are); returns their ids.
+pub(crate) async fn launch(
+    c: &Client,
+    subnet: &str,
+    count: i32,
+    tag: Option<(&str, &str)>,
+) -> Vec<String> {
+    use aws_sdk_ec2::types::{
+        HttpTokensState, InstanceMetadataOptionsRequest, ResourceType, Tag, TagSpecification,
+    };
+    let images = c.describe_images().owners("amazon").send().await.unwrap();
+    let mut run = c
+        .run_instances()
+        .image_id(images.images()[0].image_id().unwrap())
+        .min_count(count)
+        .max_count(count)
+        .subnet_id(subnet)
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Optional)
+                .http_put_response_hop_limit(2)
+                .build(),
+        );
+    if let Some((key, value)) = tag {
+        run = run.tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(Tag::builder().key(key).value(value).build())
+                .build(),
+        );
+    }
+    let out = run.send().await.unwrap();
+    out.instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect()
+}
