@@ -573,3 +573,39 @@ fn an_edited_plan_file_cannot_delete_a_foreign_rule() {
     assert_eq!(emulator.firewall("gke-prod-abc123-hc").0, 200);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_saved_plan_survives_rules_of_others_that_change_the_quota_and_the_overlaps() {
+    let emulator = Emulator::start();
+    let dir = scratch("others");
+    let policy = policy(&dir);
+    let plan_file = dir.join("plan.json");
+    let plan = emulator.perimeter(&[
+        "plan",
+        policy.to_str().unwrap(),
+        "--out",
+        plan_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    // After the plan, someone adds a rule that lets ssh in from anywhere: the project's quota
+    // usage changes and the rule overrides the policy (an overlap). Neither is a write of the
+    // plan, and neither makes it stale.
+    emulator.insert(
+        json!({"name": "debug-ssh", "network": "global/networks/prod-vpc", "priority": 100,
+        "sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]}),
+    );
+    let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("a fresh plan equals it"),
+        "{}",
+        text(&apply)
+    );
+    let again = emulator.perimeter(&["plan", policy.to_str().unwrap()]);
+    assert!(
+        text(&again).contains("! debug-ssh"),
+        "the overlap is still reported: {}",
+        text(&again)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

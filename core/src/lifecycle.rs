@@ -95,6 +95,12 @@ pub trait Cloud {
     /// Requests that were retries (0 where the SDK retries unseen).
     fn retries(backend: &Self::Backend) -> u64;
 
+    /// Fields of a [`Self::TargetPlan`] that report on the cloud but decide no write (quota
+    /// usage, foreign rules that override the policy, posture findings). A saved plan is
+    /// compared with a fresh one without them: they change with objects perimeter does not
+    /// own, and the fresh plan re-derives and re-checks them.
+    const REPORT_ONLY: &'static [&'static str] = &["findings"];
+
     /// Plans one target. Pure: every id, name, priority and number is decided here.
     fn plan(
         desired: &Self::Desired,

@@ -20,7 +20,7 @@ pub enum ApplyInput {
 pub enum SavedPlanError {
     /// It starts like JSON and does not parse.
     #[error(
-        "is not a valid perimeter plan: broken JSON at line {line}, column {column} ({message}); was it truncated? Make the plan again"
+        "is not a valid perimeter plan: broken JSON ({message}); was it truncated? Make the plan again"
     )]
     BrokenJson {
         /// 1-based line.
@@ -111,18 +111,20 @@ pub fn compare(saved: &Map<String, Value>, fresh: &Map<String, Value>) -> Option
         }
         Value::Object(m)
     };
-    let (found, total) = json_differences(&strip(saved), &strip(fresh), SHOWN);
+    let (mut found, total) = json_differences(&strip(saved), &strip(fresh), usize::MAX);
     if total == 0 {
         return None;
     }
-    let mut reasons: Vec<String> = found.iter().map(difference_line).collect();
-    if total > found.len() {
-        reasons.push(format!("… and {} more difference(s)", total - found.len()));
+    // What the cloud changed first: one stale fingerprint explains the differences after it.
+    found.sort_by_key(|d| !d.path.contains("fingerprint"));
+    let stale = found
+        .first()
+        .is_some_and(|d| d.path.contains("fingerprint"));
+    let mut reasons: Vec<String> = found.iter().take(SHOWN).map(difference_line).collect();
+    if total > SHOWN {
+        reasons.push(format!("… and {} more difference(s)", total - SHOWN));
     }
-    Some(Mismatch {
-        stale: found.iter().any(|d| d.path.contains("fingerprint")),
-        reasons,
-    })
+    Some(Mismatch { stale, reasons })
 }
 
 fn difference_line(d: &JsonDifference) -> String {
@@ -246,6 +248,20 @@ mod tests {
         assert!(compare(&changed, &saved).unwrap().stale);
         let summary = plan(json!({"summary": {"add": 0}}));
         assert!(compare(&summary, &saved).is_some());
+        // A stale fingerprint behind many other differences still says stale, and first.
+        let (mut edited, mut fresh) = (Vec::new(), Vec::new());
+        for i in 0..20 {
+            edited.push(json!({"fingerprint": if i == 19 { "b" } else { "a" }, "x": i}));
+            fresh.push(json!({"fingerprint": "a", "x": i + 1}));
+        }
+        let m = compare(&plan(json!({"gcp": edited})), &plan(json!({"gcp": fresh}))).unwrap();
+        assert!(m.stale);
+        assert!(
+            m.reasons[0].starts_with("gcp[19].fingerprint"),
+            "{:?}",
+            m.reasons
+        );
+        assert_eq!(m.reasons.len(), 13);
     }
 
     #[test]

@@ -297,9 +297,10 @@ impl<C: Cloud> Session<C> {
         items
     }
 
-    /// A saved plan's section for this cloud in this perimeter's canonical form: read as plans
-    /// of this cloud and written back, so defaults of older formats are filled in.
-    pub fn canonical_section(
+    /// A plan document's section for this cloud in the form saved and fresh plans are
+    /// compared in: read as plans of this cloud and written back (so defaults of older formats
+    /// are filled in), without the fields that decide no write ([`Cloud::REPORT_ONLY`]).
+    pub fn comparable_section(
         &self,
         section: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, LifecycleError> {
@@ -311,6 +312,14 @@ impl<C: Cloud> Session<C> {
             None => Vec::new(),
             Some(v) => serde_json::from_value(v.clone()).map_err(invalid)?,
         };
-        serde_json::to_value(plans).map_err(invalid)
+        let mut value = serde_json::to_value(plans).map_err(invalid)?;
+        for plan in value.as_array_mut().into_iter().flatten() {
+            if let Some(fields) = plan.as_object_mut() {
+                for field in C::REPORT_ONLY {
+                    fields.remove(*field);
+                }
+            }
+        }
+        Ok(value)
     }
 }

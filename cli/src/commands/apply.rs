@@ -143,22 +143,38 @@ async fn check_saved_plan(
         refuse("the saved plan has no target", &[]);
         return Ok(None);
     }
-    let calls = make_plan(&mut clouds, &intent.name, Mode::Write).await?;
-    // Both sides in this perimeter's canonical form: the saved sections are read as plans and
-    // written back, so an older format's defaults compare equal.
-    let mut theirs = saved.clone();
-    for_each_cloud!(ref clouds, |s| {
-        let canonical = s
-            .canonical_section(saved.get(s.name()))
-            .context("the saved plan")?;
-        theirs.insert(s.name().to_string(), canonical);
-    });
+    let calls = match make_plan(&mut clouds, &intent.name, Mode::Write).await {
+        Ok(calls) => calls,
+        Err(e) => {
+            refuse(
+                "no fresh plan can be made to check it against",
+                &[format!("{e:#}")],
+            );
+            return Ok(None);
+        }
+    };
     let doc = PlanDocument::new(&intent.name, "", &source.text, calls, &clouds);
-    let Value::Object(ours) = serde_json::to_value(&doc)? else {
+    let Value::Object(mut ours) = serde_json::to_value(&doc)? else {
         bail!("a plan document is a JSON object");
     };
+    // Both sides in one form: read as plans and written back, without what decides no write.
+    let mut theirs = saved.clone();
+    for_each_cloud!(ref clouds, |s| {
+        let saved_section = s.comparable_section(saved.get(s.name()));
+        theirs.insert(s.name().into(), saved_section.context("the saved plan")?);
+        let fresh_section = s.comparable_section(ours.get(s.name()))?;
+        ours.insert(s.name().into(), fresh_section);
+    });
     match compare(&theirs, &ours) {
-        None => Ok(Some((clouds, source))),
+        None => {
+            output::diag(&format!(
+                "Applying the saved plan of policy `{}` ({}, SHA-256 {}): a fresh plan equals it.\n",
+                intent.name,
+                source.name,
+                field(saved, "policy_sha256")
+            ));
+            Ok(Some((clouds, source)))
+        }
         Some(mismatch) => {
             refuse(
                 if mismatch.stale {

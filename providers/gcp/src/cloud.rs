@@ -17,6 +17,9 @@ pub struct Gcp;
 impl Cloud for Gcp {
     const NAME: &'static str = "gcp";
     const TITLE: &'static str = "GCP";
+    // The project's quota usage and foreign rules change whenever GKE or another team touches
+    // the project; the fresh plan checks the quota again before any write.
+    const REPORT_ONLY: &'static [&'static str] = &["quota", "overlaps", "findings"];
     type Target = GcpTarget;
     type Compiled = GcpCompiled;
     type Desired = GcpDesired;
