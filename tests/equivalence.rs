@@ -151,14 +151,16 @@ fn yaml(g: &GenPolicy, private: bool) -> String {
             );
         }
     }
-    y += "targets:\n  aws:\n    region: us-east-1\n    vpc: vpc-1\n";
+    y += "targets:\n  aws:\n    region: us-east-1\n    vpc: vpc-0123456789abcdef0\n";
     if g.nacl {
-        y += &format!("    network_acl: {{subnets: [subnet-1], node_cidrs: [{NODE_CIDR}]}}\n");
+        y += &format!(
+            "    network_acl: {{subnets: [subnet-0123456789abcdef0], node_cidrs: [{NODE_CIDR}]}}\n"
+        );
     }
     y += &format!(
-        "  gcp: {{project: p, network: n, target_tags: [gen], node_ranges: [{NODE_CIDR}]}}\n"
+        "  gcp: {{project: proj-1, network: n, target_tags: [gen], node_ranges: [{NODE_CIDR}]}}\n"
     );
-    y += "  azure: {subscription: s, resource_group: rg}\n";
+    y += "  azure: {subscription: 11111111-2222-3333-4444-555555555555, resource_group: rg}\n";
     y
 }
 

@@ -27,7 +27,9 @@ pub enum CidrError {
     #[error("`{0}` is not an IPv4 or IPv6 address")]
     BadAddress(String),
     /// The prefix length is not a number or is too long for the family.
-    #[error("prefix length `{0}` is out of range (0-32 for IPv4, 0-128 for IPv6)")]
+    #[error(
+        "prefix length `{0}` is not 0-32 (IPv4) or 0-128 (IPv6) in decimal without leading zeros"
+    )]
     BadPrefix(String),
     /// Bits are set below the prefix length; the network address is given as the suggestion.
     #[error("host bits are set below the prefix length")]
@@ -130,6 +132,15 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// A number written the one way: decimal digits, no sign, no leading zero. `/08`, `tcp/+22`
+/// and `tcp/0022` are refused: a reviewer reading `0022` may think of octal, and other tools
+/// disagree on what such numbers mean.
+pub(crate) fn decimal<T: FromStr>(s: &str) -> Option<T> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let canonical = s == "0" || !s.starts_with('0');
+    (digits && canonical).then(|| s.parse().ok()).flatten()
+}
+
 impl FromStr for Cidr {
     type Err = CidrError;
 
@@ -150,9 +161,7 @@ impl FromStr for Cidr {
                     128
                 }
             }
-            Some(p) => p
-                .parse::<u8>()
-                .map_err(|_| CidrError::BadPrefix(p.to_string()))?,
+            Some(p) => decimal::<u8>(p).ok_or_else(|| CidrError::BadPrefix(p.to_string()))?,
         };
         Cidr::new(addr, prefix)
     }

@@ -38,9 +38,20 @@ impl From<Span> for SourceSpan {
 pub struct SourceFile {
     /// What the user called it (the path as given).
     pub name: String,
-    /// The whole text.
+    /// The whole text (for a file that is not UTF-8: with U+FFFD for each bad sequence).
     pub text: Arc<str>,
+    /// Byte offset of the first byte that is not UTF-8, for a file that is not.
+    pub not_utf8_at: Option<usize>,
+    /// The file starts with a UTF-16 byte-order mark.
+    pub utf16: bool,
 }
+
+/// The longest policy, baseline or plan file perimeter reads: 16 MiB. A longer file is
+/// refused before it is parsed (`input::too-large`).
+pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most diagnostics the text report renders; JSON reports every one.
+pub const MAX_RENDERED: usize = 100;
 
 impl SourceFile {
     /// Wraps a name and text.
@@ -48,6 +59,29 @@ impl SourceFile {
         Self {
             name: name.into(),
             text: text.into(),
+            not_utf8_at: None,
+            utf16: false,
+        }
+    }
+
+    /// Wraps a file's bytes. Bytes that are not UTF-8 are kept as U+FFFD so that every
+    /// position can still be shown; [`crate::policy::load`] reports the first of them.
+    pub fn from_bytes(name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        let utf16 = bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]);
+        match String::from_utf8(bytes) {
+            Ok(text) => Self::new(name, text),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                // The replacement character is 3 bytes: map the offset into the lossy text.
+                let lossy_at = String::from_utf8_lossy(&e.as_bytes()[..at]).len();
+                Self {
+                    name: name.into(),
+                    text: text.into(),
+                    not_utf8_at: Some(lossy_at),
+                    utf16,
+                }
+            }
         }
     }
 
@@ -60,6 +94,47 @@ impl SourceFile {
         let col = before[line_start..].chars().count() + 1;
         (line, col)
     }
+}
+
+/// A window of a long line around a span.
+struct Window {
+    text: String,
+    caret_at: usize,
+    caret_len: usize,
+}
+
+/// Lines up to this many characters are rendered whole.
+const LONG_LINE: usize = 240;
+/// Characters shown on each side of the column in a long line's window.
+const WINDOW_SIDE: usize = 40;
+
+fn long_line_window(source: &SourceFile, span: Span) -> Option<Window> {
+    let text = &source.text;
+    let at = floor_char_boundary(text, span.offset.min(text.len()));
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line = &text[start..end];
+    if line.chars().count() <= LONG_LINE && span.len <= LONG_LINE {
+        return None;
+    }
+    let column = text[start..at].chars().count();
+    let first = column.saturating_sub(WINDOW_SIDE);
+    let span_chars = text[at..floor_char_boundary(text, (at + span.len).min(end))]
+        .chars()
+        .count();
+    let shown: String = line
+        .chars()
+        .skip(first)
+        .take(2 * WINDOW_SIDE + span_chars.min(WINDOW_SIDE))
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let more = line.chars().count() > first + shown.chars().count();
+    let prefix = if first > 0 { "…" } else { "" };
+    Some(Window {
+        text: format!("{prefix}{shown}{}", if more { "…" } else { "" }),
+        caret_at: column - first + prefix.chars().count(),
+        caret_len: span_chars.min(WINDOW_SIDE),
+    })
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -149,6 +224,9 @@ impl Diagnostic {
 
     /// Renders the diagnostic with a source excerpt. `color` selects ANSI styling.
     pub fn render(&self, source: &SourceFile, color: bool) -> String {
+        if let Some(window) = self.span.and_then(|s| long_line_window(source, s)) {
+            return self.render_window(source, &window);
+        }
         let theme = if color {
             GraphicalTheme::unicode()
         } else {
@@ -171,6 +249,27 @@ impl Diagnostic {
             self.code,
             self.message
         )
+    }
+
+    /// A diagnostic on a very long line: the header, a window of the line around the column
+    /// with a caret under the span, the label and the help. (The graphical renderer formats
+    /// columns into a fixed-width field and lays out the whole line.)
+    fn render_window(&self, source: &SourceFile, window: &Window) -> String {
+        let mut out = format!(
+            "{}: {}[{}]: {}\n  │ {}\n  │ {}{} {}\n",
+            self.location(source),
+            self.severity_word(),
+            self.code,
+            self.message,
+            window.text,
+            " ".repeat(window.caret_at),
+            "^".repeat(window.caret_len.max(1)),
+            self.label
+        );
+        if let Some(help) = &self.help {
+            out.push_str(&format!("  help: {help}\n"));
+        }
+        out
     }
 
     fn severity_word(&self) -> &'static str {
@@ -287,12 +386,20 @@ impl Diagnostics {
         serde_json::Value::Array(list)
     }
 
-    /// Renders all of them, followed by a count line.
+    /// Renders the first [`MAX_RENDERED`] of them, then how many more there are, then a count
+    /// line: time linear in the number of diagnostics, whatever the file.
     pub fn render(&self, source: &SourceFile, color: bool) -> String {
         let mut out = String::new();
-        for d in &self.0 {
+        for d in self.0.iter().take(MAX_RENDERED) {
             out.push_str(&d.render(source, color));
             out.push('\n');
+        }
+        if self.0.len() > MAX_RENDERED {
+            out.push_str(&format!(
+                "… and {} more not shown here (`perimeter validate {} --format json` lists every one)\n",
+                self.0.len() - MAX_RENDERED,
+                source.name
+            ));
         }
         let errors = self.error_count();
         let warnings = self.0.len() - errors;

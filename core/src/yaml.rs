@@ -109,11 +109,39 @@ enum Frame {
     },
 }
 
-/// Parses one YAML document. Returns `Ok(None)` for an empty file.
+/// The most nodes one document may have, aliases counted with the nodes they copy: far more
+/// than any policy needs, and few enough that a file of aliases of aliases (an "alias bomb")
+/// stops at a few tens of megabytes instead of exhausting memory.
+pub const MAX_NODES: usize = 200_000;
+
+/// Nodes in a tree, the root included.
+fn size(node: &Node) -> usize {
+    1 + match &node.kind {
+        NodeKind::Scalar { .. } => 0,
+        NodeKind::Seq(items) => items.iter().map(size).sum(),
+        NodeKind::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+    }
+}
+
+fn too_many_nodes(span: Span) -> Diagnostic {
+    Diagnostic::error(
+        "yaml::too-large",
+        span,
+        format!("the document has more than {MAX_NODES} nodes once its aliases are expanded"),
+    )
+    .label("the limit is reached here")
+    .help("a policy needs far fewer; expand YAML aliases (`*name`) by hand, or split the policy")
+}
+
+/// Parses one YAML document. Returns `Ok(None)` for an empty file. Anchors and aliases are
+/// supported; an alias counts as the nodes it copies, and a document over [`MAX_NODES`] is an
+/// error (`yaml::too-large`).
 pub fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
     let offsets = Offsets::new(text);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Each anchored node with its size, so an alias costs its size without a walk.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut nodes = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
 
@@ -129,6 +157,9 @@ pub fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
             .help("check indentation and quoting; tabs are not allowed for indentation")
         })?;
         let span = offsets.span(raw_span);
+        if nodes > MAX_NODES {
+            return Err(too_many_nodes(span));
+        }
         let finished: Option<Node> = match event {
             Event::DocumentStart(_) => {
                 documents += 1;
@@ -143,7 +174,18 @@ pub fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
                 }
                 None
             }
-            Event::Scalar(value, style, anchor, _tag) => {
+            Event::Scalar(_, _, _, Some(tag))
+            | Event::SequenceStart(_, Some(tag))
+            | Event::MappingStart(_, Some(tag)) => {
+                return Err(Diagnostic::error(
+                    "yaml::tag",
+                    span,
+                    format!("YAML tag `{}{}` in a policy", tag.handle, tag.suffix),
+                )
+                .label("a policy has no typed or custom values")
+                .help("remove the tag; quote a value to make it a string"));
+            }
+            Event::Scalar(value, style, anchor, None) => {
                 let node = Node {
                     kind: NodeKind::Scalar {
                         value: value.into_owned(),
@@ -151,16 +193,23 @@ pub fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
                     },
                     span,
                 };
+                nodes += 1;
                 if anchor != 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), 1));
                 }
                 Some(node)
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Some(Node {
-                    kind: node.kind.clone(),
-                    span,
-                }),
+                Some((node, copied)) => {
+                    nodes = nodes.saturating_add(*copied);
+                    if nodes > MAX_NODES {
+                        return Err(too_many_nodes(span));
+                    }
+                    Some(Node {
+                        kind: node.kind.clone(),
+                        span,
+                    })
+                }
                 None => {
                     return Err(
                         Diagnostic::error("yaml::syntax", span, "unknown alias").label("here")
@@ -212,8 +261,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
                     kind,
                     span: Span::new(start.offset, end - start.offset),
                 };
+                nodes += 1;
                 if anchor != 0 {
-                    anchors.insert(anchor, node.clone());
+                    let copied = size(&node);
+                    anchors.insert(anchor, (node.clone(), copied));
                 }
                 Some(node)
             }
@@ -281,6 +332,34 @@ mod tests {
             parse("a: 1\n---\nb: 2\n").unwrap_err().code,
             "yaml::multiple-documents"
         );
+    }
+
+    #[test]
+    fn an_alias_bomb_stops_at_the_node_budget() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.code, "yaml::too-large");
+        // A modest use of aliases is fine.
+        let ok = "base: &b [10.0.0.0/8, 10.1.0.0/16]\nmore: [*b, *b]\n";
+        assert!(parse(ok).unwrap().is_some());
+    }
+
+    #[test]
+    fn tags_are_refused_where_they_are() {
+        for text in [
+            "a: !custom 1\n",
+            "a: !!str 22\n",
+            "a: !x [1]\n",
+            "a: !x {b: 1}\n",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.code, "yaml::tag", "{text}");
+            assert_eq!(err.span.unwrap().offset, 3, "{text}");
+        }
     }
 
     #[test]

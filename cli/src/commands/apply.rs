@@ -21,8 +21,10 @@ use crate::{exit, output};
 use perimeter_core::session::Mode;
 
 pub(crate) fn run(path: &Path, auto_approve: bool, policy: Option<&Path>) -> anyhow::Result<u8> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Judged leniently here: a policy that is not UTF-8 is reported, at its line and column,
+    // by the loader below; a plan that is not is refused by the comparison.
+    let bytes = super::read_input(path, "plan or policy file")?;
+    let text = String::from_utf8_lossy(&bytes);
     let rt = super::plan::runtime()?;
     let input = classify(&text).with_context(|| path.display().to_string())?;
     let (mut clouds, source, name) = match input {
@@ -73,15 +75,12 @@ fn refuse(headline: &str, reasons: &[String]) {
 /// The policy a saved plan was made from, if it is unchanged; else prints why not.
 fn policy_of_plan(saved: &Map<String, Value>, policy: Option<&Path>) -> Option<SourceFile> {
     let path = policy.unwrap_or(Path::new(field(saved, "policy_file")));
-    let text = match std::fs::read_to_string(path) {
+    let text = match super::read_text(path, "policy file") {
         Ok(text) => text,
         Err(e) => {
             refuse(
                 "the policy the plan was made from cannot be read",
-                &[format!(
-                    "{}: {e}; pass the policy file with --policy FILE",
-                    path.display()
-                )],
+                &[format!("{e:#}; pass the policy file with --policy FILE")],
             );
             return None;
         }

@@ -19,8 +19,7 @@ use crate::{exit, output};
 use perimeter_core::session::Mode;
 
 fn read_baseline(path: &Path) -> anyhow::Result<BTreeSet<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read baseline {}", path.display()))?;
+    let text = super::read_text(path, "baseline")?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("baseline {} is not JSON", path.display()))?;
     baseline_keys(&v).with_context(|| format!("baseline {}", path.display()))

@@ -605,6 +605,19 @@ impl Decoder<'_> {
                                         self.string(tk, "a tag key"),
                                         self.string(tv, "a tag value"),
                                     ) {
+                                        if doc.tags.contains_key(&a.value) {
+                                            let d = self.err(
+                                                "policy::duplicate-key",
+                                                a.span,
+                                                format!(
+                                                    "tag `{}` is given twice in `instances.tags`",
+                                                    a.value
+                                                ),
+                                            );
+                                            d.label = "second occurrence".into();
+                                            d.help = Some("an instance has one value per tag key: remove one of them".into());
+                                            continue;
+                                        }
                                         doc.tags.insert(a.value, b.value);
                                     }
                                 }

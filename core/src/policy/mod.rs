@@ -17,6 +17,21 @@ use crate::intent::Intent;
 
 /// Reads a policy. On failure returns every diagnostic found, sorted by position.
 pub fn load(source: &SourceFile) -> Result<Intent, Diagnostics> {
+    if let Some(at) = source.not_utf8_at {
+        return Err(Diagnostics(vec![
+            Diagnostic::error(
+                "input::not-utf8",
+                Span::new(at, 0),
+                "the policy file is not UTF-8 text",
+            )
+            .label("the first byte that is not UTF-8")
+            .help(if source.utf16 {
+                "it looks like UTF-16 (a byte-order mark): save it as UTF-8"
+            } else {
+                "save the file as UTF-8; YAML policies are UTF-8 text"
+            }),
+        ]));
+    }
     let root = match crate::yaml::parse(&source.text) {
         Ok(Some(root)) => root,
         Ok(None) => {

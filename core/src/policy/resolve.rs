@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::decode::{PolicyDoc, RuleDoc, Spanned, TargetDoc, TargetsDoc};
 use super::presets::{self, PROTOCOL_NAMES};
+use crate::addr::decimal;
 use crate::addr::{AddrSet, Cidr, CidrError};
 use crate::diag::{Diagnostic, Span, did_you_mean};
 use crate::intent::{
@@ -371,6 +372,12 @@ impl<'d> Resolver<'d> {
             }
         }
         stack.pop();
+        // A set, not a list: `s1: [s0, s0]`, `s2: [s1, s1]`, … must not double at each level.
+        out.sort();
+        out.dedup();
+        if out.contains(&Service::Any) {
+            out = vec![Service::Any];
+        }
         let result = ok.then_some(out);
         self.service_cache.insert(name.to_string(), result.clone());
         result
@@ -513,7 +520,42 @@ impl<'d> Resolver<'d> {
         }
     }
 
+    /// Checks each identifier of a target against the cloud's own rules, so that `"vpc 1"`, a
+    /// blank region or a 500-character NSG name is an error here, with its line, and not a
+    /// failed request later.
+    fn check_target_values(&mut self, cloud: &str, t: &TargetDoc) {
+        for (key, value) in &t.strings {
+            if let Some((rule, example)) = target_value_rule(cloud, key, &value.value) {
+                let d = self.err(
+                    "policy::bad-target-value",
+                    value.span,
+                    format!("{} is not a valid {cloud} {key}", quoted(&value.value)),
+                );
+                d.label = rule.into();
+                d.help = Some(format!("for example `{example}`"));
+            }
+        }
+        if let Some((_, subnets, _)) = &t.nacl {
+            for subnet in subnets {
+                if !is_aws_id(&subnet.value, "subnet") {
+                    let d = self.err(
+                        "policy::bad-target-value",
+                        subnet.span,
+                        format!("{} is not a subnet id", quoted(&subnet.value)),
+                    );
+                    d.label = "`subnet-` and 8 or 17 hexadecimal digits".into();
+                    d.help = Some("for example `subnet-0123456789abcdef0`".into());
+                }
+            }
+        }
+    }
+
     fn targets(&mut self, doc: &TargetsDoc) -> Targets {
+        for (cloud, list) in [("aws", &doc.aws), ("gcp", &doc.gcp), ("azure", &doc.azure)] {
+            for t in list {
+                self.check_target_values(cloud, t);
+            }
+        }
         let name = &self.doc.name.value;
         let mut targets = Targets::default();
         for t in &doc.aws {
@@ -582,6 +624,124 @@ impl<'d> Resolver<'d> {
     }
 }
 
+/// A value as a message quotes it: escaped, and cut to 60 characters with its length.
+fn quoted(v: &str) -> String {
+    let escaped: String = v.escape_debug().collect();
+    if escaped.chars().count() <= 64 {
+        format!("`{escaped}`")
+    } else {
+        let head: String = escaped.chars().take(60).collect();
+        format!("`{head}…` ({} characters)", v.chars().count())
+    }
+}
+
+/// `vpc-…`, `subnet-…`: the prefix, a dash and 8 or 17 lower-case hexadecimal digits.
+fn is_aws_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|hex| {
+            (hex.len() == 8 || hex.len() == 17)
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// The rule a target identifier breaks, with an example of a good one; `None` when it is
+/// valid. The rules are the clouds' documented naming rules.
+fn target_value_rule(cloud: &str, key: &str, v: &str) -> Option<(&'static str, &'static str)> {
+    let len = v.chars().count();
+    let all = |f: fn(char) -> bool| v.chars().all(f);
+    let lower_digit_dash = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    let ok = match (cloud, key) {
+        ("aws", "region") => {
+            (1..=32).contains(&len)
+                && all(lower_digit_dash)
+                && v.contains('-')
+                && v.starts_with(|c: char| c.is_ascii_lowercase())
+                && v.ends_with(|c: char| c.is_ascii_digit())
+        }
+        ("aws", "vpc") => is_aws_id(v, "vpc"),
+        ("aws", "account") => len == 12 && all(|c| c.is_ascii_digit()),
+        ("aws", "security_group") => {
+            (1..=255).contains(&len) && v.trim() == v && !v.starts_with("sg-")
+        }
+        ("gcp", "project") => {
+            (6..=30).contains(&len)
+                && all(lower_digit_dash)
+                && v.starts_with(|c: char| c.is_ascii_lowercase())
+                && !v.ends_with('-')
+        }
+        ("gcp", "network") => {
+            (1..=63).contains(&len)
+                && all(lower_digit_dash)
+                && v.starts_with(|c: char| c.is_ascii_lowercase())
+                && !v.ends_with('-')
+        }
+        ("azure", "subscription") => {
+            len == 36
+                && v.char_indices().all(|(i, c)| {
+                    if [8, 13, 18, 23].contains(&i) {
+                        c == '-'
+                    } else {
+                        c.is_ascii_hexdigit()
+                    }
+                })
+        }
+        ("azure", "resource_group") => {
+            (1..=90).contains(&len)
+                && all(|c| c.is_alphanumeric() || "_-.()".contains(c))
+                && !v.ends_with('.')
+        }
+        ("azure", "nsg" | "application_security_group") => {
+            (1..=80).contains(&len)
+                && all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && v.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        }
+        ("azure", "location") => {
+            (1..=64).contains(&len) && all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        }
+        _ => true,
+    };
+    if ok {
+        return None;
+    }
+    Some(match (cloud, key) {
+        ("aws", "region") => (
+            "lower-case letters, digits and dashes, ending in a digit",
+            "us-east-1",
+        ),
+        ("aws", "vpc") => (
+            "`vpc-` and 8 or 17 hexadecimal digits",
+            "vpc-0123456789abcdef0",
+        ),
+        ("aws", "account") => ("12 digits, quoted", "\"123456789012\""),
+        ("aws", _) => (
+            "1-255 characters without surrounding spaces, not starting with `sg-`",
+            "prod-workers",
+        ),
+        ("gcp", "project") => (
+            "6-30 lower-case letters, digits and dashes, starting with a letter",
+            "acme-prod",
+        ),
+        ("gcp", _) => (
+            "1-63 lower-case letters, digits and dashes, starting with a letter (RFC 1035)",
+            "prod",
+        ),
+        ("azure", "subscription") => ("a GUID", "11111111-2222-3333-4444-555555555555"),
+        ("azure", "resource_group") => (
+            "1-90 letters, digits and `_-.()`, not ending in `.`",
+            "rg-prod",
+        ),
+        ("azure", "location") => ("a region name in lower case", "westeurope"),
+        _ => (
+            "1-80 letters, digits and `_.-`, starting with a letter or digit",
+            "prod-workers",
+        ),
+    })
+}
+
 fn string(t: &TargetDoc, key: &str) -> Option<String> {
     t.strings.get(key).map(|s| s.value.clone())
 }
@@ -592,7 +752,7 @@ pub fn parse_literal(s: &str) -> Result<Service, (String, &'static str)> {
     let mut parts = s.split('/');
     let head = parts.next().unwrap_or_default();
     let rest: Vec<&str> = parts.collect();
-    let port_hint = "ports are 0-65535, written `tcp/443` or `tcp/8000-8080`";
+    let port_hint = "ports are 0-65535 in decimal without a sign or leading zeros, written `tcp/443` or `tcp/8000-8080`";
     match head {
         "tcp" | "udp" => {
             let ports = match rest.as_slice() {
@@ -614,10 +774,10 @@ pub fn parse_literal(s: &str) -> Result<Service, (String, &'static str)> {
             })
         }
         "icmp" | "icmpv6" => {
-            let hint = "write `icmp`, `icmp/TYPE` or `icmp/TYPE/CODE` with numbers 0-255";
+            let hint = "write `icmp`, `icmp/TYPE` or `icmp/TYPE/CODE` with decimal numbers 0-255 (no sign, no leading zeros)";
             let num = |x: &str| {
-                x.parse::<u8>()
-                    .map_err(|_| (format!("`{x}` is not an ICMP type or code (0-255)"), hint))
+                decimal::<u8>(x)
+                    .ok_or_else(|| (format!("`{x}` is not an ICMP type or code (0-255)"), hint))
             };
             let icmp = match rest.as_slice() {
                 [] => IcmpMatch::ALL,
@@ -643,9 +803,8 @@ pub fn parse_literal(s: &str) -> Result<Service, (String, &'static str)> {
             let [n] = rest.as_slice() else {
                 return Err(("expected exactly one protocol number".into(), hint));
             };
-            let n: u8 = n
-                .parse()
-                .map_err(|_| (format!("`{n}` is not a protocol number"), hint))?;
+            let n: u8 =
+                decimal(n).ok_or_else(|| (format!("`{n}` is not a protocol number"), hint))?;
             Ok(match n {
                 proto::TCP => Service::Tcp {
                     ports: PortRange::ALL,
@@ -683,11 +842,11 @@ pub fn parse_literal(s: &str) -> Result<Service, (String, &'static str)> {
 fn parse_ports(p: &str) -> Option<PortRange> {
     match p.split_once('-') {
         Some((a, b)) => Some(PortRange {
-            first: a.parse().ok()?,
-            last: b.parse().ok()?,
+            first: decimal(a)?,
+            last: decimal(b)?,
         }),
         None => {
-            let v = p.parse().ok()?;
+            let v = decimal(p)?;
             Some(PortRange { first: v, last: v })
         }
     }

@@ -179,7 +179,7 @@ mod tests {
 
     use crate::compile::{Limits, compile_with_limits};
 
-    const BASE: &str = "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\ntargets:\n  aws:\n    region: r\n    vpc: v\n    network_acl: {subnets: [s], node_cidrs: [10.0.16.0/20]}\n";
+    const BASE: &str = "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\ntargets:\n  aws:\n    region: us-east-1\n    vpc: vpc-0123456789abcdef0\n    network_acl: {subnets: [subnet-0123456789abcdef0], node_cidrs: [10.0.16.0/20]}\n";
 
     #[test]
     fn peers_get_all_traffic_and_one_way_peers_get_reply_entries() {

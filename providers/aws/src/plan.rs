@@ -434,7 +434,7 @@ mod tests {
 
     fn desired(extra_target: &str) -> AwsDesired {
         let text = format!(
-            "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\ningress:\n  - {{name: ssh, from: 10.0.0.0/8, services: [ssh]}}\ntargets:\n  aws:\n    region: r\n    vpc: vpc-1\n    instances: {{tags: {{role: node}}}}\n{extra_target}"
+            "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\ningress:\n  - {{name: ssh, from: 10.0.0.0/8, services: [ssh]}}\ntargets:\n  aws:\n    region: us-east-1\n    vpc: vpc-0123456789abcdef0\n    instances: {{tags: {{role: node}}}}\n{extra_target}"
         );
         let intent = load_str("t.yaml", &text).unwrap();
         let c = crate::compile(&intent, &intent.targets.aws[0]).unwrap();

@@ -16,7 +16,7 @@ ingress:
   - {{name: kubelet, from: self, services: [kubelet]}}
 targets:
   azure:
-    - {{subscription: s, resource_group: rg, nsg: web-nsg, location: westeurope, application_security_group: web-nodes, shared: {shared}}}
+    - {{subscription: 11111111-2222-3333-4444-555555555555, resource_group: rg, nsg: web-nsg, location: westeurope, application_security_group: web-nodes, shared: {shared}}}
 "
     )
 }

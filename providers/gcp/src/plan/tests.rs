@@ -14,7 +14,7 @@ ingress:
   - {name: kubelet, from: self, services: [kubelet]}
 targets:
   gcp:
-    - {project: p, network: vpc, target_tags: [nodes], node_ranges: [10.10.0.0/20]}
+    - {project: proj-1, network: vpc, target_tags: [nodes], node_ranges: [10.10.0.0/20]}
 ";
 
 fn desired() -> GcpDesired {
