@@ -72,7 +72,18 @@ impl SourceFile {
             Ok(text) => Self::new(name, text),
             Err(e) => {
                 let at = e.utf8_error().valid_up_to();
-                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                // Control bytes (UTF-16's zeros) become spaces, byte for byte, so the excerpt
+                // shown with the error prints cleanly and every offset stays where it was.
+                let text: String = String::from_utf8_lossy(e.as_bytes())
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() && !"\n\r\t".contains(c) {
+                            ' '
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
                 // The replacement character is 3 bytes: map the offset into the lossy text.
                 let lossy_at = String::from_utf8_lossy(&e.as_bytes()[..at]).len();
                 Self {
