@@ -237,25 +237,65 @@ fn label(s: &str) -> String {
 
 /// Why a baseline cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("has neither `items` (a saved drift report) nor `accept` (a list of keys)")]
-pub struct BaselineError;
+pub enum BaselineError {
+    /// Neither a saved report nor an accept list.
+    #[error("has neither `items` (a saved drift report) nor `accept` (a list of keys)")]
+    Shape,
+    /// A saved report of another format version.
+    #[error(
+        "is a drift report of format version {0}; this perimeter reads version {DRIFT_FORMAT_VERSION}: make the baseline again"
+    )]
+    Version(u64),
+    /// A saved report or accept list of another policy.
+    #[error(
+        "belongs to policy `{found}`, not `{expected}`: a baseline accepts drift of one policy"
+    )]
+    OtherPolicy {
+        /// The policy being checked.
+        expected: String,
+        /// The policy the baseline names.
+        found: String,
+    },
+    /// An entry that is not a key.
+    #[error("entry {0} is not a drift key (a string such as `gcp/project/network/firewall/NAME`)")]
+    NotAKey(usize),
+}
 
-/// The keys a baseline accepts: a saved `drift --format json` report (its items' keys) or
-/// `{"accept": [KEY, ...]}`.
-pub fn baseline_keys(baseline: &serde_json::Value) -> Result<BTreeSet<String>, BaselineError> {
-    let mut keys = BTreeSet::new();
-    if let Some(items) = baseline.get("items").and_then(|i| i.as_array()) {
-        keys.extend(
+/// The keys a baseline accepts for `policy`: a saved `drift --format json` report of that
+/// policy (its items' keys) or `{"policy": NAME, "accept": [KEY, ...]}` (`policy` optional).
+/// Anything else is refused, not ignored: a baseline that silently accepted nothing, or
+/// another policy's drift, would hide what it should show.
+pub fn baseline_keys(
+    baseline: &serde_json::Value,
+    policy: &str,
+) -> Result<BTreeSet<String>, BaselineError> {
+    if let Some(found) = baseline.get("policy").and_then(|p| p.as_str())
+        && found != policy
+    {
+        return Err(BaselineError::OtherPolicy {
+            expected: policy.into(),
+            found: found.into(),
+        });
+    }
+    let keys: Vec<Option<&str>> =
+        if let Some(items) = baseline.get("items").and_then(|i| i.as_array()) {
+            let version = baseline.get("format_version").and_then(|v| v.as_u64());
+            if version != Some(u64::from(DRIFT_FORMAT_VERSION)) {
+                return Err(BaselineError::Version(version.unwrap_or(0)));
+            }
             items
                 .iter()
-                .filter_map(|i| i.get("key").and_then(|k| k.as_str()).map(str::to_string)),
-        );
-    } else if let Some(accept) = baseline.get("accept").and_then(|a| a.as_array()) {
-        keys.extend(accept.iter().filter_map(|k| k.as_str().map(str::to_string)));
-    } else {
-        return Err(BaselineError);
-    }
-    Ok(keys)
+                .map(|i| i.get("key").and_then(|k| k.as_str()))
+                .collect()
+        } else if let Some(accept) = baseline.get("accept").and_then(|a| a.as_array()) {
+            accept.iter().map(|k| k.as_str()).collect()
+        } else {
+            return Err(BaselineError::Shape);
+        };
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, k)| k.map(str::to_string).ok_or(BaselineError::NotAKey(i + 1)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -273,7 +313,7 @@ mod tests {
             item(DriftKind::Unexpected, "b"),
             item(DriftKind::Modified, "c"),
         ];
-        let accept = baseline_keys(&serde_json::json!({"accept": ["gcp/p/n/b"]})).unwrap();
+        let accept = baseline_keys(&serde_json::json!({"accept": ["gcp/p/n/b"]}), "pol").unwrap();
         let r = DriftReport::new("pol", items, &accept, Vec::new(), 3);
         assert_eq!(
             (r.counts.missing, r.counts.unexpected, r.counts.modified),
@@ -283,7 +323,7 @@ mod tests {
         assert!(!r.in_sync);
         assert!(r.text().ends_with("Drift: 1 missing, 0 unexpected, 1 modified (1 accepted by the baseline). API calls: 3\n"));
         let saved = serde_json::to_value(&r).unwrap();
-        let again = baseline_keys(&saved).unwrap();
+        let again = baseline_keys(&saved, "pol").unwrap();
         let r = DriftReport::new(
             "pol",
             vec![item(DriftKind::Missing, "a")],
@@ -292,7 +332,24 @@ mod tests {
             0,
         );
         assert!(r.in_sync);
-        assert!(baseline_keys(&serde_json::json!({"other": 1})).is_err());
+        assert_eq!(
+            baseline_keys(&serde_json::json!({"other": 1}), "pol"),
+            Err(BaselineError::Shape)
+        );
+        assert!(matches!(
+            baseline_keys(&saved, "another"),
+            Err(BaselineError::OtherPolicy { .. })
+        ));
+        let mut future = saved.clone();
+        future["format_version"] = serde_json::json!(99);
+        assert_eq!(
+            baseline_keys(&future, "pol"),
+            Err(BaselineError::Version(99))
+        );
+        assert_eq!(
+            baseline_keys(&serde_json::json!({"accept": ["a", 7]}), "pol"),
+            Err(BaselineError::NotAKey(2))
+        );
     }
 
     #[test]

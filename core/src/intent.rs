@@ -326,6 +326,32 @@ impl Intent {
         )
     }
 
+    /// Where the policy rule is that a native rule named `<policy>-<mark>-<rule>…` came from
+    /// (`mark` is the direction's mark, e.g. `i`/`e` or `in`/`out`), so a diagnostic about the
+    /// native rule points at it; `None` for rules no policy rule made (defaults, metadata).
+    pub fn rule_span_for_name(&self, native: &str, ingress: &str, egress: &str) -> Option<Span> {
+        Direction::BOTH
+            .into_iter()
+            .flat_map(|d| {
+                let mark = if d == Direction::Ingress {
+                    ingress
+                } else {
+                    egress
+                };
+                let prefix = format!("{}-{mark}-", self.name);
+                self.rules(d)
+                    .iter()
+                    .filter(move |r| {
+                        native.strip_prefix(&prefix).is_some_and(|rest| {
+                            rest == r.name || rest.starts_with(&format!("{}-", r.name))
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .max_by_key(|r| r.name.len())
+            .map(|r| r.span)
+    }
+
     /// The first rule that matches the packet, if any.
     pub fn first_match(&self, packet: &Packet) -> Option<&Rule> {
         self.rules(packet.direction)

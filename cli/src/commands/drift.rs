@@ -18,11 +18,11 @@ use crate::clouds::for_each_cloud;
 use crate::{exit, output};
 use perimeter_core::session::Mode;
 
-fn read_baseline(path: &Path) -> anyhow::Result<BTreeSet<String>> {
+fn read_baseline(path: &Path, policy: &str) -> anyhow::Result<BTreeSet<String>> {
     let text = super::read_text(path, "baseline")?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("baseline {} is not JSON", path.display()))?;
-    baseline_keys(&v).with_context(|| format!("baseline {}", path.display()))
+    baseline_keys(&v, policy).with_context(|| format!("baseline {}", path.display()))
 }
 
 pub(crate) fn run(
@@ -42,7 +42,7 @@ pub(crate) fn run(
         return Err(nothing_to_do(&intent, only));
     }
     let accepted_keys = match baseline {
-        Some(b) => read_baseline(b)?,
+        Some(b) => read_baseline(b, &intent.name)?,
         None => BTreeSet::new(),
     };
     let rt = super::plan::runtime()?;

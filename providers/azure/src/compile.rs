@@ -575,7 +575,9 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
             diags.push(
                 Diagnostic::error(
                     "azure::name-too-long",
-                    target.span,
+                    intent
+                        .rule_span_for_name(&r.name, "in", "out")
+                        .unwrap_or(target.span),
                     format!(
                         "NSG rule name `{}` is {} characters; Azure allows {NAME_MAX}",
                         r.name,
@@ -591,14 +593,20 @@ pub fn compile(intent: &Intent, target: &AzureTarget) -> Result<AzureCompiled, D
             .len()
             .max(p.destination_address_prefixes.len());
         if count > PREFIXES_PER_RULE {
-            diags.push(Diagnostic::error(
-                "azure::prefix-quota",
-                target.span,
-                format!(
-                    "NSG rule `{}` would list {count} prefixes; Azure allows {PREFIXES_PER_RULE}",
-                    r.name
-                ),
-            ));
+            diags.push(
+                Diagnostic::error(
+                    "azure::prefix-quota",
+                    intent
+                        .rule_span_for_name(&r.name, "in", "out")
+                        .unwrap_or(target.span),
+                    format!(
+                        "NSG rule `{}` would list {count} prefixes; Azure allows {PREFIXES_PER_RULE}",
+                        r.name
+                    ),
+                )
+                .label("this rule's peers")
+                .help("split the rule's peers over several rules, or summarise them in fewer CIDRs"),
+            );
         }
     }
     notes.extend(platform_notes(

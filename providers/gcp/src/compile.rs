@@ -177,7 +177,9 @@ pub fn compile(intent: &Intent, target: &GcpTarget) -> Result<GcpCompiled, Diagn
             diags.push(
                 Diagnostic::error(
                     "gcp::name-too-long",
-                    target.span,
+                    intent
+                        .rule_span_for_name(&fw.name, "i", "e")
+                        .unwrap_or(target.span),
                     format!(
                         "firewall rule name `{}` is {} characters; GCP allows {NAME_MAX}",
                         fw.name,
@@ -576,6 +578,8 @@ mod tests {
         let intent = load_str("t.yaml", &text).unwrap();
         let err = compile(&intent, &GcpTarget::placeholder("t")).unwrap_err();
         assert_eq!(err.0[0].code, "gcp::name-too-long");
+        // Located at the rule that made the name, not at 1:1.
+        assert_eq!(err.0[0].span, Some(intent.ingress[0].span));
         assert!(
             err.0[0].message.contains("is 66 characters"),
             "{}",

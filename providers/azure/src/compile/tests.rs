@@ -76,3 +76,20 @@ fn too_many_rules_exhaust_the_priorities() {
     assert!(err.0.iter().all(|d| d.code == "azure::priority-exhausted"));
     assert!(err.0[0].message.contains("r399"), "{}", err.0[0].message);
 }
+
+#[test]
+fn a_name_over_80_characters_is_located_at_its_rule() {
+    let text = format!(
+        "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: {}\ningress:\n  - {{name: ok, from: 10.0.0.0/8, services: [ssh]}}\n  - {{name: {}, from: 10.0.0.0/8, services: [ssh]}}\n",
+        "p".repeat(40),
+        "r".repeat(40)
+    );
+    let intent = perimeter_core::policy::load_str("t.yaml", &text).unwrap();
+    let err = compile(&intent, &AzureTarget::placeholder("t")).unwrap_err();
+    let d = err
+        .0
+        .iter()
+        .find(|d| d.code == "azure::name-too-long")
+        .unwrap();
+    assert_eq!(d.span, Some(intent.ingress[1].span));
+}
