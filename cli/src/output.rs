@@ -1,5 +1,5 @@
-//! Where output goes: data to stdout, diagnostics to stderr, colour only on a terminal and
-//! never with NO_COLOR.
+//! Where output goes: data to stdout, diagnostics to stderr (redacted), colour only on a
+//! terminal and never with NO_COLOR.
 
 use std::io::{IsTerminal, Write};
 
@@ -20,9 +20,26 @@ pub(crate) fn data(text: &str) {
     let _ = out.flush();
 }
 
-/// Writes a diagnostic or progress message to stderr.
+/// Writes a diagnostic or progress message to stderr, without credentials: errors quote
+/// servers and SDKs, and a server or proxy may echo the request's headers.
 pub(crate) fn diag(text: &str) {
+    let text = perimeter_core::redact::redact(text, &known_secrets());
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
+}
+
+/// The credentials this process was given in its environment.
+fn known_secrets() -> Vec<String> {
+    [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "PERIMETER_AZURE_TOKEN",
+        "AZURE_CLIENT_SECRET",
+        "PERIMETER_PLAN_KEY",
+    ]
+    .into_iter()
+    .filter_map(|name| std::env::var(name).ok())
+    .collect()
 }

@@ -591,3 +591,36 @@ fn an_edited_or_unsigned_plan_file_writes_nothing() {
     assert!(!text(&apply).contains("k3y-for-this-test-only"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_error_that_echoes_the_request_headers_prints_no_credential() {
+    let emulator = Emulator::start();
+    // A token shaped like an Entra ID token, and a server that puts the request's headers in
+    // its error message.
+    let token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL21hbmFnZW1lbnQifQ.c2lnbmF0dXJlLXNlY3JldA";
+    let (status, _) = emulator.call(
+        "POST",
+        "/_emulator/faults",
+        Some(json!({"method": "GET", "status": 400, "echo_headers": true})),
+    );
+    assert_eq!(status, 200);
+    let dir = scratch("echo");
+    let p = policy(&dir, false);
+    let plan = emulator.0.perimeter(
+        &["plan", p.to_str().unwrap()],
+        &[
+            ("PERIMETER_AZURE_ENDPOINT", emulator.url()),
+            ("PERIMETER_AZURE_TOKEN", token.to_string()),
+        ],
+    );
+    assert_eq!(code(&plan), 1, "{}", text(&plan));
+    let out = text(&plan);
+    assert!(
+        out.contains("request headers"),
+        "the echo reached perimeter: {out}"
+    );
+    assert!(!out.contains("c2lnbmF0dXJl"), "{out}");
+    assert!(!out.contains("eyJ0eXAi"), "{out}");
+    assert!(out.contains("[redacted]"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}

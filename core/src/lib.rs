@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod note;
 pub mod plan;
 pub mod policy;
+pub mod redact;
 pub mod retry;
 pub mod saved_plan;
 pub mod session;

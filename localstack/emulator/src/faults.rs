@@ -39,6 +39,10 @@ pub(crate) struct FaultSpec {
     pub(crate) latency_ms: u64,
     #[serde(default)]
     pub(crate) after_commit: bool,
+    /// Put the request's headers in the error message, as a misbehaving proxy or server
+    /// does: for checking that clients never print credentials from an error body.
+    #[serde(default)]
+    pub(crate) echo_headers: bool,
 }
 
 #[derive(Debug)]
@@ -119,7 +123,18 @@ impl Faults {
     }
 
     /// Decides the fate of one call; every matching fault counts it.
+    #[cfg(test)]
     pub(crate) fn decide(&mut self, method: &str, path: &str) -> FaultDecision {
+        self.decide_with_headers(method, path, &[])
+    }
+
+    /// [`Faults::decide`], with the request's headers for `echo_headers` faults.
+    pub(crate) fn decide_with_headers(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> FaultDecision {
         let mut decision = FaultDecision::default();
         for fault in &mut self.active {
             if !fault.spec.matches(method, path) {
@@ -141,7 +156,16 @@ impl Faults {
                 decision.failure = Some(Failure {
                     status,
                     reason: fault.spec.reason.clone(),
-                    message: format!("injected fault: HTTP {status}"),
+                    message: if fault.spec.echo_headers {
+                        let echoed: Vec<String> =
+                            headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                        format!(
+                            "injected fault: HTTP {status}; request headers: {}",
+                            echoed.join("; ")
+                        )
+                    } else {
+                        format!("injected fault: HTTP {status}")
+                    },
                     retry_after_seconds: fault.spec.retry_after_seconds,
                     after_commit: fault.spec.after_commit,
                 });

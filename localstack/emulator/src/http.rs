@@ -158,7 +158,11 @@ impl Emulator {
         };
         *lock(&self.calls).entry(route.clone()).or_default() += 1;
 
-        let decision = lock(&self.faults).decide(&request.method, &request.path);
+        let decision = lock(&self.faults).decide_with_headers(
+            &request.method,
+            &request.path,
+            &request.headers,
+        );
         let FaultDecision { latency, failure } = decision;
         if !latency.is_zero() {
             std::thread::sleep(latency);
