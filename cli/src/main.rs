@@ -62,7 +62,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            output::diag(&format!("error: {err:#}\n"));
+            match err.downcast_ref::<commands::InputError>() {
+                // Already `FILE: error[CODE]: …` with a hint.
+                Some(input) => output::diag(&format!("{input}\n")),
+                None => output::diag(&format!("error: {err:#}\n")),
+            }
             ExitCode::from(exit::ERROR)
         }
     }

@@ -142,7 +142,9 @@ fn usage_and_io_errors() {
     let o = perimeter(&["validate", "does/not/exist.yaml"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("cannot read policy file does/not/exist.yaml"),
+        stderr(&o).starts_with(
+            "does/not/exist.yaml: error[input::unreadable]: cannot read the policy file"
+        ),
         "{}",
         stderr(&o)
     );

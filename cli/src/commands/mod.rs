@@ -9,7 +9,6 @@ pub(crate) mod validate;
 
 use std::path::Path;
 
-use anyhow::Context;
 use perimeter_core::diag::MAX_INPUT_BYTES;
 use perimeter_core::{Diagnostics, Intent, SourceFile};
 
@@ -20,32 +19,72 @@ pub(crate) fn read_policy(path: &Path) -> anyhow::Result<SourceFile> {
     Ok(SourceFile::from_bytes(path.display().to_string(), bytes))
 }
 
+/// An input file perimeter will not read: missing, special, too large, not text.
+#[derive(Debug)]
+pub(crate) struct InputError {
+    pub(crate) file: String,
+    /// `input::unreadable`, `input::not-a-file`, `input::too-large`, `input::not-utf8`.
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) help: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: error[{}]: {}\n  help: {}",
+            self.file, self.code, self.message, self.help
+        )
+    }
+}
+
+impl std::error::Error for InputError {}
+
 /// Reads an input file (policy, baseline, saved plan) that may come from a pull request: a
 /// regular file of at most [`MAX_INPUT_BYTES`], read with that bound, so a FIFO, a device
 /// or an endless file can neither block nor exhaust the runner.
-pub(crate) fn read_input(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(path: &Path, what: &str) -> Result<Vec<u8>, InputError> {
     use std::io::Read as _;
-    let name = path.display();
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {what} {name}"))?;
-    if !meta.is_file() {
-        anyhow::bail!(
-            "{name}: error[input::not-a-file]: the {what} is not a regular file (a directory, FIFO, socket or device)\n  help: pass the path of a file"
-        );
-    }
-    let too_large = || {
-        anyhow::anyhow!(
-            "{name}: error[input::too-large]: the {what} is larger than {} MiB\n  help: perimeter reads inputs of at most 16 MiB; is this the right file?",
-            MAX_INPUT_BYTES / (1024 * 1024)
+    let error = |code, message: String, help: &str| InputError {
+        file: path.display().to_string(),
+        code,
+        message,
+        help: help.into(),
+    };
+    let unreadable = |e: std::io::Error| {
+        error(
+            "input::unreadable",
+            format!("cannot read the {what}: {e}"),
+            "check the path and the file's permissions",
         )
     };
+    let too_large = || {
+        error(
+            "input::too-large",
+            format!(
+                "the {what} is larger than {} MiB",
+                MAX_INPUT_BYTES / (1024 * 1024)
+            ),
+            "perimeter reads inputs of at most 16 MiB; is this the right file?",
+        )
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(error(
+            "input::not-a-file",
+            format!("the {what} is not a regular file (a directory, FIFO, socket or device)"),
+            "pass the path of a file",
+        ));
+    }
     if meta.len() > MAX_INPUT_BYTES {
         return Err(too_large());
     }
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {what} {name}"))?;
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::new();
     file.take(MAX_INPUT_BYTES + 1)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {what} {name}"))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         return Err(too_large());
     }
@@ -53,13 +92,15 @@ pub(crate) fn read_input(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Reads an input file that must be UTF-8 text (a saved plan, a baseline).
-pub(crate) fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
-    String::from_utf8(read_input(path, what)?).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: error[input::not-utf8]: the {what} is not UTF-8 text (first bad byte at offset {})",
-            path.display(),
+pub(crate) fn read_text(path: &Path, what: &str) -> Result<String, InputError> {
+    String::from_utf8(read_input(path, what)?).map_err(|e| InputError {
+        file: path.display().to_string(),
+        code: "input::not-utf8",
+        message: format!(
+            "the {what} is not UTF-8 text (first bad byte at offset {})",
             e.utf8_error().valid_up_to()
-        )
+        ),
+        help: "perimeter writes plans and reports as UTF-8 JSON; make it again".into(),
     })
 }
 

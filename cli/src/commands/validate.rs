@@ -9,7 +9,27 @@ use crate::args::Format;
 use crate::{exit, output};
 
 pub(crate) fn run(path: &Path, format: Format) -> anyhow::Result<u8> {
-    let source = super::read_policy(path)?;
+    let source = match super::read_policy(path) {
+        Ok(source) => source,
+        // The JSON report is a JSON document whatever went wrong.
+        Err(e) if format == Format::Json => {
+            let input = e.downcast_ref::<super::InputError>();
+            let diagnostic = json!({
+                "severity": "error",
+                "code": input.map_or("input::unreadable", |i| i.code),
+                "message": input.map_or_else(|| format!("{e:#}"), |i| i.message.clone()),
+                "file": path.display().to_string(),
+                "line": 0,
+                "column": 0,
+                "label": "",
+                "help": input.map(|i| i.help.clone()),
+            });
+            let doc = json!({"format_version": 1, "valid": false, "diagnostics": [diagnostic]});
+            output::data(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
+            return Ok(exit::ERROR);
+        }
+        Err(e) => return Err(e),
+    };
     match format {
         Format::Text => match super::load_or_report(&source) {
             Some(intent) => {
