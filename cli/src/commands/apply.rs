@@ -152,18 +152,7 @@ async fn check_saved_plan(
             return Ok(None);
         }
     };
-    let doc = PlanDocument::new(&intent.name, "", &source.text, calls, &clouds);
-    let Value::Object(mut ours) = serde_json::to_value(&doc)? else {
-        bail!("a plan document is a JSON object");
-    };
-    // Both sides in one form: read as plans and written back, without what decides no write.
-    let mut theirs = saved.clone();
-    for_each_cloud!(ref clouds, |s| {
-        let saved_section = s.comparable_section(saved.get(s.name()));
-        theirs.insert(s.name().into(), saved_section.context("the saved plan")?);
-        let fresh_section = s.comparable_section(ours.get(s.name()))?;
-        ours.insert(s.name().into(), fresh_section);
-    });
+    let (theirs, ours) = comparable(saved, &clouds, &intent.name, &source.text, calls)?;
     match compare(&theirs, &ours) {
         None => {
             output::diag(&format!(
@@ -186,6 +175,29 @@ async fn check_saved_plan(
             Ok(None)
         }
     }
+}
+
+/// The saved plan and the fresh one in one form: each cloud's section read as its plans and
+/// written back (an older format's defaults filled in), without what decides no write.
+fn comparable(
+    saved: &Map<String, Value>,
+    clouds: &Clouds,
+    policy: &str,
+    policy_text: &str,
+    calls: u64,
+) -> anyhow::Result<(Map<String, Value>, Map<String, Value>)> {
+    let doc = PlanDocument::new(policy, "", policy_text, calls, clouds);
+    let Value::Object(mut ours) = serde_json::to_value(&doc)? else {
+        bail!("a plan document is a JSON object");
+    };
+    let mut theirs = saved.clone();
+    for_each_cloud!(ref clouds, |s| {
+        let saved_section = s.comparable_section(saved.get(s.name()));
+        theirs.insert(s.name().into(), saved_section.context("the saved plan")?);
+        let fresh_section = s.comparable_section(ours.get(s.name()))?;
+        ours.insert(s.name().into(), fresh_section);
+    });
+    Ok((theirs, ours))
 }
 
 /// `None` when the signature is fine (or not asked for); else why not.
