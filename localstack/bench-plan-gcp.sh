@@ -14,11 +14,11 @@ cargo build -q -p perimeter-cli -p perimeter-local-cloud
 if ! localstack/local-cloud.sh status; then started=yes; fi
 url="$(localstack/local-cloud.sh start)"
 curl -fsS -X POST "$url/_emulator/reset" >/dev/null
-curl -fsS -X POST "$url/_emulator/gcp/projects/bench/quota" -d "{\"FIREWALLS\": $((n + 1000))}" >/dev/null
-curl -fsS -X POST "$url/compute/v1/projects/bench/global/networks" -d '{"name": "vpc"}' >/dev/null
+curl -fsS -X POST "$url/_emulator/gcp/projects/bench-project/quota" -d "{\"FIREWALLS\": $((n + 1000))}" >/dev/null
+curl -fsS -X POST "$url/compute/v1/projects/bench-project/global/networks" -d '{"name": "vpc"}' >/dev/null
 # Rules other teams (and GKE) keep in the same network, for other instances.
 for i in $(seq 0 199); do
-  curl -fsS -X POST "$url/compute/v1/projects/bench/global/firewalls" -d "{\"name\": \"other-$i\", \"network\": \"global/networks/vpc\",
+  curl -fsS -X POST "$url/compute/v1/projects/bench-project/global/firewalls" -d "{\"name\": \"other-$i\", \"network\": \"global/networks/vpc\",
     \"targetTags\": [\"team-$i\"], \"sourceRanges\": [\"10.200.$i.0/24\"], \"allowed\": [{\"IPProtocol\": \"tcp\", \"ports\": [\"443\"]}]}" >/dev/null
 done
 export PERIMETER_GCP_ENDPOINT="$url" PERIMETER_GCP_CREDENTIALS=anonymous
@@ -31,7 +31,7 @@ work="$(mktemp -d)"
   echo "ingress:"
   for i in $(seq 0 $((n-1))); do echo "  - {name: r$i, from: 10.$((i / 250)).$((i % 250)).0/24, services: [tcp/$((8000 + i % 1000))]}"; done
   echo "targets:"
-  echo "  gcp: {project: bench, network: vpc, target_tags: [workers]}"
+  echo "  gcp: {project: bench-project, network: vpc, target_tags: [workers]}"
 } > "$work/bench.yaml"
 p=target/debug/perimeter
 calls() { curl -fsS "$url/_emulator/calls" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["total"], json.dumps(d["by_route"], sort_keys=True))'; }
