@@ -7,19 +7,37 @@ use aws_sdk_ec2::types::{
 };
 use perimeter_core::Direction;
 
+use perimeter_core::lifecycle::ApplyStopped;
+
 use crate::backend::{AwsBackend, AwsError, api_err};
 use crate::convert::{tags, to_ip_permissions, to_rule_request};
 use crate::model::SgRule;
 use crate::plan::{AwsTargetPlan, SgChange};
 
 impl AwsBackend {
-    /// Executes one target's plan. The caller has checked the plan is not stale.
+    /// Executes one target's plan. The caller has checked the plan is not stale. On failure,
+    /// says how many writes took effect before it.
     pub(crate) async fn apply(
         &self,
         plan: &AwsTargetPlan,
         progress: &mut dyn FnMut(String),
-    ) -> Result<usize, AwsError> {
+    ) -> Result<usize, ApplyStopped<AwsError>> {
         let mut writes = 0usize;
+        match self.apply_counting(plan, progress, &mut writes).await {
+            Ok(()) => Ok(writes),
+            Err(error) => Err(ApplyStopped {
+                written: writes,
+                error,
+            }),
+        }
+    }
+
+    async fn apply_counting(
+        &self,
+        plan: &AwsTargetPlan,
+        progress: &mut dyn FnMut(String),
+        writes: &mut usize,
+    ) -> Result<(), AwsError> {
         let c = self.client();
         let sg = &plan.security_group;
         let group_id = match &sg.group_id {
@@ -38,7 +56,7 @@ impl AwsBackend {
                     .send()
                     .await
                     .map_err(api_err("CreateSecurityGroup"))?;
-                writes += 1;
+                *writes += 1;
                 let id = o.group_id().unwrap_or_default().to_string();
                 progress(format!("+ created security group {} ({id})", sg.group_name));
                 id
@@ -75,7 +93,7 @@ impl AwsBackend {
                         .map_err(api_err("AuthorizeSecurityGroupEgress"))?;
                 }
             }
-            writes += 1;
+            *writes += 1;
             progress(format!(
                 "+ {} {} rule(s) added to {}",
                 creates.len(),
@@ -104,7 +122,7 @@ impl AwsBackend {
                 .send()
                 .await
                 .map_err(api_err("ModifySecurityGroupRules"))?;
-            writes += 1;
+            *writes += 1;
             progress(format!(
                 "~ {n} rule(s) modified in place in {}",
                 sg.group_name
@@ -154,7 +172,7 @@ impl AwsBackend {
                             .map_err(api_err("RevokeSecurityGroupEgress"))?;
                     }
                 }
-                writes += 1;
+                *writes += 1;
             }
             progress(format!(
                 "- {} {} rule(s) removed from {}",
@@ -179,7 +197,7 @@ impl AwsBackend {
                         .send()
                         .await
                         .map_err(api_err("CreateNetworkAcl"))?;
-                    writes += 1;
+                    *writes += 1;
                     let id = o
                         .network_acl()
                         .and_then(|a| a.network_acl_id())
@@ -236,7 +254,7 @@ impl AwsBackend {
                                 .await
                                 .map_err(api_err("ReplaceNetworkAclEntry"))?;
                         }
-                        writes += 1;
+                        *writes += 1;
                     }
                     Action::Delete => {
                         let e = ch.before.as_ref().ok_or_else(|| {
@@ -249,7 +267,7 @@ impl AwsBackend {
                             .send()
                             .await
                             .map_err(api_err("DeleteNetworkAclEntry"))?;
-                        writes += 1;
+                        *writes += 1;
                     }
                 }
             }
@@ -266,7 +284,7 @@ impl AwsBackend {
                     .send()
                     .await
                     .map_err(api_err("ReplaceNetworkAclAssociation"))?;
-                writes += 1;
+                *writes += 1;
                 progress(format!("~ subnet {} associated with {acl_id}", a.subnet_id));
             }
         }
@@ -282,7 +300,7 @@ impl AwsBackend {
                 .send()
                 .await
                 .map_err(api_err("ModifyInstanceAttribute"))?;
-            writes += 1;
+            *writes += 1;
             progress(format!("~ {} attached to {}", sg.group_name, a.instance_id));
         }
         for m in &plan.metadata {
@@ -301,9 +319,9 @@ impl AwsBackend {
             req.send()
                 .await
                 .map_err(api_err("ModifyInstanceMetadataOptions"))?;
-            writes += 1;
+            *writes += 1;
             progress(format!("~ metadata options of {} set", m.instance_id));
         }
-        Ok(writes)
+        Ok(())
     }
 }

@@ -153,7 +153,6 @@ impl Cloud for Aws {
             .await
             .apply(plan, progress)
             .await
-            .map_err(|error| ApplyStopped { written: 0, error })
     }
 
     fn planned_desired(plan: &AwsTargetPlan) -> &AwsDesired {
