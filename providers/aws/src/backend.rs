@@ -57,6 +57,14 @@ pub enum AwsError {
     /// Something observed cannot be modelled (e.g. a rule with neither CIDR nor group).
     #[error("{0}")]
     Unexpected(String),
+    /// A failure in one region.
+    #[error("{region}: {error}")]
+    InRegion {
+        /// The region.
+        region: String,
+        /// What failed there (in the message, not as a source: said once).
+        error: Box<AwsError>,
+    },
 }
 
 pub(crate) fn api_err<E, R>(
