@@ -120,8 +120,28 @@ fn example_structure() {
 
     let gke = load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/gke-workers.yaml"));
     let gcp = perimeter_gcp::compile(&gke, &gke.targets.gcp[0]).unwrap();
-    // Order is explicit: priorities strictly increase with policy order per direction, and no
-    // GCP rule is an ingress rule without a source.
+    // Order is explicit: per direction, priorities never decrease in policy order, and no
+    // priority holds both an allow and a deny (GCP lets a deny win a tie); no GCP rule is an
+    // ingress rule without a source.
+    for dir in ["INGRESS", "EGRESS"] {
+        let rules: Vec<(u16, bool)> = gcp
+            .firewalls
+            .iter()
+            .filter(|f| f.direction == dir)
+            .map(|f| (f.priority, f.allowed.is_empty()))
+            .collect();
+        assert!(rules.len() > 1, "{dir}: too few rules to say anything");
+        assert!(
+            rules.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{dir}: priorities decrease: {rules:?}"
+        );
+        for (priority, deny) in &rules {
+            assert!(
+                !rules.iter().any(|(p, d)| p == priority && d != deny),
+                "{dir}: an allow and a deny share priority {priority}"
+            );
+        }
+    }
     for fw in &gcp.firewalls {
         if fw.direction == "INGRESS" {
             assert!(
@@ -158,6 +178,7 @@ fn example_structure() {
             .map(|r| r.properties.priority)
             .collect();
         let n = prios.len();
+        prios.sort_unstable();
         prios.dedup();
         assert_eq!(prios.len(), n, "priorities unique per direction");
         assert!(prios.iter().all(|p| (100..=4096).contains(p)));

@@ -190,8 +190,19 @@ pub struct Stats {
     pub skipped_clouds: usize,
 }
 
-fn covered(notes: &[Note], p: &Packet) -> bool {
-    notes.iter().any(|n| n.covers(p))
+/// True when a note explains the difference: its scope holds the packet and its code says
+/// the cloud errs this way — `widened` only excuses a cloud that allows what the policy
+/// denies, `narrowed` only one that denies what the policy allows.
+fn covered(notes: &[Note], p: &Packet, policy: Verdict, compiled: Verdict) -> bool {
+    use perimeter_core::NoteCode;
+    notes.iter().any(|n| {
+        let sense = match n.code {
+            NoteCode::Widened => policy == Verdict::Deny && compiled == Verdict::Allow,
+            NoteCode::Narrowed => policy == Verdict::Allow && compiled == Verdict::Deny,
+            _ => true,
+        };
+        sense && n.covers(p)
+    })
 }
 
 /// Compiles the intent for every cloud (first target or placeholder) and compares each
@@ -205,7 +216,7 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
             let compiled = decide(p);
             stats.compared += 1;
             if policy != compiled {
-                if covered(notes, p) {
+                if covered(notes, p, policy, compiled) {
                     stats.explained += 1;
                 } else {
                     mismatches.push(Mismatch {
