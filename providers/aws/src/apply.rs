@@ -189,6 +189,9 @@ impl AwsBackend {
                     let o = c
                         .create_network_acl()
                         .vpc_id(&nacl.vpc_id)
+                        // The SDK resends the same token when it retries, so a create whose
+                        // answer was lost returns the NACL it made instead of making another.
+                        .client_token(client_token(plan))
                         .tag_specifications(tags(
                             ResourceType::NetworkAcl,
                             &plan.policy,
@@ -324,4 +327,18 @@ impl AwsBackend {
         }
         Ok(())
     }
+}
+
+/// An idempotency token for this apply's creates: the same for every retry of one request
+/// (the SDK resends its input), different for the next apply of the same plan. At most 64
+/// ASCII characters, as EC2 requires.
+fn client_token(plan: &AwsTargetPlan) -> String {
+    let nonce = format!(
+        "{:?}{}{}",
+        std::time::SystemTime::now(),
+        std::process::id(),
+        plan.fingerprints.network_acl
+    );
+    let digest = perimeter_core::plan::sha256_hex(nonce.as_bytes());
+    format!("perimeter-{}", &digest[..32])
 }
