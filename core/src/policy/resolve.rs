@@ -667,10 +667,15 @@ fn target_value_rule(cloud: &str, key: &str, v: &str) -> Option<(&'static str, &
             (1..=255).contains(&len) && v.trim() == v && !v.starts_with("sg-")
         }
         ("gcp", "project") => {
-            (6..=30).contains(&len)
-                && all(lower_digit_dash)
-                && v.starts_with(|c: char| c.is_ascii_lowercase())
-                && !v.ends_with('-')
+            // Domain-scoped projects (`example.com:my-project`) carry their domain first.
+            let (domain, id) = v.rsplit_once(':').unwrap_or(("", v));
+            (6..=30).contains(&id.chars().count())
+                && id.chars().all(lower_digit_dash)
+                && id.starts_with(|c: char| c.is_ascii_lowercase())
+                && !id.ends_with('-')
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
         }
         ("gcp", "network") => {
             (1..=63).contains(&len)
@@ -849,5 +854,46 @@ fn parse_ports(p: &str) -> Option<PortRange> {
             let v = decimal(p)?;
             Some(PortRange { first: v, last: v })
         }
+    }
+}
+
+#[cfg(test)]
+mod target_value_tests {
+    use super::target_value_rule;
+
+    #[test]
+    fn real_identifiers_pass_and_broken_ones_do_not() {
+        for (cloud, key, v) in [
+            ("aws", "region", "us-gov-west-1"),
+            ("aws", "region", "ap-southeast-5"),
+            ("aws", "vpc", "vpc-0a1b2c3d"),
+            ("aws", "security_group", "eks cluster sg"),
+            ("gcp", "project", "acme-prod"),
+            ("gcp", "project", "example.com:acme-prod"),
+            ("gcp", "network", "default"),
+            ("azure", "resource_group", "MC_rg-aks_prod_westeurope"),
+            ("azure", "nsg", "aks-agentpool-12345678-nsg"),
+            ("azure", "location", "eastus2"),
+        ] {
+            assert_eq!(target_value_rule(cloud, key, v), None, "{cloud} {key} {v}");
+        }
+        for (cloud, key, v) in [
+            ("aws", "region", " "),
+            ("aws", "vpc", "vpc 1"),
+            ("aws", "vpc", "vpc-0A1B2C3D"),
+            ("gcp", "project", "acme"),
+            ("gcp", "project", "Acme-prod"),
+            ("gcp", "network", "prod_net"),
+            ("azure", "subscription", "sub"),
+            ("azure", "resource_group", "rg."),
+            ("azure", "nsg", "-nsg"),
+        ] {
+            assert!(
+                target_value_rule(cloud, key, v).is_some(),
+                "{cloud} {key} {v}"
+            );
+        }
+        let long = "n".repeat(81);
+        assert!(target_value_rule("azure", "nsg", &long).is_some());
     }
 }
