@@ -40,13 +40,7 @@ impl<'a> PlanDocument<'a> {
         api_calls: u64,
         clouds: &'a Clouds,
     ) -> Self {
-        let mut summary = Summary::default();
-        for_each_cloud!(ref clouds, |s| {
-            let t = s.summary();
-            summary.add += t.add;
-            summary.change += t.change;
-            summary.destroy += t.destroy;
-        });
+        let summary = total_summary(clouds);
         Self {
             format_version: PLAN_FORMAT_VERSION,
             perimeter_version: env!("CARGO_PKG_VERSION"),
@@ -68,6 +62,18 @@ impl<'a> PlanDocument<'a> {
         }
         Ok(())
     }
+}
+
+/// "Plan: N to add, N to change, N to destroy." over every cloud's plans.
+pub(crate) fn total_summary(clouds: &Clouds) -> Summary {
+    let mut summary = Summary::default();
+    for_each_cloud!(ref clouds, |s| {
+        let t = s.summary();
+        summary.add += t.add;
+        summary.change += t.change;
+        summary.destroy += t.destroy;
+    });
+    summary
 }
 
 /// The key that signs saved plans, from `PERIMETER_PLAN_KEY` (unset or empty: plans are not

@@ -102,6 +102,19 @@ fn policy(dir: &Path) -> PathBuf {
     path
 }
 
+/// `perimeter plan POLICY --out DIR/plan.json`, which must succeed; the plan file's path.
+fn saved_plan(emulator: &Emulator, policy: &Path, dir: &Path) -> PathBuf {
+    let plan_file = dir.join("plan.json");
+    let plan = emulator.perimeter(&[
+        "plan",
+        policy.to_str().unwrap(),
+        "--out",
+        plan_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    plan_file
+}
+
 /// GKE's own kind of rule: health checks to the nodes, not perimeter's.
 fn gke_rule() -> Value {
     json!({"name": "gke-prod-abc123-hc", "network": "global/networks/prod-vpc", "priority": 1000,
@@ -517,14 +530,7 @@ fn an_edited_plan_file_cannot_delete_a_foreign_rule() {
     emulator.insert(gke_rule());
     let dir = scratch("edited");
     let policy = policy(&dir);
-    let plan_file = dir.join("plan.json");
-    let plan = emulator.perimeter(&[
-        "plan",
-        policy.to_str().unwrap(),
-        "--out",
-        plan_file.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let plan_file = saved_plan(&emulator, &policy, &dir);
     let saved = std::fs::read_to_string(&plan_file).unwrap();
     let mut doc: Value = serde_json::from_str(&saved).unwrap();
     doc["gcp"][0]["changes"]
@@ -579,14 +585,7 @@ fn a_saved_plan_survives_rules_of_others_that_change_the_quota_and_the_overlaps(
     let emulator = Emulator::start();
     let dir = scratch("others");
     let policy = policy(&dir);
-    let plan_file = dir.join("plan.json");
-    let plan = emulator.perimeter(&[
-        "plan",
-        policy.to_str().unwrap(),
-        "--out",
-        plan_file.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let plan_file = saved_plan(&emulator, &policy, &dir);
     // After the plan, someone adds a rule that lets ssh in from anywhere: the project's quota
     // usage changes and the rule overrides the policy (an overlap). Neither is a write of the
     // plan, and neither makes it stale.

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::plan::{api_calls, compile, has_targets, make_plan, nothing_to_do};
 use crate::clouds::{Clouds, for_each_cloud};
-use crate::plan_doc::{PlanDocument, plan_key};
+use crate::plan_doc::{PlanDocument, plan_key, total_summary};
 use crate::{exit, output};
 use perimeter_core::session::Mode;
 
@@ -27,10 +27,10 @@ pub(crate) fn run(path: &Path, auto_approve: bool, policy: Option<&Path>) -> any
     let text = String::from_utf8_lossy(&bytes);
     let rt = super::plan::runtime()?;
     let input = classify(&text).with_context(|| path.display().to_string())?;
-    let (mut clouds, source, name) = match input {
+    let (mut clouds, name) = match input {
         ApplyInput::Plan(saved) => match rt.block_on(check_saved_plan(&saved, policy))? {
             // The policy's name: check_saved_plan refused any other.
-            Some((clouds, source)) => (clouds, source, field(&saved, "policy").to_string()),
+            Some(clouds) => (clouds, field(&saved, "policy").to_string()),
             None => return Ok(exit::ERROR),
         },
         ApplyInput::Policy => {
@@ -56,10 +56,10 @@ pub(crate) fn run(path: &Path, auto_approve: bool, policy: Option<&Path>) -> any
             let calls = rt.block_on(make_plan(&mut clouds, &intent.name, Mode::Write))?;
             let doc = PlanDocument::new(&intent.name, &source.name, &source.text, calls, &clouds);
             output::diag(&super::plan::text(&doc, output::stderr_color()));
-            (clouds, source, intent.name)
+            (clouds, intent.name)
         }
     };
-    rt.block_on(execute(&mut clouds, &name, &source.text))
+    rt.block_on(execute(&mut clouds, &name))
 }
 
 /// Prints why a saved plan is refused. Nothing has been written when this is called.
@@ -101,12 +101,12 @@ fn policy_of_plan(saved: &Map<String, Value>, policy: Option<&Path>) -> Option<S
 }
 
 /// The checks a saved plan must pass before anything is written (docs/plan-format.md, "What
-/// apply checks"). Returns the clouds holding the fresh plan to execute and the policy it was
-/// made from, or `None` after printing why the saved plan is refused.
+/// apply checks"). Returns the clouds holding the fresh plan to execute, or `None` after
+/// printing why the saved plan is refused.
 async fn check_saved_plan(
     saved: &Map<String, Value>,
     policy: Option<&Path>,
-) -> anyhow::Result<Option<(Clouds, SourceFile)>> {
+) -> anyhow::Result<Option<Clouds>> {
     if let Some(reason) = signature_problem(saved) {
         refuse("the saved plan's signature does not verify", &[reason]);
         return Ok(None);
@@ -161,7 +161,7 @@ async fn check_saved_plan(
                 source.name,
                 field(saved, "policy_sha256")
             ));
-            Ok(Some((clouds, source)))
+            Ok(Some(clouds))
         }
         Some(mismatch) => {
             refuse(
@@ -224,9 +224,9 @@ fn signature_problem(saved: &Map<String, Value>) -> Option<String> {
 
 /// Executes the plans of every cloud, which have passed every check, then verifies
 /// convergence: a new plan, against what the plans were made for, must be empty.
-async fn execute(clouds: &mut Clouds, policy: &str, policy_text: &str) -> anyhow::Result<u8> {
+async fn execute(clouds: &mut Clouds, policy: &str) -> anyhow::Result<u8> {
     let check_calls = api_calls(clouds);
-    let planned = PlanDocument::new(policy, "", policy_text, 0, clouds).summary;
+    let planned = total_summary(clouds);
     let mut writes = 0usize;
     let mut progress = |line: String| output::diag(&format!("{line}\n"));
     for_each_cloud!(clouds, |s| {
@@ -252,7 +252,7 @@ async fn execute(clouds: &mut Clouds, policy: &str, policy_text: &str) -> anyhow
     for_each_cloud!(ref clouds, |s| {
         retries += s.retries();
     });
-    let again = PlanDocument::new(policy, "", policy_text, 0, clouds).summary;
+    let again = total_summary(clouds);
     let left = again.add + again.change + again.destroy;
     let total_calls = api_calls(clouds);
     output::diag(&format!(

@@ -2,10 +2,12 @@
 //! `localstack/moto.sh start` and left running for the others; `.ci/run` stops it. Each test
 //! works in a region of its own, which moto keeps as a separate backend.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 
 /// Starts moto once per test binary and returns its endpoint.
 pub(crate) fn endpoint() -> &'static str {
@@ -91,4 +93,141 @@ pub(crate) async fn launch(
         .iter()
         .map(|i| i.instance_id().unwrap().to_string())
         .collect()
+}
+
+/// A VPC of 10.0.0.0/16 with one subnet per CIDR.
+pub(crate) async fn vpc_with_subnets(c: &Client, cidrs: &[&str]) -> (String, Vec<String>) {
+    let vpc = c
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let mut subnets = Vec::new();
+    for cidr in cidrs {
+        let s = c
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(*cidr)
+            .send()
+            .await
+            .unwrap();
+        subnets.push(s.subnet.unwrap().subnet_id.unwrap());
+    }
+    (vpc, subnets)
+}
+
+/// perimeter pointed at the emulator.
+pub(crate) fn perimeter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_perimeter"))
+        .args(args)
+        .envs(env())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run perimeter")
+}
+
+/// A VPC with two node subnets and two worker instances, IMDSv1 allowed (as AMIs often are).
+pub(crate) struct World {
+    pub(crate) region: String,
+    pub(crate) vpc: String,
+    pub(crate) subnets: [String; 2],
+    pub(crate) instances: Vec<String>,
+    pub(crate) policy: PathBuf,
+    _dir: TempDir,
+}
+
+pub(crate) struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) async fn world(region: &str) -> World {
+    let c = client(region).await;
+    let (vpc, subnets) = vpc_with_subnets(&c, &["10.0.16.0/20", "10.0.32.0/20"]).await;
+    let instances = launch(&c, &subnets[0], 2, Some(("eks:nodegroup-name", "workers"))).await;
+    let dir = std::env::temp_dir().join(format!("perimeter-e2e-{region}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = std::fs::read_to_string(super::root().join("policies/eks-workers.yaml"))
+        .unwrap()
+        .replace("us-east-1", region)
+        .replace("vpc-0a1b2c3d4e5f60718", &vpc)
+        .replace("subnet-0aaa1111bbbb2222c", &subnets[0])
+        .replace("subnet-0ddd3333eeee4444f", &subnets[1]);
+    let path = dir.join("eks-workers.yaml");
+    std::fs::write(&path, policy).unwrap();
+    World {
+        region: region.into(),
+        vpc,
+        subnets: [subnets[0].clone(), subnets[1].clone()],
+        instances,
+        policy: path,
+        _dir: TempDir(dir),
+    }
+}
+
+/// A group in the VPC that perimeter does not own.
+pub(crate) async fn team_owned_group(c: &Client, vpc: &str) -> String {
+    c.create_security_group()
+        .group_name("team-owned")
+        .description("not perimeter's")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap()
+}
+
+pub(crate) fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// An out-of-band rule, as someone with console access would add it.
+pub(crate) async fn authorize(c: &Client, group: &str, protocol: &str, port: i32, cidr: &str) {
+    c.authorize_security_group_ingress()
+        .group_id(group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol(protocol)
+                .from_port(port)
+                .to_port(port)
+                .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+pub(crate) async fn rule_count(c: &Client, group: &str) -> usize {
+    c.describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(group).build())
+        .send()
+        .await
+        .unwrap()
+        .security_group_rules()
+        .len()
+}
+
+pub(crate) async fn owned_group(c: &Client, vpc: &str) -> String {
+    let o = c
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("eks-workers")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    o.security_groups()[0].group_id().unwrap().to_string()
 }

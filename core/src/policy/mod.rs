@@ -6,11 +6,14 @@
 
 mod decode;
 pub mod lint;
+mod literal;
+mod naming;
 pub mod presets;
 mod resolve;
 
 pub use decode::Spanned;
-pub use resolve::{MAX_NAME_LEN, parse_literal};
+pub use literal::parse_literal;
+pub use resolve::MAX_NAME_LEN;
 
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::intent::Intent;
