@@ -239,10 +239,8 @@ fn an_edited_plan_file_is_refused_and_nothing_is_written() {
     let rt = runtime();
     let w = rt.block_on(world("sa-east-1"));
     let p = path(&w.policy);
-    assert_eq!(
-        perimeter(&["apply", p, "--auto-approve"]).status.code(),
-        Some(0)
-    );
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let aims = rt.block_on(aims_of_an_edited_plan(&w));
     let plan_file = w.policy.with_file_name("plan.json");
     let o = perimeter(&["plan", p, "--out", path(&plan_file)]);

@@ -536,7 +536,7 @@ fn an_edited_plan_file_cannot_delete_a_foreign_rule() {
     doc["gcp"][0]["changes"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"action": "delete", "method": "delete", "name": "gke-prod-abc123-hc", "before": null, "after": null}));
+        .push(json!({"action": "delete", "method": "delete", "name": "gke-prod-abc123-hc", "before": null, "after": null, "step": 1}));
     std::fs::write(&plan_file, doc.to_string()).unwrap();
     emulator.reset_calls();
     let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);

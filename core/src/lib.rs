@@ -27,6 +27,7 @@ pub mod saved_plan;
 pub mod session;
 pub mod table;
 pub mod target;
+pub mod transition;
 pub mod yaml;
 
 pub use addr::{AddrSet, Cidr};

@@ -11,8 +11,10 @@ use perimeter_core::lifecycle::ApplyStopped;
 
 use crate::backend::{AwsBackend, AwsError, api_err};
 use crate::convert::{tags, to_ip_permissions, to_rule_request};
-use crate::model::SgRule;
-use crate::plan::{AwsTargetPlan, SgChange};
+use crate::model::{NaclEntry, SgRule};
+use crate::nacl_plan::content;
+use crate::plan::{AwsTargetPlan, SgChange, SgRuleKey};
+use crate::state::ObservedAws;
 
 impl AwsBackend {
     /// Executes one target's plan. The caller has checked the plan is not stale. On failure,
@@ -75,24 +77,25 @@ impl AwsBackend {
                 continue;
             }
             let perms = to_ip_permissions(&creates, &group_id);
-            match direction {
-                Direction::Ingress => {
-                    c.authorize_security_group_ingress()
-                        .group_id(&group_id)
-                        .set_ip_permissions(Some(perms))
-                        .send()
-                        .await
-                        .map_err(api_err("AuthorizeSecurityGroupIngress"))?;
-                }
-                Direction::Egress => {
-                    c.authorize_security_group_egress()
-                        .group_id(&group_id)
-                        .set_ip_permissions(Some(perms))
-                        .send()
-                        .await
-                        .map_err(api_err("AuthorizeSecurityGroupEgress"))?;
-                }
-            }
+            let sent = match direction {
+                Direction::Ingress => c
+                    .authorize_security_group_ingress()
+                    .group_id(&group_id)
+                    .set_ip_permissions(Some(perms))
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(api_err("AuthorizeSecurityGroupIngress")),
+                Direction::Egress => c
+                    .authorize_security_group_egress()
+                    .group_id(&group_id)
+                    .set_ip_permissions(Some(perms))
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(api_err("AuthorizeSecurityGroupEgress")),
+            };
+            self.settle(plan, sent, Intended::Rules(&creates)).await?;
             *writes += 1;
             progress(format!(
                 "+ {} {} rule(s) added to {}",
@@ -146,32 +149,35 @@ impl AwsBackend {
                 .filter(|ch| ch.rule_id.is_none())
                 .filter_map(|ch| ch.before.as_ref())
                 .collect();
+            let revoked: Vec<&SgRule> =
+                deletes.iter().filter_map(|ch| ch.before.as_ref()).collect();
             let ids = (!ids.is_empty()).then_some(ids);
             let perms = (!by_content.is_empty()).then(|| to_ip_permissions(&by_content, &group_id));
             for (ids, perms) in [(ids, None), (None, perms)] {
                 if ids.is_none() && perms.is_none() {
                     continue;
                 }
-                match direction {
-                    Direction::Ingress => {
-                        c.revoke_security_group_ingress()
-                            .group_id(&group_id)
-                            .set_security_group_rule_ids(ids)
-                            .set_ip_permissions(perms)
-                            .send()
-                            .await
-                            .map_err(api_err("RevokeSecurityGroupIngress"))?;
-                    }
-                    Direction::Egress => {
-                        c.revoke_security_group_egress()
-                            .group_id(&group_id)
-                            .set_security_group_rule_ids(ids)
-                            .set_ip_permissions(perms)
-                            .send()
-                            .await
-                            .map_err(api_err("RevokeSecurityGroupEgress"))?;
-                    }
-                }
+                let sent = match direction {
+                    Direction::Ingress => c
+                        .revoke_security_group_ingress()
+                        .group_id(&group_id)
+                        .set_security_group_rule_ids(ids)
+                        .set_ip_permissions(perms)
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(api_err("RevokeSecurityGroupIngress")),
+                    Direction::Egress => c
+                        .revoke_security_group_egress()
+                        .group_id(&group_id)
+                        .set_security_group_rule_ids(ids)
+                        .set_ip_permissions(perms)
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(api_err("RevokeSecurityGroupEgress")),
+                };
+                self.settle(plan, sent, Intended::NoRules(&revoked)).await?;
                 *writes += 1;
             }
             progress(format!(
@@ -247,10 +253,12 @@ impl AwsBackend {
                             }};
                         }
                         if ch.action == Action::Create {
-                            entry_fields!(c.create_network_acl_entry())
+                            let sent = entry_fields!(c.create_network_acl_entry())
                                 .send()
                                 .await
-                                .map_err(api_err("CreateNetworkAclEntry"))?;
+                                .map(drop)
+                                .map_err(api_err("CreateNetworkAclEntry"));
+                            self.settle(plan, sent, Intended::Entry(e)).await?;
                         } else {
                             entry_fields!(c.replace_network_acl_entry())
                                 .send()
@@ -263,13 +271,16 @@ impl AwsBackend {
                         let e = ch.before.as_ref().ok_or_else(|| {
                             AwsError::Unexpected("NACL delete without entry".into())
                         })?;
-                        c.delete_network_acl_entry()
+                        let sent = c
+                            .delete_network_acl_entry()
                             .network_acl_id(&acl_id)
                             .rule_number(i32::from(e.rule_number))
                             .egress(e.egress)
                             .send()
                             .await
-                            .map_err(api_err("DeleteNetworkAclEntry"))?;
+                            .map(drop)
+                            .map_err(api_err("DeleteNetworkAclEntry"));
+                        self.settle(plan, sent, Intended::NoEntry(e)).await?;
                         *writes += 1;
                     }
                 }
@@ -326,6 +337,81 @@ impl AwsBackend {
             progress(format!("~ metadata options of {} set", m.instance_id));
         }
         Ok(())
+    }
+}
+
+/// What a write was meant to leave in the cloud, for deciding whether an error that says "it
+/// is already so" means the write took effect.
+enum Intended<'a> {
+    /// These group rules exist.
+    Rules(&'a [&'a SgRule]),
+    /// None of these group rules exists.
+    NoRules(&'a [&'a SgRule]),
+    /// This NACL entry exists with this number.
+    Entry(&'a NaclEntry),
+    /// No NACL entry of this direction has this number.
+    NoEntry(&'a NaclEntry),
+}
+
+impl Intended<'_> {
+    /// The codes EC2 answers when the effect is already there: after the SDK retried a request
+    /// whose first answer was lost, or when someone made the same change.
+    fn codes(&self) -> &'static [&'static str] {
+        match self {
+            Intended::Rules(_) => &["InvalidPermission.Duplicate"],
+            Intended::NoRules(_) => &[
+                "InvalidPermission.NotFound",
+                "InvalidSecurityGroupRuleId.NotFound",
+            ],
+            Intended::Entry(_) => &["NetworkAclEntryAlreadyExists"],
+            Intended::NoEntry(_) => &["InvalidNetworkAclEntry.NotFound"],
+        }
+    }
+
+    fn holds(&self, o: &ObservedAws) -> bool {
+        let keys: Vec<SgRuleKey> = o
+            .security_group
+            .iter()
+            .flat_map(|g| &g.rules)
+            .map(|r| SgRuleKey::of(&r.rule))
+            .collect();
+        let entries = o.network_acl.iter().flat_map(|n| &n.entries);
+        match self {
+            Intended::Rules(rules) => rules.iter().all(|r| keys.contains(&SgRuleKey::of(r))),
+            Intended::NoRules(rules) => !rules.iter().any(|r| keys.contains(&SgRuleKey::of(r))),
+            Intended::Entry(e) => entries.into_iter().any(|x| {
+                x.egress == e.egress && x.rule_number == e.rule_number && content(x) == content(e)
+            }),
+            Intended::NoEntry(e) => !entries
+                .into_iter()
+                .any(|x| x.egress == e.egress && x.rule_number == e.rule_number),
+        }
+    }
+}
+
+impl AwsBackend {
+    /// A write's result, settled: an "already so" error counts as done when a fresh read shows
+    /// exactly the intended effect (one more read); every other error stays an error.
+    async fn settle(
+        &self,
+        plan: &AwsTargetPlan,
+        sent: Result<(), AwsError>,
+        intended: Intended<'_>,
+    ) -> Result<(), AwsError> {
+        let Err(error) = sent else {
+            return Ok(());
+        };
+        if !error.code().is_some_and(|c| intended.codes().contains(&c)) {
+            return Err(error);
+        }
+        let observed = self
+            .observe(&plan.policy, std::slice::from_ref(&plan.target))
+            .await?;
+        if observed.first().is_some_and(|o| intended.holds(o)) {
+            Ok(())
+        } else {
+            Err(error)
+        }
     }
 }
 

@@ -37,13 +37,16 @@ pub(crate) const MAX_ATTEMPTS: u32 = 6;
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
     /// The request failed (after retries).
-    #[error("{operation} failed: {code}: {message}")]
+    #[error("{operation} failed{}: {code}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
     Api {
         /// EC2 operation.
         operation: &'static str,
+        /// HTTP status of the answer, when there was one.
+        status: Option<u16>,
         /// Error code (`InvalidPermission.Duplicate`, `RequestLimitExceeded`, ...), or `-`.
         code: String,
-        /// The error with its context.
+        /// The service's message (at most [`MESSAGE_EXCERPT`] characters), or the error's
+        /// context when there is none; never a debug dump of the response.
         message: String,
     },
     /// Pagination did not end.
@@ -67,19 +70,35 @@ pub enum AwsError {
     },
 }
 
-pub(crate) fn api_err<E, R>(
+/// Longest service message kept in an error.
+pub(crate) const MESSAGE_EXCERPT: usize = 300;
+
+pub(crate) fn api_err<E>(
     operation: &'static str,
-) -> impl Fn(aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
+) -> impl Fn(aws_sdk_ec2::error::SdkError<E>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    move |e| AwsError::Api {
-        operation,
-        code: e.code().unwrap_or("-").to_string(),
-        message: e
+    move |e| {
+        let message = e
             .message()
-            .map_or_else(|| DisplayErrorContext(&e).to_string(), str::to_string),
+            .map_or_else(|| DisplayErrorContext(&e).to_string(), str::to_string);
+        AwsError::Api {
+            operation,
+            status: e.raw_response().map(|r| r.status().as_u16()),
+            code: e.code().unwrap_or("-").to_string(),
+            message: message.chars().take(MESSAGE_EXCERPT).collect(),
+        }
+    }
+}
+
+impl AwsError {
+    /// The EC2 error code, for an API error.
+    pub(crate) fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Api { code, .. } => Some(code),
+            _ => None,
+        }
     }
 }
 

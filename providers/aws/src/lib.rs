@@ -15,11 +15,19 @@ mod drift;
 pub mod evaluate;
 pub mod model;
 mod nacl;
+mod nacl_plan;
 mod paginate;
 mod plan;
 pub mod render;
 mod render_plan;
 mod state;
+pub mod transition;
 
 pub use cloud::{Aws, AwsBackends};
 pub use compile::{AwsCompiled, Limits, compile, compile_with_limits};
+// The plan and observation types, for the transition property tests (tests/transitions.rs)
+// that replay plans with the evaluators.
+pub use plan::{AwsDesired, AwsTargetPlan};
+pub use state::{
+    ObservedAws, ObservedNetworkAcl, ObservedSecurityGroup, ObservedSgRule, SubnetAssociation,
+};

@@ -11,8 +11,10 @@
 //! * everything else hits the `*` deny.
 //!
 //! So the NACL never blocks what the policy allows, and the security group never allows what
-//! the policy denies: together they decide exactly what the policy decides. Rule numbers are
-//! 100, 200, ... so that later inserts need no renumbering.
+//! the policy denies: together they decide exactly what the policy decides. Every entry
+//! allows, so their order does not change any decision and entries may overlap. Rule numbers
+//! here are 100, 200, ... for a new NACL; the planner keeps the numbers of entries an existing
+//! NACL already has and gives new entries free numbers (nacl_plan.rs).
 
 use perimeter_core::effective::{Class, Effective};
 use perimeter_core::target::{AwsNaclTarget, AwsTarget};
@@ -109,8 +111,16 @@ pub(crate) fn compile(
         for c in same.any.to_cidrs() {
             list.push(("-1".into(), c, None, None));
         }
-        // Replies to flows the other direction allows, from peers not already fully open.
-        let reply = |set: &AddrSet| set.difference(&same.any).to_cidrs();
+        // Replies to flows the other direction allows. Entries are first-match and every one
+        // allows, so a reply entry may overlap an all-traffic entry: nothing is subtracted (a
+        // peer set minus the peers inside it would shatter into many CIDRs); a reply CIDR
+        // wholly inside the all-traffic peers adds nothing and is left out.
+        let reply = |set: &AddrSet| {
+            set.to_cidrs()
+                .into_iter()
+                .filter(|c| !AddrSet::from_cidrs([c]).difference(&same.any).is_empty())
+                .collect::<Vec<Cidr>>()
+        };
         for c in reply(&other.tcp) {
             list.push(("6".into(), c, Some((EPHEMERAL_FIRST, u16::MAX)), None));
         }

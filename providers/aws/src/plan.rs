@@ -16,7 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::compile::AwsCompiled;
 use crate::model::{MetadataOptions, NaclEntry, NetworkAcl, SecurityGroup, SgPeer, SgRule};
+use crate::nacl::NACL_ENTRIES_PER_DIRECTION_PER_FAMILY;
+use crate::nacl_plan::{OrderError, entry_diff, group_writes, ordered};
 use crate::state::{OWNER_TAG, ObservedAws, SubnetAssociation};
+use crate::transition::AwsState;
+use perimeter_core::transition::Unsafe;
 
 /// One security group rule change. `rule_id` is the observed rule's id for updates and deletes
 /// (absent for a default rule of a group that does not exist yet: apply finds it by its key
@@ -55,7 +59,8 @@ pub struct NaclPlan {
     pub network_acl_id: Option<String>,
     /// `VpcId`.
     pub vpc_id: String,
-    /// Entry changes: creates, then replacements, then deletes.
+    /// Entry changes in the order apply makes them: creates on free numbers and deletes, matched
+    /// by content (an entry the policy keeps keeps its number).
     pub changes: Vec<Change<NaclEntry>>,
     /// Subnets to move to the owned NACL, with their current association ids.
     pub associate: Vec<SubnetAssociation>,
@@ -152,6 +157,10 @@ pub struct AwsTargetPlan {
     pub security_group: SecurityGroupPlan,
     /// The network ACL, when the target manages one.
     pub network_acl: Option<NaclPlan>,
+    /// Writes to the group and the NACL whose every intermediate state the transition checker
+    /// proved safe (apply makes them one at a time, in this plan's order).
+    #[serde(default)]
+    pub steps: usize,
     /// Metadata option changes.
     pub metadata: Vec<MetadataChange>,
     /// Instances to which the owned group is added (`attach: true`).
@@ -183,6 +192,26 @@ pub enum PlanError {
     /// The observed state could not be fingerprinted.
     #[error(transparent)]
     Fingerprint(#[from] FingerprintError),
+    /// The NACL has no room for an entry the policy needs.
+    #[error(
+        "the network ACL of `{group}` has no room for another {direction} entry under the quota of {NACL_ENTRIES_PER_DIRECTION_PER_FAMILY} per direction and address family (with `*`), and none of its entries can go first; raise the quota or shrink the policy"
+    )]
+    NaclFull {
+        /// Group name.
+        group: String,
+        /// `inbound` or `outbound`.
+        direction: &'static str,
+    },
+    /// No order of the writes keeps every moment of the change safe.
+    #[error(
+        "no safe order of writes for security group `{group}` and its network ACL: {unsafe_}; nothing was planned for writing. Change the policy in two smaller edits (apply one, then the other)"
+    )]
+    UnsafeTransition {
+        /// Group name.
+        group: String,
+        /// The packet and step of the first write that could not be placed.
+        unsafe_: Box<Unsafe>,
+    },
 }
 
 impl AwsTargetPlan {
@@ -294,25 +323,67 @@ pub(crate) fn plan(
         changes,
     };
 
-    let network_acl = compiled.network_acl.as_ref().map(|want| {
-        let (current, acl_id) = match &observed.network_acl {
-            Some(n) => (n.entries.clone(), Some(n.network_acl_id.clone())),
-            None => (Vec::new(), None),
-        };
-        let associate = observed
+    let (current_entries, acl_id) = match &observed.network_acl {
+        Some(n) => (n.entries.clone(), Some(n.network_acl_id.clone())),
+        None => (Vec::new(), None),
+    };
+    let (creates, deletes) = match &compiled.network_acl {
+        Some(want) => entry_diff(&want.entries, &current_entries),
+        None => (Vec::new(), Vec::new()),
+    };
+    let associate: Vec<SubnetAssociation> = match &compiled.network_acl {
+        Some(want) => observed
             .subnet_associations
             .iter()
             .filter(|a| {
                 want.subnets.contains(&a.subnet_id) && Some(&a.network_acl_id) != acl_id.as_ref()
             })
             .cloned()
-            .collect();
-        NaclPlan {
-            network_acl_id: acl_id,
-            vpc_id: target.vpc.clone(),
-            changes: diff(&want.entries, &current),
-            associate,
-        }
+            .collect(),
+        None => Vec::new(),
+    };
+    let managed = compiled.network_acl.is_some();
+    let old = AwsState::new(
+        observed_rules.clone(),
+        current_entries.clone(),
+        managed && acl_id.is_some() && associate.is_empty(),
+    );
+    let mut end_entries: Vec<NaclEntry> = current_entries
+        .iter()
+        .filter(|e| !deletes.contains(e))
+        .cloned()
+        .collect();
+    end_entries.extend(creates.iter().cloned());
+    let new = AwsState::new(desired_rules.clone(), end_entries, managed);
+    let node_cidrs = target
+        .network_acl
+        .as_ref()
+        .map(|n| n.node_cidrs.clone())
+        .unwrap_or_default();
+    let (nacl_changes, checked) = ordered(
+        &node_cidrs,
+        &old,
+        &new,
+        group_writes(&security_group.changes),
+        creates,
+        deletes,
+        !associate.is_empty(),
+    )
+    .map_err(|e| match e {
+        OrderError::Unsafe(unsafe_) => PlanError::UnsafeTransition {
+            group: target.security_group.clone(),
+            unsafe_: Box::new(unsafe_),
+        },
+        OrderError::NoRoom { egress } => PlanError::NaclFull {
+            group: target.security_group.clone(),
+            direction: if egress { "outbound" } else { "inbound" },
+        },
+    })?;
+    let network_acl = compiled.network_acl.as_ref().map(|_| NaclPlan {
+        network_acl_id: acl_id,
+        vpc_id: target.vpc.clone(),
+        changes: nacl_changes,
+        associate,
     });
 
     let metadata = match &compiled.metadata_options {
@@ -338,6 +409,7 @@ pub(crate) fn plan(
         policy: policy.into(),
         security_group,
         network_acl,
+        steps: checked.steps,
         metadata,
         notes,
         attach: if target.attach {

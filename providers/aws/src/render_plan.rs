@@ -266,6 +266,14 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
             );
         }
     }
+    if p.steps > 0 {
+        let s = if p.steps == 1 { "" } else { "s" };
+        let _ = writeln!(
+            out,
+            "  every intermediate state checked: {} step{s} (group and network ACL writes, one at a time)",
+            p.steps
+        );
+    }
     if !p.metadata.is_empty() {
         let _ = writeln!(out, "aws {} {}: instance metadata options", t.region, t.vpc);
         for m in &p.metadata {
@@ -365,6 +373,13 @@ pub(crate) fn markdown(p: &AwsTargetPlan) -> String {
             );
         }
         out.push('\n');
+        if p.steps > 0 {
+            let _ = writeln!(
+                out,
+                "Every intermediate state checked: {} step(s).\n",
+                p.steps
+            );
+        }
     }
     for f in &p.findings {
         let _ = writeln!(

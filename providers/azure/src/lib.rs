@@ -14,6 +14,11 @@ mod plan;
 pub mod render;
 mod render_plan;
 mod state;
+pub mod transition;
 
 pub use cloud::Azure;
 pub use compile::{AzureCompiled, asg_id, compile};
+// The plan and observation types, for the transition property tests (tests/transitions.rs)
+// that replay plans with the evaluators.
+pub use plan::{AzureDesired, AzureTargetPlan, NsgWrite, RuleStep};
+pub use state::{ObservedAzure, ObservedNsg};

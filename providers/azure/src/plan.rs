@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::compile::{AzureCompiled, PRIORITY_MAX, PRIORITY_MIN, RULES_PER_NSG};
 use crate::model::SecurityRule;
 use crate::state::{OWNER_TAG, ObservedAzure, canonical, is_owned_rule};
+use crate::transition::AzureTransition;
+use perimeter_core::transition::{Checker, Transition as _, Unsafe};
 
 /// What the policy wants in one NSG.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -213,6 +215,16 @@ pub enum PlanError {
         /// `Inbound` or `Outbound`.
         direction: String,
     },
+    /// No order of rule writes keeps every moment of the change safe.
+    #[error(
+        "no safe order of rule writes for NSG `{nsg}`: {unsafe_}; nothing was planned for writing. Change the policy in two smaller edits (apply one, then the other)"
+    )]
+    UnsafeTransition {
+        /// NSG name.
+        nsg: String,
+        /// The packet and step of the first write that could not be placed.
+        unsafe_: Box<Unsafe>,
+    },
 }
 
 /// What apply compares before writing: the owned rules (shared) or the whole NSG (owned).
@@ -319,7 +331,7 @@ pub(crate) fn plan(
                 count,
             });
         }
-        let steps = order_steps(&t.nsg, &changes, &nsg.rules, &foreign)?;
+        let steps = order_steps(t, &changes, &nsg.rules, &foreign, &desired.rules)?;
         let write = if steps.is_empty() {
             NsgWrite::None
         } else {
@@ -391,116 +403,163 @@ pub(crate) fn check_one_target_per_nsg<'a>(
     Ok(())
 }
 
-/// Orders the writes of a shared NSG so every PUT lands on a free priority (see the module
-/// comment). `current` is every rule of the NSG now; `foreign` the ones perimeter leaves.
+/// Orders the writes of a shared NSG (see the module comment). `current` is every rule of the
+/// NSG now; `foreign` the ones perimeter leaves. Each write is chosen, one at a time, as the
+/// first of these that lands on a free priority and that the transition checker proves safe:
+/// a rule onto its final priority, a delete, or — when rules block each other — moving a
+/// blocking rule to a free priority, nearest first, so it keeps its place among the others.
 fn order_steps(
-    nsg: &str,
+    t: &AzureTarget,
     changes: &[Change<SecurityRule>],
     current: &[SecurityRule],
     foreign: &[SecurityRule],
+    desired: &[SecurityRule],
 ) -> Result<Vec<RuleStep>, PlanError> {
-    // (direction, priority) → name, as the NSG will be after each step.
-    let mut taken: BTreeMap<(String, u16), String> = current
-        .iter()
-        .map(|r| {
-            (
-                (r.properties.direction.clone(), r.properties.priority),
-                r.name.clone(),
-            )
-        })
-        .collect();
+    let nsg = t.nsg.as_str();
+    let key = |r: &SecurityRule| (r.properties.direction.clone(), r.properties.priority);
     let foreign_names: HashSet<&str> = foreign.iter().map(|r| r.name.as_str()).collect();
     let mut pending: Vec<&SecurityRule> = changes
         .iter()
         .filter(|c| c.action != Action::Delete)
         .filter_map(|c| c.after.as_ref())
         .collect();
+    let mut deletes: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .filter_map(|c| c.before.as_ref().map(|b| b.name.as_str()))
+        .collect();
     // A foreign rule on a priority the policy needs is a plan error, not a write-time conflict.
     for r in &pending {
-        let key = (r.properties.direction.clone(), r.properties.priority);
-        if let Some(holder) = taken.get(&key)
-            && foreign_names.contains(holder.as_str())
+        if let Some(holder) = current.iter().find(|c| key(c) == key(r))
+            && foreign_names.contains(holder.name.as_str())
         {
             return Err(PlanError::PriorityTaken {
                 nsg: nsg.into(),
-                priority: key.1,
-                direction: key.0,
-                holder: holder.clone(),
+                priority: r.properties.priority,
+                direction: r.properties.direction.clone(),
+                holder: holder.name.clone(),
                 wanted: r.name.clone(),
             });
         }
     }
-    let targets: BTreeSet<(String, u16)> = pending
-        .iter()
-        .map(|r| (r.properties.direction.clone(), r.properties.priority))
-        .collect();
-    let mut steps = Vec::new();
-    let put = |taken: &mut BTreeMap<(String, u16), String>, rule: &SecurityRule| {
-        taken.retain(|_, name| name != &rule.name);
-        taken.insert(
-            (rule.properties.direction.clone(), rule.properties.priority),
-            rule.name.clone(),
-        );
+    let node_asg = crate::compile::asg_id(t);
+    let world = AzureTransition {
+        node_asg: &node_asg,
     };
-    while !pending.is_empty() {
-        let free = pending.iter().position(|r| {
-            taken
-                .get(&(r.properties.direction.clone(), r.properties.priority))
-                .is_none_or(|holder| holder == &r.name)
-        });
-        if let Some(i) = free {
-            let rule = pending.remove(i);
-            put(&mut taken, rule);
-            steps.push(RuleStep::Put {
-                rule: Box::new(rule.clone()),
-                parked: false,
-            });
-            continue;
-        }
-        // Every pending rule is blocked by an owned rule: park the first blocker on a free
-        // priority that no pending rule wants.
-        let blocked = pending[0];
-        let key = (
-            blocked.properties.direction.clone(),
-            blocked.properties.priority,
-        );
-        let holder_name = taken.get(&key).cloned().unwrap_or_default();
-        let exhausted = || PlanError::PrioritiesExhausted {
-            nsg: nsg.into(),
-            direction: key.0.clone(),
+    let end: Vec<SecurityRule> = foreign.iter().chain(desired).cloned().collect();
+    let start: Vec<SecurityRule> = current.to_vec();
+    let checker = Checker::new(&world, &start, &end);
+    let mut state = start.clone();
+    let mut steps: Vec<RuleStep> = Vec::new();
+    let mut parked_once: HashSet<String> = HashSet::new();
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    while !pending.is_empty() || !deletes.is_empty() {
+        let holder_of = |state: &[SecurityRule], r: &SecurityRule| {
+            state
+                .iter()
+                .find(|h| key(h) == key(r) && !same(&h.name, &r.name))
+                .cloned()
         };
-        let mut parked = current
-            .iter()
-            .find(|r| r.name == holder_name)
-            .cloned()
-            .ok_or_else(exhausted)?;
-        // While parked, a rule may only ever restrict more than before: a deny moves to the
-        // best free priority (decides earlier), an allow to the worst (decides later).
-        let free = |p: &u16| {
-            let k = (key.0.clone(), *p);
-            !taken.contains_key(&k) && !targets.contains(&k)
-        };
-        let park_at = if parked.properties.access == "Deny" {
-            (PRIORITY_MIN..PRIORITY_MAX).find(free)
-        } else {
-            (PRIORITY_MIN..PRIORITY_MAX).rev().find(free)
+        let mut candidates: Vec<RuleStep> = Vec::new();
+        for r in &pending {
+            if holder_of(&state, r).is_none() {
+                candidates.push(RuleStep::Put {
+                    rule: Box::new((*r).clone()),
+                    parked: false,
+                });
+            }
         }
-        .ok_or_else(exhausted)?;
-        parked.properties.priority = park_at;
-        put(&mut taken, &parked);
-        steps.push(RuleStep::Put {
-            rule: Box::new(parked),
-            parked: true,
-        });
-    }
-    for c in changes.iter().filter(|c| c.action == Action::Delete) {
-        if let Some(before) = &c.before {
-            steps.push(RuleStep::Delete {
-                name: before.name.clone(),
+        for name in &deletes {
+            candidates.push(RuleStep::Delete {
+                name: (*name).to_string(),
             });
         }
+        let wanted: BTreeSet<(String, u16)> = pending.iter().map(|r| key(r)).collect();
+        for r in &pending {
+            let Some(holder) = holder_of(&state, r) else {
+                continue;
+            };
+            if parked_once.contains(&holder.name.to_ascii_lowercase()) {
+                continue;
+            }
+            for at in parking_places(&state, &wanted, &holder) {
+                let mut moved = holder.clone();
+                moved.properties.priority = at;
+                candidates.push(RuleStep::Put {
+                    rule: Box::new(moved),
+                    parked: true,
+                });
+            }
+        }
+        let step = steps.len() + 1;
+        let mut refusal = None;
+        let mut chosen = None;
+        for c in candidates {
+            match checker.check(step, &state, &c) {
+                Ok(_) => {
+                    chosen = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        let Some(write) = chosen else {
+            return Err(match refusal {
+                Some(unsafe_) => PlanError::UnsafeTransition {
+                    nsg: nsg.into(),
+                    unsafe_: Box::new(unsafe_),
+                },
+                None => PlanError::PrioritiesExhausted {
+                    nsg: nsg.into(),
+                    direction: pending
+                        .first()
+                        .map(|r| r.properties.direction.clone())
+                        .unwrap_or_default(),
+                },
+            });
+        };
+        match &write {
+            RuleStep::Put { rule, parked: true } => {
+                parked_once.insert(rule.name.to_ascii_lowercase());
+            }
+            RuleStep::Put { rule, .. } => pending.retain(|r| !same(&r.name, &rule.name)),
+            RuleStep::Delete { name } => deletes.retain(|d| !same(d, name)),
+        }
+        world.apply(&mut state, &write);
+        steps.push(write);
     }
     Ok(steps)
+}
+
+/// Free priorities for moving `holder` out of the way: the nearest on each side first (the
+/// rule keeps its place among its neighbours), then the two ends of the range.
+fn parking_places(
+    state: &[SecurityRule],
+    wanted: &BTreeSet<(String, u16)>,
+    holder: &SecurityRule,
+) -> Vec<u16> {
+    let direction = &holder.properties.direction;
+    let free = |p: u16| {
+        let k = (direction.clone(), p);
+        !wanted.contains(&k)
+            && !state
+                .iter()
+                .any(|r| &r.properties.direction == direction && r.properties.priority == p)
+    };
+    let at = holder.properties.priority;
+    let mut out = Vec::new();
+    let below = (PRIORITY_MIN..at).rev().find(|&p| free(p));
+    let above = (at.saturating_add(1)..=PRIORITY_MAX).find(|&p| free(p));
+    let lowest = (PRIORITY_MIN..=PRIORITY_MAX).find(|&p| free(p));
+    let highest = (PRIORITY_MIN..=PRIORITY_MAX).rev().find(|&p| free(p));
+    for p in [below, above, lowest, highest].into_iter().flatten() {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -108,7 +108,9 @@ fn how(p: &AzureTargetPlan) -> Option<String> {
         NsgWrite::Put {
             if_match: Some(etag),
             ..
-        } => Some(format!("one PUT of the whole NSG, If-Match {etag}")),
+        } => Some(format!(
+            "one PUT of the whole NSG, If-Match {etag} (atomic: no intermediate state)"
+        )),
         NsgWrite::Put {
             if_match: None,
             location,
@@ -119,13 +121,16 @@ fn how(p: &AzureTargetPlan) -> Option<String> {
                 .iter()
                 .filter(|s| matches!(s, RuleStep::Put { parked: true, .. }))
                 .count();
+            let n = steps.len();
+            let s = if n == 1 { "" } else { "s" };
             Some(if parked > 0 {
                 format!(
-                    "{} rule write(s), in order ({parked} rule(s) parked on a free priority first so that no two rules ever share one)",
-                    steps.len()
+                    "{n} rule write(s), in order ({parked} rule(s) moved to a free priority so that no two rules ever share one); every intermediate state checked: {n} step{s}"
                 )
             } else {
-                format!("{} rule write(s), in order", steps.len())
+                format!(
+                    "{n} rule write(s), in order; every intermediate state checked: {n} step{s}"
+                )
             })
         }
     }

@@ -1,6 +1,7 @@
-//! Executes a GCP plan: inserts, then patches/updates, then deletes — each phase finished
-//! before the next starts, so the network never has fewer rules than either the old or the
-//! new policy needs. Writes within a phase run concurrently (bounded); each carries a request
+//! Executes a GCP plan step by step, in the plan's order — each step finished before the next
+//! starts. The planner's transition checker proved every state between steps safe, and that
+//! the writes of one step touch disjoint traffic, so they run concurrently (bounded) and may
+//! land in any order. Each write carries a request
 //! id that stays the same across its retries, so a write whose answer was lost is not done
 //! twice; each waits for its global operation. After the first failure no new write starts;
 //! the ones in flight finish, and the error says how far apply got.
@@ -44,17 +45,9 @@ impl GcpBackend {
         let nonce = format!("{:?}{}", Instant::now(), std::process::id());
         let failed = AtomicBool::new(false);
         let mut written = 0usize;
-        let phases: [&[WriteMethod]; 3] = [
-            &[WriteMethod::Insert],
-            &[WriteMethod::Patch, WriteMethod::Update],
-            &[WriteMethod::Delete],
-        ];
-        for methods in phases {
-            let changes: Vec<&FirewallChange> = plan
-                .changes
-                .iter()
-                .filter(|c| methods.contains(&c.method))
-                .collect();
+        for step in 1..=plan.steps() {
+            let changes: Vec<&FirewallChange> =
+                plan.changes.iter().filter(|c| c.step == step).collect();
             let mut results = futures_util::stream::iter(changes)
                 .map(|c| self.write(plan, c, &nonce, &failed))
                 .buffer_unordered(self.settings.concurrency);

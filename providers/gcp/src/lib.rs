@@ -16,6 +16,11 @@ mod plan;
 pub mod render;
 mod render_plan;
 mod state;
+pub mod transition;
 
 pub use cloud::Gcp;
 pub use compile::{GcpCompiled, compile};
+// The plan and observation types, for the transition property tests (tests/transitions.rs)
+// that replay plans with the evaluators.
+pub use plan::{FirewallChange, GcpDesired, GcpTargetPlan, WriteMethod};
+pub use state::ObservedGcp;

@@ -19,6 +19,8 @@ use crate::compile::GcpCompiled;
 use crate::evaluate::{GcpWorld, decide};
 use crate::model::{Firewall, ProtocolPorts};
 use crate::state::{FirewallQuota, ObservedGcp, canonical};
+use crate::transition::GcpTransition;
+use perimeter_core::transition::{Unsafe, order};
 
 /// The Compute API call that carries out a change.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -47,6 +49,11 @@ pub struct FirewallChange {
     pub before: Option<Firewall>,
     /// Desired rule (absent for a delete).
     pub after: Option<Firewall>,
+    /// The step (from 1) the write runs in: steps run one after another, the writes of one
+    /// step at once. The transition checker proved every state in between safe. (Absent in
+    /// plans of format 3 and older: read as 0, which no fresh plan has.)
+    #[serde(default)]
+    pub step: usize,
 }
 
 /// What the policy wants in one network, kept in the plan so that apply can check
@@ -99,7 +106,7 @@ pub struct GcpTargetPlan {
     pub fingerprint: String,
     /// Policy name (the ownership prefix and marker).
     pub policy: String,
-    /// Rule changes: creates, then updates, then deletes.
+    /// Rule changes in the order of their steps.
     pub changes: Vec<FirewallChange>,
     /// Foreign rules that override the policy somewhere.
     pub overlaps: Vec<Overlap>,
@@ -123,6 +130,11 @@ impl GcpTargetPlan {
             }
         }
         s
+    }
+
+    /// Steps apply runs (each a set of concurrent writes).
+    pub fn steps(&self) -> usize {
+        self.changes.iter().map(|c| c.step).max().unwrap_or(0)
     }
 
     /// True when applying would write nothing.
@@ -170,6 +182,18 @@ pub enum PlanError {
         first: String,
         /// The other.
         second: String,
+    },
+    /// No order of the writes keeps every moment of the change safe.
+    #[error(
+        "no safe order of writes for network `{network}` in project `{project}`: {unsafe_}; nothing was planned for writing. Change the policy in two smaller edits (apply one, then the other)"
+    )]
+    UnsafeTransition {
+        /// Project id.
+        project: String,
+        /// Network name.
+        network: String,
+        /// The packet and step of the first write that could not be placed.
+        unsafe_: Box<Unsafe>,
     },
     /// Applying would exceed the project's firewall-rule quota.
     #[error(
@@ -233,9 +257,17 @@ pub(crate) fn plan(
                 name,
                 before: c.before,
                 after: c.after,
+                step: 0,
             }
         })
         .collect();
+    let changes = in_safe_steps(changes, desired, observed).map_err(|unsafe_| {
+        PlanError::UnsafeTransition {
+            project: target.project.clone(),
+            network: target.network.clone(),
+            unsafe_: Box::new(unsafe_),
+        }
+    })?;
 
     Ok(GcpTargetPlan {
         target: target.clone(),
@@ -248,6 +280,54 @@ pub(crate) fn plan(
         notes,
         findings: Vec::new(),
     })
+}
+
+/// Most writes of one step (the backend's default concurrency).
+const MAX_CONCURRENT_WRITES: usize = 8;
+
+/// Orders the writes into steps whose every intermediate state the transition checker proves
+/// safe, trying them creates first, then updates by ascending new priority (a rule that moves
+/// up lands before the rule that takes its old place), then deletes.
+fn in_safe_steps(
+    mut changes: Vec<FirewallChange>,
+    desired: &GcpDesired,
+    observed: &ObservedGcp,
+) -> Result<Vec<FirewallChange>, Unsafe> {
+    changes.sort_by_key(|c| {
+        let rank = match c.action {
+            Action::Update => 0,
+            Action::Create => 1,
+            Action::Delete => 2,
+        };
+        (rank, c.after.as_ref().map_or(u16::MAX, |f| f.priority))
+    });
+    let world = GcpTransition {
+        node_tags: &desired.target.target_tags,
+        node_ranges: &desired.target.node_ranges,
+    };
+    let old: Vec<Firewall> = observed
+        .owned
+        .iter()
+        .chain(&observed.foreign)
+        .cloned()
+        .collect();
+    let new: Vec<Firewall> = desired
+        .firewalls
+        .iter()
+        .chain(&observed.foreign)
+        .cloned()
+        .collect();
+    let (steps, _) = order(&world, &old, &new, &changes, MAX_CONCURRENT_WRITES)?;
+    let mut out = Vec::with_capacity(changes.len());
+    for (n, step) in steps.iter().enumerate() {
+        for &i in step {
+            out.push(FirewallChange {
+                step: n + 1,
+                ..changes[i].clone()
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Foreign rules with a name the policy wants.

@@ -164,6 +164,12 @@ fn paint(color: bool, action: Action, text: &str) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
+/// What the transition checker proved, for reviewers.
+pub(crate) fn steps_line(steps: usize) -> String {
+    let s = if steps == 1 { "" } else { "s" };
+    format!("every intermediate state checked: {steps} step{s}")
+}
+
 /// The plan of one network as text.
 pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
     let t = &p.target;
@@ -204,6 +210,9 @@ pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
             }
             (None, None) => {}
         }
+    }
+    if !p.changes.is_empty() {
+        let _ = writeln!(out, "  {}", steps_line(p.steps()));
     }
     for o in &p.overlaps {
         let _ = writeln!(out, "  ! {}", overlap_line(o));
@@ -251,6 +260,9 @@ pub(crate) fn markdown(p: &GcpTargetPlan) -> String {
         }
     }
     out.push_str("```\n");
+    if !p.changes.is_empty() {
+        let _ = writeln!(out, "\n{}", steps_line(p.steps()));
+    }
     if !p.overlaps.is_empty() {
         out.push_str("\nRules perimeter does not manage that override the policy:\n\n");
         for o in &p.overlaps {

@@ -2,6 +2,7 @@ use perimeter_core::SourceFile;
 
 use super::*;
 use crate::state::ObservedNsg;
+use crate::transition::AzureTransition;
 
 fn policy(shared: bool) -> String {
     format!(
@@ -255,43 +256,103 @@ fn a_missing_asg_or_shared_nsg_is_refused() {
     ));
 }
 
+/// An owned inbound rule of policy `web` for tcp `port` from `source`.
+fn owned(name: &str, priority: u16, access: &str, source: &str, port: &str) -> SecurityRule {
+    let mut r = foreign(name, priority, "Inbound");
+    r.properties.description = format!("perimeter:web {name}");
+    r.properties.access = access.into();
+    r.properties.protocol = "Tcp".into();
+    r.properties.source_address_prefix = Some(source.into());
+    r.properties.source_address_prefixes = Vec::new();
+    r.properties.source_application_security_groups = Vec::new();
+    r.properties.destination_port_range = Some(port.into());
+    r.properties.destination_port_ranges = Vec::new();
+    r
+}
+
+fn replay(
+    observed: &[SecurityRule],
+    end: &[SecurityRule],
+    steps: &[RuleStep],
+) -> Result<usize, Unsafe> {
+    let asg = crate::compile::asg_id(&desired(true).target);
+    let world = AzureTransition { node_asg: &asg };
+    let steps: Vec<Vec<&RuleStep>> = steps.iter().map(|s| vec![s]).collect();
+    perimeter_core::transition::check(&world, &observed.to_vec(), &end.to_vec(), &steps)
+        .map(|c| c.steps)
+}
+
+/// The repro of issue 11: ssh (allowed before and after) moves from 120 to 110 and a deny
+/// takes 120. The old order parked ssh at 4095 behind the deny and locked ssh out.
 #[test]
-fn a_parked_rule_only_ever_restricts() {
-    let d = desired(true);
-    let inbound: Vec<&SecurityRule> = d
-        .rules
-        .iter()
-        .filter(|r| r.properties.direction == "Inbound")
-        .collect();
-    let (a, b) = (inbound[0], inbound[1]);
-    let mut observed = d.rules.clone();
-    for r in observed.iter_mut() {
-        if r.name == a.name {
-            r.properties.priority = b.properties.priority;
-        } else if r.name == b.name {
-            r.properties.priority = a.properties.priority;
-        }
-    }
-    let p = plan(&d, vec![], &nsg(observed, false), "web").unwrap();
+fn a_rule_moving_up_is_written_before_the_deny_that_takes_its_place() {
+    let mut d = desired(true);
+    let ssh = |p| owned("web-in-ssh", p, "Allow", "10.70.3.0/24", "22");
+    let deny = owned("web-in-deny", 120, "Deny", "10.70.0.0/16", "*");
+    d.rules = vec![ssh(110), deny.clone()];
+    let observed = vec![ssh(120), foreign("aks-lb", 500, "Inbound")];
+    let p = plan(&d, vec![], &nsg(observed.clone(), false), "web").unwrap();
+    let NsgWrite::Steps { steps } = &p.write else {
+        panic!()
+    };
+    assert_eq!(
+        steps,
+        &vec![
+            RuleStep::Put {
+                rule: Box::new(ssh(110)),
+                parked: false
+            },
+            RuleStep::Put {
+                rule: Box::new(deny.clone()),
+                parked: false
+            },
+        ]
+    );
+    let end = vec![ssh(110), deny.clone(), foreign("aks-lb", 500, "Inbound")];
+    assert_eq!(replay(&observed, &end, steps), Ok(2));
+    // The old order is caught by the checker, with the packet and the step.
+    let old_order = vec![
+        RuleStep::Put {
+            rule: Box::new(ssh(4095)),
+            parked: true,
+        },
+        RuleStep::Put {
+            rule: Box::new(deny),
+            parked: false,
+        },
+        RuleStep::Put {
+            rule: Box::new(ssh(110)),
+            parked: false,
+        },
+    ];
+    let err = replay(&observed, &end, &old_order).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "step 2 (put rule web-in-deny at priority 120) would deny ingress tcp 22 from 10.70.3.0"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_parked_rule_keeps_its_place_among_its_neighbours() {
+    // ssh and the deny swap priorities; a foreign allow sits far below. Parking either at an
+    // end would reorder it against the foreign rule; the nearest free priority does not.
+    let mut d = desired(true);
+    let ssh = |p| owned("web-in-ssh", p, "Allow", "10.70.3.0/24", "22");
+    let deny = |p| owned("web-in-deny", p, "Deny", "10.80.0.0/16", "*");
+    d.rules = vec![ssh(200), deny(210)];
+    let observed = vec![ssh(210), deny(200), foreign("aks-lb", 4000, "Inbound")];
+    let p = plan(&d, vec![], &nsg(observed.clone(), false), "web").unwrap();
     let NsgWrite::Steps { steps } = &p.write else {
         panic!()
     };
     let RuleStep::Put { rule, parked: true } = &steps[0] else {
         panic!("{steps:?}")
     };
-    if rule.properties.access == "Deny" {
-        assert!(
-            rule.properties.priority < 110,
-            "a deny parks before every rule: {}",
-            rule.properties.priority
-        );
-    } else {
-        assert!(
-            rule.properties.priority > 4000,
-            "an allow parks after every rule: {}",
-            rule.properties.priority
-        );
-    }
+    assert!((199..=211).contains(&rule.properties.priority), "{steps:?}");
+    let end = vec![ssh(200), deny(210), foreign("aks-lb", 4000, "Inbound")];
+    assert_eq!(replay(&observed, &end, steps), Ok(3));
 }
 
 #[test]

@@ -2,6 +2,7 @@ use perimeter_core::SourceFile;
 
 use super::*;
 use crate::state::FirewallQuota;
+use crate::transition::GcpTransition;
 
 const POLICY: &str = "apiVersion: perimeter/v1
 kind: NodePerimeter
@@ -273,4 +274,71 @@ fn last_address_of_ranges() {
         last(&"fd00::/8".parse().unwrap()).to_string(),
         "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
     );
+}
+
+/// The repro of issue 11: B moves `ssh` from 1010 to 1000 and adds a deny at 1010. Inserting
+/// the deny before patching ssh ties them at 1010 and the deny wins the tie.
+fn ssh_moves_up_under_a_new_deny() -> (GcpDesired, ObservedGcp) {
+    let mut d = desired();
+    let owned = |mut f: Firewall| {
+        f.description = "perimeter:web".into();
+        f
+    };
+    let ssh = |priority| {
+        owned(foreign(
+            "web-i-ssh",
+            priority,
+            true,
+            &["10.70.3.0/24"],
+            "22",
+            &["nodes"],
+        ))
+    };
+    let deny = owned(foreign(
+        "web-i-deny",
+        1010,
+        false,
+        &["10.70.0.0/16"],
+        "0-65535",
+        &["nodes"],
+    ));
+    d.firewalls = vec![ssh(1000), deny];
+    (d, observed(vec![ssh(1010)]))
+}
+
+#[test]
+fn a_rule_moving_up_lands_before_the_deny_that_takes_its_place() {
+    let (d, o) = ssh_moves_up_under_a_new_deny();
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    let order: Vec<(&str, usize)> = p
+        .changes
+        .iter()
+        .map(|c| (c.name.as_str(), c.step))
+        .collect();
+    assert_eq!(order, vec![("web-i-ssh", 1), ("web-i-deny", 2)]);
+    assert_eq!(p.steps(), 2);
+    assert!(
+        crate::render_plan::text(&p, false).contains("every intermediate state checked: 2 steps")
+    );
+}
+
+#[test]
+fn the_old_insert_first_order_is_proven_unsafe() {
+    let (d, o) = ssh_moves_up_under_a_new_deny();
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    let world = GcpTransition {
+        node_tags: &d.target.target_tags,
+        node_ranges: &d.target.node_ranges,
+    };
+    let old = o.owned.clone();
+    let insert = p.changes.iter().find(|c| c.name == "web-i-deny").unwrap();
+    let patch = p.changes.iter().find(|c| c.name == "web-i-ssh").unwrap();
+    let err =
+        perimeter_core::transition::check(&world, &old, &d.firewalls, &[vec![insert], vec![patch]])
+            .unwrap_err();
+    assert!(err.to_string().contains("step 1 (insert firewall web-i-deny at priority 1010) would deny ingress tcp 22 from 10.70.3.0"), "{err}");
+    // Run at once, as the old phases did for patches, the two are refused too.
+    let err = perimeter_core::transition::check(&world, &old, &d.firewalls, &[vec![patch, insert]])
+        .unwrap_err();
+    assert!(err.to_string().starts_with("step 1 "), "{err}");
 }
