@@ -624,3 +624,30 @@ fn an_error_that_echoes_the_request_headers_prints_no_credential() {
     assert!(out.contains("[redacted]"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_conditional_put_whose_answer_was_lost_is_done_when_the_nsg_is_as_planned() {
+    let emulator = Emulator::start();
+    // The PUT creating the NSG takes effect but its answer is lost; the retry (with
+    // If-None-Match: *) is refused 412 because the first attempt created it.
+    let faults = json!([{"method": "PUT", "path_contains": "/networkSecurityGroups/", "times": 1, "status": 503, "after_commit": true}]);
+    let (status, _) = emulator.call("POST", "/_emulator/faults", Some(faults));
+    assert_eq!(status, 200);
+    let dir = scratch("lost-put");
+    let p = policy(&dir, false);
+    let p = p.to_str().unwrap();
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("already as planned"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(
+        emulator.count(&["PUT networkSecurityGroups.createOrUpdate"]),
+        2
+    );
+    let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    let _ = std::fs::remove_dir_all(dir);
+}

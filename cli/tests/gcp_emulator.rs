@@ -449,7 +449,7 @@ fn quota_and_name_length_overflows_are_refused_at_plan_time() {
     let dir = scratch("limits");
     let policy = policy(&dir);
     let p = policy.to_str().unwrap();
-    // The project holds 4 rules (the default network's); 9 more do not fit in 10.
+    // The project holds 4 rules (the default network's); 9 more and the lease do not fit in 10.
     let (status, _) = emulator.call(
         "POST",
         "/_emulator/gcp/projects/acme-prod/quota",
@@ -459,7 +459,7 @@ fn quota_and_name_length_overflows_are_refused_at_plan_time() {
     let plan = emulator.perimeter(&["plan", p]);
     assert_eq!(code(&plan), 1, "{}", text(&plan));
     assert!(
-        text(&plan).contains("would need 13 firewall rules but its FIREWALLS quota is 10"),
+        text(&plan).contains("would need 14 firewall rules but its FIREWALLS quota is 10"),
         "{}",
         text(&plan)
     );
@@ -606,5 +606,84 @@ fn a_saved_plan_survives_rules_of_others_that_change_the_quota_and_the_overlaps(
         "the overlap is still reported: {}",
         text(&again)
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A lease rule as another apply leaves it (core::lease, providers/gcp/src/lease.rs).
+fn lease_rule(expires: u64) -> Value {
+    json!({"name": "gke-workers-lease", "network": "global/networks/prod-vpc", "priority": 65535,
+           "sourceRanges": ["192.0.2.1/32"], "targetTags": ["perimeter-lease"], "disabled": true,
+           "denied": [{"IPProtocol": "all"}],
+           "description": format!("perimeter-lease owner=ci job 41;expires={expires};plan=0123456789ab")})
+}
+
+#[test]
+fn a_held_lease_stops_apply_before_any_write_and_an_expired_one_is_taken_over() {
+    let emulator = Emulator::start();
+    emulator.insert(lease_rule(4_102_444_800)); // 2100-01-01
+    let dir = scratch("lease");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    let before = emulator.names();
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply)
+            .contains("is being applied: lease held by ci job 41 until 2100-01-01T00:00:00Z"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(emulator.names(), before, "nothing was written");
+
+    // The holder was killed long ago: its lease has expired and is taken over.
+    emulator.call(
+        "DELETE",
+        "/compute/v1/projects/acme-prod/global/firewalls/gke-workers-lease",
+        None,
+    );
+    emulator.insert(lease_rule(1_000));
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(
+        emulator.firewall("gke-workers-lease").0,
+        404,
+        "released after apply"
+    );
+    let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn two_applies_at_once_one_writes_the_other_is_refused() {
+    let emulator = Emulator::start();
+    // Slow writes, so the two applies overlap.
+    let (status, _) = emulator.call(
+        "POST",
+        "/_emulator/faults",
+        Some(json!({"method": "POST", "path_contains": "/global/firewalls", "latency_ms": 300})),
+    );
+    assert_eq!(status, 200);
+    let dir = scratch("two-applies");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| emulator.perimeter(&["apply", p, "--auto-approve"]));
+        let b = s.spawn(|| emulator.perimeter(&["apply", p, "--auto-approve"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut codes = [code(&a), code(&b)];
+    codes.sort();
+    let both = format!("{}\n---\n{}", text(&a), text(&b));
+    assert_eq!(codes, [0, 1], "{both}");
+    assert!(
+        both.contains("is being applied: lease held by")
+            || both.contains("changed after the plan was checked")
+            || both.contains("saved plan is stale"),
+        "{both}"
+    );
+    emulator.call("DELETE", "/_emulator/faults", None);
+    let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -17,6 +17,7 @@ pub mod drift;
 pub mod effective;
 pub mod intent;
 pub mod interval;
+pub mod lease;
 pub mod lifecycle;
 pub mod note;
 pub mod plan;

@@ -137,6 +137,23 @@ impl LocalCloud {
         }
         command.output().expect("run perimeter")
     }
+
+    /// Starts perimeter with these environment variables and returns at once (for tests that
+    /// kill it mid-apply).
+    #[allow(dead_code)]
+    pub(crate) fn spawn(&self, args: &[&str], env: &[(&str, String)]) -> Child {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_perimeter"));
+        command
+            .args(args)
+            .env("PERIMETER_RETRY_BASE_MS", "20")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.spawn().expect("start perimeter")
+    }
 }
 
 impl Drop for LocalCloud {

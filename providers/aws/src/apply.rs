@@ -11,10 +11,12 @@ use perimeter_core::lifecycle::ApplyStopped;
 
 use crate::backend::{AwsBackend, AwsError, api_err};
 use crate::convert::{tags, to_ip_permissions, to_rule_request};
+use crate::lease::{lease_tag, new_lease};
 use crate::model::{NaclEntry, SgRule};
 use crate::nacl_plan::content;
 use crate::plan::{AwsTargetPlan, SgChange, SgRuleKey};
 use crate::state::ObservedAws;
+use perimeter_core::lease::Lease;
 
 impl AwsBackend {
     /// Executes one target's plan. The caller has checked the plan is not stale. On failure,
@@ -25,7 +27,15 @@ impl AwsBackend {
         progress: &mut dyn FnMut(String),
     ) -> Result<usize, ApplyStopped<AwsError>> {
         let mut writes = 0usize;
-        match self.apply_counting(plan, progress, &mut writes).await {
+        let lease = new_lease(plan);
+        let mut leased: Option<String> = None;
+        let result = self
+            .apply_counting(plan, progress, &mut writes, &lease, &mut leased)
+            .await;
+        if let Some(group_id) = leased {
+            self.release_lease(&group_id, &lease).await;
+        }
+        match result {
             Ok(()) => Ok(writes),
             Err(error) => Err(ApplyStopped {
                 written: writes,
@@ -39,27 +49,43 @@ impl AwsBackend {
         plan: &AwsTargetPlan,
         progress: &mut dyn FnMut(String),
         writes: &mut usize,
+        lease: &Lease,
+        leased: &mut Option<String>,
     ) -> Result<(), AwsError> {
         let c = self.client();
         let sg = &plan.security_group;
         let group_id = match &sg.group_id {
-            Some(id) => id.clone(),
+            Some(id) => {
+                self.take_lease(plan, id, lease).await?;
+                *leased = Some(id.clone());
+                id.clone()
+            }
             None => {
+                // Created with the lease on it: group names are unique per VPC, so a second
+                // apply creating the same group fails here, before any other write.
+                let mut spec = tags(ResourceType::SecurityGroup, &plan.policy, &sg.group_name);
+                spec.tags
+                    .get_or_insert_with(Vec::new)
+                    .push(lease_tag(lease));
                 let o = c
                     .create_security_group()
                     .group_name(&sg.group_name)
                     .description(&sg.description)
                     .vpc_id(&sg.vpc_id)
-                    .tag_specifications(tags(
-                        ResourceType::SecurityGroup,
-                        &plan.policy,
-                        &sg.group_name,
-                    ))
+                    .tag_specifications(spec)
                     .send()
                     .await
-                    .map_err(api_err("CreateSecurityGroup"))?;
+                    .map_err(api_err("CreateSecurityGroup"))
+                    .map_err(|e| match e.code() {
+                        Some("InvalidGroup.Duplicate") => AwsError::Unexpected(format!(
+                            "security group {} was created by someone else after the plan (another apply?); nothing was written. Run `perimeter plan` again",
+                            sg.group_name
+                        )),
+                        _ => e,
+                    })?;
                 *writes += 1;
                 let id = o.group_id().unwrap_or_default().to_string();
+                *leased = Some(id.clone());
                 progress(format!("+ created security group {} ({id})", sg.group_name));
                 id
             }

@@ -13,6 +13,7 @@ mod compile;
 mod convert;
 mod drift;
 pub mod evaluate;
+mod lease;
 pub mod model;
 mod nacl;
 mod nacl_plan;

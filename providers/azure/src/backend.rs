@@ -137,11 +137,27 @@ impl AzureBackend {
                 };
                 let what = format!("writing NSG {} ({} rules)", t.nsg, rules.len());
                 let stop = |error| ApplyStopped { written: 0, error };
-                let started = self
+                let sent = self
                     .client
                     .send(&what, Method::PUT, &id, Some(&body), &[condition])
-                    .await
-                    .map_err(stop)?;
+                    .await;
+                let started = match sent {
+                    Ok(started) => started,
+                    // Refused because the NSG changed: by this write's own first attempt whose
+                    // answer was lost, or by another apply. Done if the NSG is now exactly
+                    // what this write would have made it.
+                    Err(e) if e.status() == Some(412) => {
+                        if self.already_written(plan, tags).await {
+                            progress(format!(
+                                "  ~ NSG {} already as planned (an earlier attempt or another apply wrote it)",
+                                t.nsg
+                            ));
+                            return Ok(1);
+                        }
+                        return Err(stop(e));
+                    }
+                    Err(e) => return Err(stop(e)),
+                };
                 self.client.wait(&what, &started).await.map_err(stop)?;
                 progress(format!(
                     "  {} NSG {} written in one PUT ({} rules)",
@@ -193,6 +209,33 @@ impl AzureBackend {
                 Ok(written)
             }
         }
+    }
+}
+
+impl AzureBackend {
+    /// True when the owned NSG now holds exactly the planned rules and tags.
+    async fn already_written(
+        &self,
+        plan: &AzureTargetPlan,
+        tags: &BTreeMap<String, String>,
+    ) -> bool {
+        let what = format!("re-reading NSG {}", plan.target.nsg);
+        let Ok(r) = self
+            .client
+            .send(&what, Method::GET, &nsg_id(&plan.target), None, &[])
+            .await
+        else {
+            return false;
+        };
+        let Some(nsg) = observed_nsg(&r.body) else {
+            return false;
+        };
+        let key = |r: &SecurityRule| r.name.to_ascii_lowercase();
+        let mut have: Vec<SecurityRule> = nsg.rules.iter().map(canonical).collect();
+        let mut want: Vec<SecurityRule> = plan.desired.rules.iter().map(canonical).collect();
+        have.sort_by_key(key);
+        want.sort_by_key(key);
+        have == want && nsg.tags == *tags
     }
 }
 

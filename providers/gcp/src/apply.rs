@@ -25,7 +25,7 @@ const OPERATION_DEADLINE: Duration = Duration::from_secs(600);
 pub(crate) type ApplyStopped = perimeter_core::lifecycle::ApplyStopped<GcpError>;
 
 /// What became of one change.
-enum Outcome {
+pub(crate) enum Outcome {
     /// Written and its operation done.
     Done,
     /// A delete of a rule that was already gone.
@@ -43,13 +43,31 @@ impl GcpBackend {
     ) -> Result<usize, ApplyStopped> {
         // Distinguishes this apply's request ids from an earlier apply of the same plan.
         let nonce = format!("{:?}{}", Instant::now(), std::process::id());
+        if plan.changes.is_empty() {
+            return Ok(0);
+        }
+        self.take_lease(plan, &nonce)
+            .await
+            .map_err(|error| ApplyStopped { written: 0, error })?;
+        let result = self.apply_steps(plan, progress, &nonce).await;
+        self.release_lease(plan, &nonce).await;
+        result
+    }
+
+    /// The plan's steps, in order, under the lease.
+    async fn apply_steps(
+        &self,
+        plan: &GcpTargetPlan,
+        progress: &mut (dyn FnMut(String) + Send),
+        nonce: &str,
+    ) -> Result<usize, ApplyStopped> {
         let failed = AtomicBool::new(false);
         let mut written = 0usize;
         for step in 1..=plan.steps() {
             let changes: Vec<&FirewallChange> =
                 plan.changes.iter().filter(|c| c.step == step).collect();
             let mut results = futures_util::stream::iter(changes)
-                .map(|c| self.write(plan, c, &nonce, &failed))
+                .map(|c| self.write(plan, c, nonce, &failed))
                 .buffer_unordered(self.settings.concurrency);
             let mut first_error = None;
             while let Some((change, result)) = results.next().await {
@@ -96,7 +114,7 @@ impl GcpBackend {
         (change, self.write_one(plan, change, nonce).await)
     }
 
-    async fn write_one(
+    pub(crate) async fn write_one(
         &self,
         plan: &GcpTargetPlan,
         change: &FirewallChange,

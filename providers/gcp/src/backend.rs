@@ -103,6 +103,12 @@ pub enum GcpError {
         /// The service's message.
         message: String,
     },
+    /// Another apply holds the target's lease.
+    #[error("{message}")]
+    Leased {
+        /// Who holds it, until when, and what to do.
+        message: String,
+    },
     /// A write was accepted but its operation failed.
     #[error("{what}: the operation failed: {message}")]
     Operation {

@@ -11,6 +11,7 @@ mod compile;
 mod convert;
 mod drift;
 pub mod evaluate;
+mod lease;
 pub mod model;
 mod plan;
 pub mod render;
