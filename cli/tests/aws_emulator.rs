@@ -274,11 +274,31 @@ fn only_what_perimeter_owns_is_written() {
     let rt = runtime();
     let w = rt.block_on(world("ca-central-1"));
     let p = path(&w.policy);
-    // A group perimeter does not own, in the same VPC, with an open rule.
+    // A group perimeter does not own, in the same VPC, with an open rule — and with what
+    // perimeter selects its own groups by, but for another policy: the ownership tag key and
+    // the Name tag of the owned group. A filter that looked at the key or the name alone would
+    // write to it.
     let other = rt.block_on(async {
         let c = client(&w.region).await;
         let g = team_owned_group(&c, &w.vpc).await;
         authorize(&c, &g, "tcp", 22, "0.0.0.0/0").await;
+        c.create_tags()
+            .resources(&g)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("perimeter:policy")
+                    .value("eks-workers-staging")
+                    .build(),
+            )
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("Name")
+                    .value("eks-workers")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
         g
     });
     let count_rules = |gid: String| {

@@ -188,6 +188,8 @@ pub struct Stats {
     pub explained: usize,
     /// Clouds skipped because the policy exceeds one of their limits.
     pub skipped_clouds: usize,
+    /// The same, per cloud: AWS, GCP, Azure.
+    pub skipped_by_cloud: [usize; 3],
 }
 
 /// True when a note explains the difference: its scope holds the packet and its code says
@@ -245,7 +247,10 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
                 perimeter_aws::evaluate::decide(&world, p)
             });
         }
-        Err(_) => stats.skipped_clouds += 1,
+        Err(_) => {
+            stats.skipped_clouds += 1;
+            stats.skipped_by_cloud[0] += 1;
+        }
     }
     let gcp_target = intent.targets.gcp_or_placeholder(&intent.name).remove(0);
     match perimeter_gcp::compile(intent, &gcp_target) {
@@ -258,7 +263,10 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
                 perimeter_gcp::evaluate::decide(&world, p)
             });
         }
-        Err(_) => stats.skipped_clouds += 1,
+        Err(_) => {
+            stats.skipped_clouds += 1;
+            stats.skipped_by_cloud[1] += 1;
+        }
     }
     let azure_target = intent.targets.azure_or_placeholder(&intent.name).remove(0);
     match perimeter_azure::compile(intent, &azure_target) {
@@ -272,7 +280,10 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
                 perimeter_azure::evaluate::decide(&world, p)
             });
         }
-        Err(_) => stats.skipped_clouds += 1,
+        Err(_) => {
+            stats.skipped_clouds += 1;
+            stats.skipped_by_cloud[2] += 1;
+        }
     }
     (mismatches, stats)
 }
