@@ -197,7 +197,7 @@ pub enum PlanError {
     },
     /// Applying would exceed the project's firewall-rule quota.
     #[error(
-        "project `{project}` would need {needed} firewall rules but its FIREWALLS quota is {limit} ({usage} in use, {add} to add, {destroy} to delete); nothing was planned for writing. Ask for more quota or shrink the policy"
+        "project `{project}` would need {needed} firewall rules but its FIREWALLS quota is {limit} ({usage} in use, {add} to add, {destroy} to delete, and a lease rule per network while apply runs); nothing was planned for writing. Ask for more quota or shrink the policy"
     )]
     Quota {
         /// Project id.
@@ -353,21 +353,23 @@ pub(crate) fn observed_fingerprint(
 
 /// Checks the plans of every network against their projects' `FIREWALLS` quota. The quota
 /// counts rules across the project, so the adds of every network in one project are summed;
-/// creates run before deletes, so the peak is usage + adds.
+/// the peak is at most usage + adds + one lease rule per network being applied.
 pub(crate) fn check_quotas(plans: &[GcpTargetPlan]) -> Result<(), PlanError> {
-    let mut by_project: BTreeMap<&str, (Option<FirewallQuota>, u64, u64)> = BTreeMap::new();
+    let mut by_project: BTreeMap<&str, (Option<FirewallQuota>, u64, u64, u64)> = BTreeMap::new();
     for p in plans {
         let s = p.summary();
         let entry = by_project
             .entry(p.target.project.as_str())
-            .or_insert((p.quota, 0, 0));
+            .or_insert((p.quota, 0, 0, 0));
         entry.1 += s.add as u64;
         entry.2 += s.destroy as u64;
+        // While a network is applied its lease is one more rule (lease.rs).
+        entry.3 += u64::from(!s.is_empty());
     }
-    for (project, (quota, add, destroy)) in by_project {
+    for (project, (quota, add, destroy, leases)) in by_project {
         let Some(quota) = quota else { continue };
-        let needed = quota.usage + add;
-        if add > 0 && needed > quota.limit {
+        let needed = quota.usage + add + leases;
+        if leases > 0 && needed > quota.limit {
             return Err(PlanError::Quota {
                 project: project.to_string(),
                 limit: quota.limit,

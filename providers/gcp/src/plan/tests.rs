@@ -190,18 +190,19 @@ fn quota_is_checked_per_project_at_the_peak() {
     let d = desired();
     let n = d.firewalls.len() as u64;
     let mut o = observed(vec![]);
+    // The peak is usage + adds + the lease rule apply holds while it writes.
     o.quota = Some(FirewallQuota {
-        limit: 10 + n - 1,
+        limit: 10 + n,
         usage: 10,
     });
     let p = plan(&d, vec![], &o, "web").unwrap();
     let err = check_quotas(std::slice::from_ref(&p)).unwrap_err();
     assert!(
-        matches!(err, PlanError::Quota { needed, limit, .. } if needed == 10 + n && limit == 9 + n),
+        matches!(err, PlanError::Quota { needed, limit, .. } if needed == 11 + n && limit == 10 + n),
         "{err}"
     );
     o.quota = Some(FirewallQuota {
-        limit: 10 + n,
+        limit: 11 + n,
         usage: 10,
     });
     let p = plan(&d, vec![], &o, "web").unwrap();
