@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{LocalCloud, code, root, text};
 use perimeter_azure::model::SecurityRule;
@@ -155,19 +155,12 @@ fn apply_killed_after_any_rule_write_leaves_a_safe_state_and_converges() {
         // Rule writes are one at a time: write k hangs, the ones before it landed.
         let fault: Value =
             json!({"path_contains": "/securityRules/", "skip": k, "times": 1, "latency_ms": 30000});
-        cloud.call("POST", "/_emulator/faults", Some(fault));
-        let mut child = cloud.spawn(&["apply", &policy, "--auto-approve"], &env(&cloud));
-        let started = Instant::now();
-        while cloud.call("GET", "/_emulator/faults", None).1["injected"].as_u64() != Some(1) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "write {k} never started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        cloud.call("DELETE", "/_emulator/faults", None);
+        cloud.kill_when_hung(
+            fault,
+            &["apply", &policy, "--auto-approve"],
+            &env(&cloud),
+            Duration::ZERO,
+        );
         let at = format!("rule write {k}");
         assert_safe(&before, &end, &rules(&cloud), &at);
         let plan = cloud.perimeter(&["plan", &policy, "--detailed-exitcode"], &env(&cloud));

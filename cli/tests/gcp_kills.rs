@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{LocalCloud, code, root, text};
 use perimeter_core::transition::{MatchBox, Transition, probes_in};
@@ -152,21 +152,13 @@ fn apply_killed_after_any_write_leaves_a_safe_state_and_converges() {
             let (cloud, policy) = start(&dir);
             // Write k of this method hangs; the ones before it (and beside it) land.
             let fault = json!({"method": method, "path_contains": "/global/firewalls", "skip": k, "times": 1, "latency_ms": 30000});
-            cloud.call("POST", "/_emulator/faults", Some(fault));
-            let mut child = cloud.spawn(&["apply", &policy, "--auto-approve"], &env(&cloud));
-            let started = Instant::now();
-            while cloud.call("GET", "/_emulator/faults", None).1["injected"].as_u64() != Some(1) {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "{method} {k} never started"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
             // Let the writes beside the hung one finish, then kill -9.
-            std::thread::sleep(Duration::from_millis(300));
-            child.kill().unwrap();
-            child.wait().unwrap();
-            cloud.call("DELETE", "/_emulator/faults", None);
+            cloud.kill_when_hung(
+                fault,
+                &["apply", &policy, "--auto-approve"],
+                &env(&cloud),
+                Duration::from_millis(300),
+            );
             let during: Vec<Firewall> = rules(&cloud)
                 .into_iter()
                 .filter(|f| f.name != "gke-workers-lease")

@@ -196,6 +196,27 @@ impl<'a, T: Transition> Checker<'a, T> {
         self.check_write(step, state, write, &footprint)
     }
 
+    /// The first of `candidates` whose state after it is safe, for planners that place one
+    /// write at a time. `Err(Some(why))` names why the first candidate was refused;
+    /// `Err(None)` means there was no candidate.
+    pub fn first_safe(
+        &self,
+        step: usize,
+        state: &T::State,
+        candidates: impl IntoIterator<Item = T::Write>,
+    ) -> Result<T::Write, Option<Unsafe>> {
+        let mut refusal = None;
+        for c in candidates {
+            match self.check(step, state, &c) {
+                Ok(_) => return Ok(c),
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        Err(refusal)
+    }
+
     fn check_write(
         &self,
         step: usize,

@@ -154,6 +154,32 @@ impl LocalCloud {
         }
         command.spawn().expect("start perimeter")
     }
+
+    /// Runs perimeter with `fault` armed (one write that hangs), waits until the fault acts,
+    /// lets the writes beside it finish for `settle`, and kills perimeter with SIGKILL.
+    #[allow(dead_code)]
+    pub(crate) fn kill_when_hung(
+        &self,
+        fault: Value,
+        args: &[&str],
+        env: &[(&str, String)],
+        settle: std::time::Duration,
+    ) {
+        self.call("POST", "/_emulator/faults", Some(fault.clone()));
+        let mut child = self.spawn(args, env);
+        let started = std::time::Instant::now();
+        while self.call("GET", "/_emulator/faults", None).1["injected"].as_u64() != Some(1) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the write of fault {fault} never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(settle);
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+        self.call("DELETE", "/_emulator/faults", None);
+    }
 }
 
 impl Drop for LocalCloud {

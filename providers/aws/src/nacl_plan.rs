@@ -153,27 +153,15 @@ pub(crate) fn ordered(
             .filter(|e| count(&state, e) < room)
             .map(|e| AwsWrite::CreateEntry(e.clone()))
             .chain(deletes.iter().map(|e| AwsWrite::DeleteEntry(e.clone())));
-        let mut refusal = None;
-        let mut chosen = None;
-        for c in candidates {
-            match checker.check(step, &state, &c) {
-                Ok(_) => {
-                    chosen = Some(c);
-                    break;
-                }
-                Err(e) => {
-                    refusal.get_or_insert(e);
-                }
-            }
-        }
-        let Some(write) = chosen else {
-            return Err(match refusal {
-                Some(e) => OrderError::Unsafe(e),
-                None => OrderError::NoRoom {
-                    egress: creates.first().is_some_and(|e| e.egress),
-                },
-            });
-        };
+        let write =
+            checker
+                .first_safe(step, &state, candidates)
+                .map_err(|refusal| match refusal {
+                    Some(e) => OrderError::Unsafe(e),
+                    None => OrderError::NoRoom {
+                        egress: creates.first().is_some_and(|e| e.egress),
+                    },
+                })?;
         match &write {
             AwsWrite::CreateEntry(e) => {
                 creates.retain(|x| x != e);

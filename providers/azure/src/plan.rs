@@ -492,34 +492,22 @@ fn order_steps(
             }
         }
         let step = steps.len() + 1;
-        let mut refusal = None;
-        let mut chosen = None;
-        for c in candidates {
-            match checker.check(step, &state, &c) {
-                Ok(_) => {
-                    chosen = Some(c);
-                    break;
-                }
-                Err(e) => {
-                    refusal.get_or_insert(e);
-                }
-            }
-        }
-        let Some(write) = chosen else {
-            return Err(match refusal {
-                Some(unsafe_) => PlanError::UnsafeTransition {
-                    nsg: nsg.into(),
-                    unsafe_: Box::new(unsafe_),
-                },
-                None => PlanError::PrioritiesExhausted {
-                    nsg: nsg.into(),
-                    direction: pending
-                        .first()
-                        .map(|r| r.properties.direction.clone())
-                        .unwrap_or_default(),
-                },
-            });
-        };
+        let write =
+            checker
+                .first_safe(step, &state, candidates)
+                .map_err(|refusal| match refusal {
+                    Some(unsafe_) => PlanError::UnsafeTransition {
+                        nsg: nsg.into(),
+                        unsafe_: Box::new(unsafe_),
+                    },
+                    None => PlanError::PrioritiesExhausted {
+                        nsg: nsg.into(),
+                        direction: pending
+                            .first()
+                            .map(|r| r.properties.direction.clone())
+                            .unwrap_or_default(),
+                    },
+                })?;
         match &write {
             RuleStep::Put { rule, parked: true } => {
                 parked_once.insert(rule.name.to_ascii_lowercase());
