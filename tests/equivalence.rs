@@ -245,3 +245,28 @@ fn generated_policies_exercise_every_cloud() {
         "{explained} of {compared} decisions needed a note"
     );
 }
+
+/// Issue 11's NACL case: DNS to the VPC and four peers inside it. With reply entries that were
+/// the VPC minus the peers it needed 64 inbound entries and was refused; first-match entries
+/// fit the quota, and every cloud still decides like the policy.
+#[test]
+fn dns_to_the_vpc_with_peers_inside_it_compiles_within_quota_and_is_equivalent() {
+    let text = format!(
+        "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: dns\nprivate: true\ningress:\n  - {{name: ssh, from: [10.40.1.0/24, 10.40.7.0/24, 10.40.19.0/24, 10.40.200.0/24], services: [ssh]}}\negress:\n  - {{name: dns, to: 10.40.0.0/16, services: [dns]}}\ntargets:\n  aws:\n    region: us-east-1\n    vpc: vpc-0123456789abcdef0\n    network_acl: {{subnets: [subnet-0123456789abcdef0], node_cidrs: [{NODE_CIDR}]}}\n"
+    );
+    let intent = load_str("dns.yaml", &text).expect("loads");
+    let c =
+        perimeter_aws::compile(&intent, &intent.targets.aws[0]).expect("fits the default quotas");
+    let entries = &c.network_acl.as_ref().expect("a NACL").entries;
+    let inbound = entries.iter().filter(|e| !e.egress).count();
+    assert!(inbound <= 6, "{inbound} inbound entries: {entries:#?}");
+    let mut rng = Rng::new(11);
+    let probes = packets(&mut rng, &policy_cidrs(&intent), 20_000);
+    let (mismatches, stats) = check(&intent, &probes);
+    assert!(
+        mismatches.is_empty(),
+        "{:#?}",
+        &mismatches[..mismatches.len().min(5)]
+    );
+    assert_eq!(stats.skipped_clouds, 0);
+}
