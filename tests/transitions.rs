@@ -6,9 +6,10 @@
 //! the last state decides every probed packet as B does. The plan's steps are also re-checked
 //! exactly with `core::transition::check`.
 //!
-//! Cases default to 10,000 per cloud (PERIMETER_TRANSITION_CASES changes it). The test prints
-//! how many cases each cloud checked, skipped (a policy beyond a cloud's limits) and refused
-//! (no safe order: the plan says so instead of writing), and fails if too few were checked.
+//! Cases default to 10,000 checked per cloud (PERIMETER_TRANSITION_CASES changes it). The test
+//! prints how many cases each cloud checked, skipped (a policy beyond a cloud's limits) and
+//! refused (no safe order: the plan says so instead of writing), and fails if a cloud checked
+//! fewer; PERIMETER_TRANSITION_VERBOSE=1 prints each refusal and skip.
 
 use perimeter_core::lifecycle::Cloud;
 use perimeter_core::plan::Action;
@@ -223,43 +224,38 @@ fn every_state_an_apply_passes_through_is_safe_on_every_cloud() {
     let n = cases();
     let mut rng = Rng::new(0x7ea5_1b1e);
     let (mut aws, mut gcp, mut azure) = (Tally::default(), Tally::default(), Tally::default());
-    let mut invalid = 0usize;
-    for _ in 0..n {
+    let (mut triples, mut invalid) = (0usize, 0usize);
+    // Until every cloud has checked n triples: a cloud skips the ones beyond its limits (AWS:
+    // the NACL quota), so it may need more draws; at most 2n.
+    while [&aws, &gcp, &azure].iter().any(|t| t.checked < n) && triples < 2 * n {
+        triples += 1;
         let ga = gen_policy(&mut rng);
         let gb = mutate(&ga, &mut rng);
-        let (a, b) = match (
+        let (Ok(a), Ok(b)) = (
             load_str("a.yaml", &yaml(&ga)),
             load_str("b.yaml", &yaml(&gb)),
-        ) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => {
-                if std::env::var("DBG").is_ok() {
-                    eprintln!(
-                        "INVALID {:?}",
-                        e.0.iter().map(|d| &d.message).collect::<Vec<_>>()
-                    );
-                }
-                invalid += 1;
-                continue;
+        ) else {
+            invalid += 1;
+            continue;
+        };
+        let mut run = |tally: &mut Tally, case: fn(&Intent, &Intent, &mut Rng, &mut Tally)| {
+            if tally.checked < n {
+                let t = std::time::Instant::now();
+                case(&a, &b, &mut rng, tally);
+                tally.seconds += t.elapsed().as_secs_f64();
             }
         };
-        let t = std::time::Instant::now();
-        aws::case(&a, &b, &mut rng, &mut aws);
-        aws.seconds += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        gcp::case(&a, &b, &mut rng, &mut gcp);
-        gcp.seconds += t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        azure::case(&a, &b, &mut rng, &mut azure);
-        azure.seconds += t.elapsed().as_secs_f64();
+        run(&mut aws, aws::case);
+        run(&mut gcp, gcp::case);
+        run(&mut azure, azure::case);
     }
     eprintln!(
-        "{n} triples ({invalid} invalid policy pairs)\n  aws   {aws:?}\n  gcp   {gcp:?}\n  azure {azure:?}"
+        "{triples} triples ({invalid} invalid policy pairs)\n  aws   {aws:?}\n  gcp   {gcp:?}\n  azure {azure:?}"
     );
     for (cloud, t) in [("aws", &aws), ("gcp", &gcp), ("azure", &azure)] {
         assert!(
-            t.checked * 100 >= n * 85,
-            "{cloud}: only {} of {n} triples checked ({t:?})",
+            t.checked >= n,
+            "{cloud}: only {} triples checked in {triples} drawn ({t:?})",
             t.checked
         );
         assert!(

@@ -110,7 +110,7 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
         perimeter_aws::compile_with_limits(a, &a.targets.aws[0], limits),
         perimeter_aws::compile_with_limits(b, &b.targets.aws[0], limits),
     ) else {
-        if std::env::var("DBG").is_ok() {
+        if std::env::var("PERIMETER_TRANSITION_VERBOSE").is_ok() {
             for x in [a, b] {
                 if let Err(e) = perimeter_aws::compile_with_limits(x, &x.targets.aws[0], limits) {
                     eprintln!(
@@ -162,7 +162,7 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
     let plan = match <perimeter_aws::Aws as Cloud>::plan(&db, Vec::new(), &observed, "gen") {
         Ok(p) => p,
         Err(e) if e.to_string().starts_with("no safe order") => {
-            if std::env::var("DBG").is_ok() {
+            if std::env::var("PERIMETER_TRANSITION_VERBOSE").is_ok() {
                 eprintln!("REFUSED {e}");
             }
             tally.refused += 1;

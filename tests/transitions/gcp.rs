@@ -73,7 +73,7 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
     let plan = match Gcp::plan(&db, Vec::new(), &observed, "gen") {
         Ok(p) => p,
         Err(e) if e.to_string().starts_with("no safe order") => {
-            if std::env::var("DBG").is_ok() {
+            if std::env::var("PERIMETER_TRANSITION_VERBOSE").is_ok() {
                 eprintln!("REFUSED {e}");
             }
             tally.refused += 1;
