@@ -1,7 +1,7 @@
 //! `kill -9` of apply after each rule write in turn, against the local Azure emulator, on a
 //! shared AKS NSG: the state a killed apply leaves behind is safe (checked exactly with the
 //! Azure evaluator over the cells of every rule), the next plan sees it without error, and one
-//! more apply converges.
+//! more apply converges — after taking over the dead apply's lease once it expires.
 
 mod common;
 
@@ -28,6 +28,7 @@ fn env(cloud: &LocalCloud) -> Vec<(&'static str, String)> {
     vec![
         ("PERIMETER_AZURE_ENDPOINT", cloud.url()),
         ("PERIMETER_AZURE_TOKEN", "test-token".to_string()),
+        ("PERIMETER_LEASE_SECONDS", "1".to_string()),
     ]
 }
 
@@ -169,6 +170,7 @@ fn apply_killed_after_any_rule_write_leaves_a_safe_state_and_converges() {
             "killed at {at}: {}",
             text(&plan)
         );
+        std::thread::sleep(Duration::from_millis(1100)); // the dead apply's lease expires
         let o = cloud.perimeter(&["apply", &policy, "--auto-approve"], &env(&cloud));
         assert_eq!(code(&o), 0, "killed at {at}, then: {}", text(&o));
         let again = cloud.perimeter(&["plan", &policy, "--detailed-exitcode"], &env(&cloud));

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::client::{ArmClient, ArmError, ArmSettings};
 use crate::compile::asg_id;
 use crate::credential::Credential;
+use crate::lease::new_lease;
 use crate::model::{ResourceRef, SecurityRule, SecurityRuleProperties};
 use crate::plan::{AzureTargetPlan, NsgWrite, RuleStep};
 use crate::state::{ObservedAzure, ObservedNsg, canonical};
@@ -29,7 +30,7 @@ pub(crate) type ApplyStopped = perimeter_core::lifecycle::ApplyStopped<ArmError>
 
 /// ARM access for one run.
 pub struct AzureBackend {
-    client: ArmClient,
+    pub(crate) client: ArmClient,
 }
 
 impl AzureBackend {
@@ -168,47 +169,65 @@ impl AzureBackend {
                 Ok(1)
             }
             NsgWrite::Steps { steps } => {
-                let mut written = 0;
-                for step in steps {
-                    let (method, name, body, line) = match step {
-                        RuleStep::Put { rule, parked } => (
-                            Method::PUT,
-                            &rule.name,
-                            Some(json!({"properties": rule.properties})),
-                            if *parked {
-                                format!(
-                                    "  ~ rule {} parked at priority {}",
-                                    rule.name, rule.properties.priority
-                                )
-                            } else {
-                                format!(
-                                    "  + rule {} written (priority {} {})",
-                                    rule.name, rule.properties.priority, rule.properties.direction
-                                )
-                            },
-                        ),
-                        RuleStep::Delete { name } => (
-                            Method::DELETE,
-                            name,
-                            None,
-                            format!("  - rule {name} deleted"),
-                        ),
-                    };
-                    let what = format!("{method} rule {name} in NSG {}", t.nsg);
-                    let url = format!("{id}/securityRules/{name}");
-                    let stop = |error| ApplyStopped { written, error };
-                    let started = self
-                        .client
-                        .send(&what, method, &url, body.as_ref(), &[])
-                        .await
-                        .map_err(stop)?;
-                    self.client.wait(&what, &started).await.map_err(stop)?;
-                    written += 1;
-                    progress(line);
-                }
-                Ok(written)
+                let lease = new_lease(plan);
+                self.take_lease(plan, &lease)
+                    .await
+                    .map_err(|error| ApplyStopped { written: 0, error })?;
+                let result = self.write_steps(plan, steps, progress).await;
+                self.release_lease(plan, &lease).await;
+                result
             }
         }
+    }
+
+    /// A shared NSG's rule writes, one at a time, under the lease.
+    async fn write_steps(
+        &self,
+        plan: &AzureTargetPlan,
+        steps: &[RuleStep],
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<usize, ApplyStopped> {
+        let t = &plan.target;
+        let id = nsg_id(t);
+        let mut written = 0;
+        for step in steps {
+            let (method, name, body, line) = match step {
+                RuleStep::Put { rule, parked } => (
+                    Method::PUT,
+                    &rule.name,
+                    Some(json!({"properties": rule.properties})),
+                    if *parked {
+                        format!(
+                            "  ~ rule {} parked at priority {}",
+                            rule.name, rule.properties.priority
+                        )
+                    } else {
+                        format!(
+                            "  + rule {} written (priority {} {})",
+                            rule.name, rule.properties.priority, rule.properties.direction
+                        )
+                    },
+                ),
+                RuleStep::Delete { name } => (
+                    Method::DELETE,
+                    name,
+                    None,
+                    format!("  - rule {name} deleted"),
+                ),
+            };
+            let what = format!("{method} rule {name} in NSG {}", t.nsg);
+            let url = format!("{id}/securityRules/{name}");
+            let stop = |error| ApplyStopped { written, error };
+            let started = self
+                .client
+                .send(&what, method, &url, body.as_ref(), &[])
+                .await
+                .map_err(stop)?;
+            self.client.wait(&what, &started).await.map_err(stop)?;
+            written += 1;
+            progress(line);
+        }
+        Ok(written)
     }
 }
 

@@ -9,6 +9,7 @@ mod compile;
 mod credential;
 mod drift;
 pub mod evaluate;
+mod lease;
 pub mod model;
 mod plan;
 pub mod render;

@@ -354,6 +354,30 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
         ("PUT", Route::Nsg { group, nsg }) => {
             put_nsg(state, base, sub, request, &nsg_id(group, nsg), nsg)
         }
+        // updateTags: replaces the NSG's tags, honours If-Match, answers synchronously.
+        ("PATCH", Route::Nsg { group, nsg }) => {
+            let key = nsg_id(group, nsg).to_ascii_lowercase();
+            nsg::if_match(request, state.nsgs.get(&key).map(|n| n.etag.as_str()))?;
+            let body = request
+                .json()
+                .map_err(|m| ArmError::new(400, "InvalidRequestContent", &m))?;
+            let tags = body.get("tags").cloned().unwrap_or_else(|| json!({}));
+            if !tags.is_object() {
+                return Err(ArmError::new(
+                    400,
+                    "InvalidRequestContent",
+                    "tags must be an object",
+                ));
+            }
+            let etag = state.etag();
+            let found = state.nsgs.get_mut(&key).ok_or_else(|| {
+                ArmError::not_found("Microsoft.Network/networkSecurityGroups", nsg, group)
+            })?;
+            found.tags = tags;
+            found.etag = etag;
+            let found = state.nsgs.get(&key).expect("just updated");
+            Ok(Response::json(200, &state.nsg_json(found, "Succeeded")))
+        }
         ("DELETE", Route::Nsg { group, nsg }) => {
             let removed = state.nsgs.remove(&nsg_id(group, nsg).to_ascii_lowercase());
             Ok(accepted_delete(

@@ -168,6 +168,7 @@ pub(crate) fn route_name(request: &Request) -> Option<String> {
         Route::Nsg { .. } => match request.method.as_str() {
             "GET" => "networkSecurityGroups.get",
             "PUT" => "networkSecurityGroups.createOrUpdate",
+            "PATCH" => "networkSecurityGroups.updateTags",
             "DELETE" => "networkSecurityGroups.delete",
             _ => return None,
         },
