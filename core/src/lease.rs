@@ -34,6 +34,16 @@ impl Lease {
         }
     }
 
+    /// This apply's lease from its environment (`get` reads a variable): the holder from
+    /// [`owner_from`], the length from `PERIMETER_LEASE_SECONDS` (else
+    /// [`DEFAULT_LEASE_SECONDS`]).
+    pub fn for_apply(get: impl Fn(&str) -> Option<String>, pid: u32, now: u64, plan: &str) -> Self {
+        let seconds = get("PERIMETER_LEASE_SECONDS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_LEASE_SECONDS);
+        Self::new(&owner_from(get, pid), now, seconds, plan)
+    }
+
     /// `owner=…;expires=…;plan=…` — the stored form (fits a 256-character AWS tag value).
     pub fn encode(&self) -> String {
         format!(

@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::types::{Filter, Tag};
-use perimeter_core::lease::{DEFAULT_LEASE_SECONDS, Lease, owner_from};
+use perimeter_core::lease::Lease;
 
 use crate::backend::{AwsBackend, AwsError, api_err};
 use crate::plan::{AwsTargetPlan, Fingerprints};
@@ -26,12 +26,12 @@ fn now() -> u64 {
 
 /// This apply's lease on a plan's target.
 pub(crate) fn new_lease(plan: &AwsTargetPlan) -> Lease {
-    let seconds = std::env::var("PERIMETER_LEASE_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_LEASE_SECONDS);
-    let owner = owner_from(|k| std::env::var(k).ok(), std::process::id());
-    Lease::new(&owner, now(), seconds, &plan.fingerprints.security_group)
+    Lease::for_apply(
+        |k| std::env::var(k).ok(),
+        std::process::id(),
+        now(),
+        &plan.fingerprints.security_group,
+    )
 }
 
 /// The lease tag for a new group's `TagSpecifications`.

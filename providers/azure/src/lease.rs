@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use perimeter_core::lease::{DEFAULT_LEASE_SECONDS, Lease, owner_from};
+use perimeter_core::lease::Lease;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -29,12 +29,12 @@ fn tag_name(policy: &str) -> String {
 
 /// This apply's lease on a plan's NSG.
 pub(crate) fn new_lease(plan: &AzureTargetPlan) -> Lease {
-    let seconds = std::env::var("PERIMETER_LEASE_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_LEASE_SECONDS);
-    let owner = owner_from(|k| std::env::var(k).ok(), std::process::id());
-    Lease::new(&owner, now(), seconds, &plan.fingerprint)
+    Lease::for_apply(
+        |k| std::env::var(k).ok(),
+        std::process::id(),
+        now(),
+        &plan.fingerprint,
+    )
 }
 
 impl AzureBackend {

@@ -29,9 +29,10 @@ fn in_ranges(ranges: &[String], addr: IpAddr) -> bool {
         .any(|r| r.parse::<Cidr>().is_ok_and(|c| c.contains(addr)))
 }
 
-fn protocol_matches(pp: &ProtocolPorts, p: &PacketProtocol) -> bool {
-    let number: Option<u8> = match pp.ip_protocol.as_str() {
-        "all" => return true,
+/// The IP protocol number of a GCP protocol name; `None` for `all` and for names GCP does not
+/// know (they match nothing).
+pub(crate) fn protocol_number(name: &str) -> Option<u8> {
+    match name {
         "tcp" => Some(6),
         "udp" => Some(17),
         "icmp" => Some(1),
@@ -40,9 +41,16 @@ fn protocol_matches(pp: &ProtocolPorts, p: &PacketProtocol) -> bool {
         "sctp" => Some(132),
         "ipip" => Some(4),
         "ipv6-icmp" => Some(58),
+        "all" => None,
         n => n.parse().ok(),
-    };
-    if number != Some(p.number()) {
+    }
+}
+
+fn protocol_matches(pp: &ProtocolPorts, p: &PacketProtocol) -> bool {
+    if pp.ip_protocol == "all" {
+        return true;
+    }
+    if protocol_number(&pp.ip_protocol) != Some(p.number()) {
         return false;
     }
     match p.port() {

@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use perimeter_core::lease::{DEFAULT_LEASE_SECONDS, Lease, owner_from};
+use perimeter_core::lease::Lease;
 
 use crate::backend::{GcpBackend, GcpError};
 use crate::model::{Firewall, ProtocolPorts};
@@ -24,13 +24,6 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn lease_seconds() -> u64 {
-    std::env::var("PERIMETER_LEASE_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_LEASE_SECONDS)
 }
 
 fn lease_rule(plan: &GcpTargetPlan, lease: &Lease) -> Firewall {
@@ -75,8 +68,12 @@ impl GcpBackend {
         plan: &GcpTargetPlan,
         nonce: &str,
     ) -> Result<(), GcpError> {
-        let owner = owner_from(|k| std::env::var(k).ok(), std::process::id());
-        let lease = Lease::new(&owner, now(), lease_seconds(), &plan.fingerprint);
+        let lease = Lease::for_apply(
+            |k| std::env::var(k).ok(),
+            std::process::id(),
+            now(),
+            &plan.fingerprint,
+        );
         let insert = change(plan, WriteMethod::Insert, Some(lease_rule(plan, &lease)));
         let mut took_over = false;
         loop {

@@ -6,7 +6,7 @@ use perimeter_core::interval::IntervalSet;
 use perimeter_core::transition::{MatchBox, Transition};
 use perimeter_core::{AddrSet, Cidr, Direction, Packet, Verdict};
 
-use crate::evaluate::{GcpWorld, decide};
+use crate::evaluate::{GcpWorld, decide, protocol_number};
 use crate::model::{Firewall, ProtocolPorts};
 use crate::plan::{FirewallChange, WriteMethod};
 
@@ -113,28 +113,13 @@ impl GcpTransition<'_> {
             .chain(&f.denied)
             .map(|pp| MatchBox {
                 direction,
-                protocol: protocol_number(pp),
+                // `all` and unknown names: a box over every protocol only adds probes.
+                protocol: protocol_number(&pp.ip_protocol),
                 ports: ports_of(pp),
                 addrs: addrs.clone(),
                 nodes,
             })
             .collect()
-    }
-}
-
-/// `None` for `all` and for names GCP does not know (they match nothing, so a box over every
-/// protocol only adds probes).
-fn protocol_number(pp: &ProtocolPorts) -> Option<u8> {
-    match pp.ip_protocol.as_str() {
-        "tcp" => Some(6),
-        "udp" => Some(17),
-        "icmp" => Some(1),
-        "esp" => Some(50),
-        "ah" => Some(51),
-        "sctp" => Some(132),
-        "ipip" => Some(4),
-        "ipv6-icmp" => Some(58),
-        n => n.parse().ok(),
     }
 }
 
