@@ -29,6 +29,7 @@ pub mod session;
 pub mod table;
 pub mod target;
 pub mod transition;
+pub mod violation;
 pub mod yaml;
 
 pub use addr::{AddrSet, Cidr};
