@@ -96,9 +96,15 @@ Examples:
         /// `text`, `json` (docs/plan-format.md) or `markdown` (for pull-request comments).
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
-        /// Exit 2 when there are changes, 0 when there are none (1 is always an error).
+        /// Exit 2 when there are changes (or violations, posture findings: see --fail-on),
+        /// 0 when there are none (1 is always an error).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Which classes make --detailed-exitcode exit 2: `changes` (what apply would write),
+        /// `violations` (objects perimeter does not own make the nodes' perimeter differ from
+        /// the policy), `posture` (findings such as a public IP in a private perimeter).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = FailOn::ALL)]
+        fail_on: Vec<FailOn>,
         /// Plan one cloud's targets only (default: every target the policy declares).
         #[arg(long, value_parser = clouds())]
         cloud: Option<String>,
@@ -147,12 +153,51 @@ Examples:
         /// Accept known drift: a saved `--format json` report, or `{"accept": [KEY, ...]}`.
         #[arg(long, value_name = "FILE")]
         baseline: Option<PathBuf>,
+        /// Which classes make drift exit 2: `changes` (missing, unexpected, modified),
+        /// `violations` (objects perimeter does not own make the nodes' perimeter differ from
+        /// the policy), `posture` (findings such as a public IP in a private perimeter).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = FailOn::ALL)]
+        fail_on: Vec<FailOn>,
         /// Check one cloud's targets only (default: every target the policy declares).
         #[arg(long, value_parser = clouds())]
         cloud: Option<String>,
     },
     /// List the built-in services and CNI presets with their ports.
     Presets,
+}
+
+/// `--fail-on`'s classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FailOn {
+    Changes,
+    Violations,
+    Posture,
+}
+
+impl FailOn {
+    const ALL: [FailOn; 3] = [FailOn::Changes, FailOn::Violations, FailOn::Posture];
+
+    /// The classes as the core names them.
+    pub(crate) fn classes(list: &[FailOn]) -> Vec<perimeter_core::drift::FailClass> {
+        use perimeter_core::drift::FailClass;
+        list.iter()
+            .map(|f| match f {
+                FailOn::Changes => FailClass::Changes,
+                FailOn::Violations => FailClass::Violations,
+                FailOn::Posture => FailClass::Posture,
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for FailOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailOn::Changes => "changes",
+            FailOn::Violations => "violations",
+            FailOn::Posture => "posture",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -38,12 +38,13 @@ fn main() -> ExitCode {
             out,
             format,
             detailed_exitcode,
+            fail_on,
             cloud,
         } => commands::plan::run(
             &policy,
             out.as_deref(),
             format,
-            detailed_exitcode,
+            detailed_exitcode.then(|| args::FailOn::classes(&fail_on)),
             cloud.as_deref(),
         ),
         args::Command::Apply {
@@ -55,8 +56,15 @@ fn main() -> ExitCode {
             policy,
             format,
             baseline,
+            fail_on,
             cloud,
-        } => commands::drift::run(&policy, format, baseline.as_deref(), cloud.as_deref()),
+        } => commands::drift::run(
+            &policy,
+            format,
+            baseline.as_deref(),
+            &args::FailOn::classes(&fail_on),
+            cloud.as_deref(),
+        ),
         args::Command::Presets => Ok(commands::presets::run()),
     };
     match result {

@@ -8,9 +8,14 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::plan::{Action, Finding};
+use crate::violation::{Effect, Violation};
 
 /// Version of the drift JSON document (docs/drift-format.md).
-pub const DRIFT_FORMAT_VERSION: u32 = 1;
+pub const DRIFT_FORMAT_VERSION: u32 = 2;
+
+/// Older drift report versions whose keys a baseline may still use (version 2 added kinds,
+/// not new keys for old items).
+const BASELINE_VERSIONS: &[u64] = &[1, 2];
 
 /// How the cloud differs from the policy in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -22,6 +27,40 @@ pub enum DriftKind {
     Unexpected,
     /// Both have it, with different contents.
     Modified,
+    /// An object perimeter does not own makes the nodes' perimeter differ from the policy
+    /// (apply cannot repair it; the item names the object and rule).
+    Violation,
+    /// A posture finding in a `private: true` perimeter (a public address, an internet route).
+    Posture,
+}
+
+/// The classes `--fail-on` chooses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailClass {
+    /// `missing`, `unexpected`, `modified`: what apply would repair.
+    Changes,
+    /// `violation`: what the nodes experience beyond perimeter's objects.
+    Violations,
+    /// `posture`: findings in a private perimeter.
+    Posture,
+}
+
+impl FailClass {
+    /// Every class: the default.
+    pub const ALL: [FailClass; 3] = [
+        FailClass::Changes,
+        FailClass::Violations,
+        FailClass::Posture,
+    ];
+
+    /// The class of an item kind.
+    pub fn of(kind: DriftKind) -> Self {
+        match kind {
+            DriftKind::Missing | DriftKind::Unexpected | DriftKind::Modified => FailClass::Changes,
+            DriftKind::Violation => FailClass::Violations,
+            DriftKind::Posture => FailClass::Posture,
+        }
+    }
 }
 
 impl DriftKind {
@@ -40,6 +79,8 @@ impl DriftKind {
             DriftKind::Missing => "missing",
             DriftKind::Unexpected => "unexpected",
             DriftKind::Modified => "modified",
+            DriftKind::Violation => "violation",
+            DriftKind::Posture => "posture",
         }
     }
 }
@@ -59,6 +100,9 @@ pub struct DriftItem {
     pub key: String,
     /// One line for people.
     pub detail: String,
+    /// For a violation: `opens` or `blocks`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
 }
 
 impl DriftItem {
@@ -78,8 +122,50 @@ impl DriftItem {
             resource,
             key: format!("{cloud}/{target}/{key}"),
             detail,
+            effect: None,
         }
     }
+}
+
+/// The drift items of a target's violations: keyed `cloud/target/violation/<culprit key>`.
+pub fn violation_items(
+    cloud: &'static str,
+    target: &str,
+    violations: &[Violation],
+) -> Vec<DriftItem> {
+    violations
+        .iter()
+        .map(|v| {
+            let mut item = DriftItem::new(
+                cloud,
+                target,
+                DriftKind::Violation,
+                "enforcement-path",
+                &format!("violation/{}", v.key),
+                v.line(),
+            );
+            item.effect = Some(v.effect);
+            item
+        })
+        .collect()
+}
+
+/// The drift items of a private perimeter's posture findings: keyed
+/// `cloud/target/posture/<code>/<resource>`.
+pub fn posture_items(cloud: &'static str, target: &str, findings: &[Finding]) -> Vec<DriftItem> {
+    findings
+        .iter()
+        .map(|f| {
+            DriftItem::new(
+                cloud,
+                target,
+                DriftKind::Posture,
+                "posture",
+                &format!("posture/{}/{}", f.code, f.resource),
+                format!("{} {}: {}", f.code, f.resource, f.message),
+            )
+        })
+        .collect()
 }
 
 /// The drift report: what `drift --format json` prints and a baseline is made from.
@@ -91,6 +177,8 @@ pub struct DriftReport<'a> {
     pub policy: &'a str,
     /// No item is left after the baseline.
     pub in_sync: bool,
+    /// Some item left is of a class `--fail-on` names (the exit code is 2).
+    pub failing: bool,
     /// Items by kind, after the baseline.
     pub counts: Counts,
     /// Items the baseline accepted.
@@ -112,16 +200,22 @@ pub struct Counts {
     pub unexpected: usize,
     /// [`DriftKind::Modified`].
     pub modified: usize,
+    /// [`DriftKind::Violation`].
+    pub violation: usize,
+    /// [`DriftKind::Posture`].
+    pub posture: usize,
 }
 
 impl<'a> DriftReport<'a> {
-    /// The report of `items`, less those whose key the baseline accepts.
+    /// The report of `items`, less those whose key the baseline accepts; it fails when an
+    /// item left is of a class in `fail_on`.
     pub fn new(
         policy: &'a str,
         items: Vec<DriftItem>,
         accepted_keys: &BTreeSet<String>,
         findings: Vec<&'a Finding>,
         api_calls: u64,
+        fail_on: &[FailClass],
     ) -> Self {
         let (accepted, items): (Vec<DriftItem>, Vec<DriftItem>) = items
             .into_iter()
@@ -132,12 +226,17 @@ impl<'a> DriftReport<'a> {
                 DriftKind::Missing => counts.missing += 1,
                 DriftKind::Unexpected => counts.unexpected += 1,
                 DriftKind::Modified => counts.modified += 1,
+                DriftKind::Violation => counts.violation += 1,
+                DriftKind::Posture => counts.posture += 1,
             }
         }
         Self {
             format_version: DRIFT_FORMAT_VERSION,
             policy,
             in_sync: items.is_empty(),
+            failing: items
+                .iter()
+                .any(|i| fail_on.contains(&FailClass::of(i.kind))),
             counts,
             accepted: accepted.len(),
             items,
@@ -165,11 +264,13 @@ impl<'a> DriftReport<'a> {
         let c = &self.counts;
         let _ = writeln!(
             out,
-            "{}: {} missing, {} unexpected, {} modified ({} accepted by the baseline). API calls: {}",
+            "{}: {} missing, {} unexpected, {} modified, {} violations, {} posture ({} accepted by the baseline). API calls: {}",
             if self.in_sync { "In sync" } else { "Drift" },
             c.missing,
             c.unexpected,
             c.modified,
+            c.violation,
+            c.posture,
             self.accepted,
             self.api_calls
         );
@@ -189,6 +290,22 @@ impl<'a> DriftReport<'a> {
             let _ = writeln!(
                 out,
                 "perimeter_drift_items{{policy=\"{p}\",kind=\"{kind}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP perimeter_violations Places where the nodes' enforcement path differs from the policy, or private-perimeter posture findings, by cloud and kind (opens, blocks, posture).\n# TYPE perimeter_violations gauge\n");
+        let mut violations: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        for i in &self.items {
+            let kind = match (i.kind, i.effect) {
+                (DriftKind::Violation, Some(e)) => e.as_str(),
+                (DriftKind::Posture, _) => "posture",
+                _ => continue,
+            };
+            *violations.entry((i.cloud, kind)).or_default() += 1;
+        }
+        for ((cloud, kind), n) in violations {
+            let _ = writeln!(
+                out,
+                "perimeter_violations{{policy=\"{p}\",cloud=\"{cloud}\",kind=\"{kind}\"}} {n}"
             );
         }
         let gauges = [
@@ -280,7 +397,7 @@ pub fn baseline_keys(
     let keys: Vec<Option<&str>> =
         if let Some(items) = baseline.get("items").and_then(|i| i.as_array()) {
             let version = baseline.get("format_version").and_then(|v| v.as_u64());
-            if version != Some(u64::from(DRIFT_FORMAT_VERSION)) {
+            if !version.is_some_and(|v| BASELINE_VERSIONS.contains(&v)) {
                 return Err(BaselineError::Version(version.unwrap_or(0)));
             }
             items
@@ -314,14 +431,14 @@ mod tests {
             item(DriftKind::Modified, "c"),
         ];
         let accept = baseline_keys(&serde_json::json!({"accept": ["gcp/p/n/b"]}), "pol").unwrap();
-        let r = DriftReport::new("pol", items, &accept, Vec::new(), 3);
+        let r = DriftReport::new("pol", items, &accept, Vec::new(), 3, &FailClass::ALL);
         assert_eq!(
             (r.counts.missing, r.counts.unexpected, r.counts.modified),
             (1, 0, 1)
         );
         assert_eq!(r.accepted, 1);
         assert!(!r.in_sync);
-        assert!(r.text().ends_with("Drift: 1 missing, 0 unexpected, 1 modified (1 accepted by the baseline). API calls: 3\n"));
+        assert!(r.text().ends_with("Drift: 1 missing, 0 unexpected, 1 modified, 0 violations, 0 posture (1 accepted by the baseline). API calls: 3\n"));
         let saved = serde_json::to_value(&r).unwrap();
         let again = baseline_keys(&saved, "pol").unwrap();
         let r = DriftReport::new(
@@ -330,6 +447,7 @@ mod tests {
             &again,
             Vec::new(),
             0,
+            &FailClass::ALL,
         );
         assert!(r.in_sync);
         assert_eq!(
@@ -354,7 +472,14 @@ mod tests {
 
     #[test]
     fn prometheus_labels_are_escaped() {
-        let r = DriftReport::new("a\"b\\c\nd", Vec::new(), &BTreeSet::new(), Vec::new(), 0);
+        let r = DriftReport::new(
+            "a\"b\\c\nd",
+            Vec::new(),
+            &BTreeSet::new(),
+            Vec::new(),
+            0,
+            &FailClass::ALL,
+        );
         let out = r.prometheus(7);
         assert!(
             out.contains("perimeter_in_sync{policy=\"a\\\"b\\\\c\\nd\"} 1"),

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::drift::DriftItem;
 use crate::plan::{Finding, Summary};
+use crate::violation::Violation;
 use crate::{Diagnostics, Intent, Note};
 
 /// Why apply stopped in one target, and how far it got.
@@ -96,10 +97,10 @@ pub trait Cloud {
     fn retries(backend: &Self::Backend) -> u64;
 
     /// Fields of a [`Self::TargetPlan`] that report on the cloud but decide no write (quota
-    /// usage, foreign rules that override the policy, posture findings). A saved plan is
-    /// compared with a fresh one without them: they change with objects perimeter does not
+    /// usage, violations by objects perimeter does not own, posture findings). A saved plan
+    /// is compared with a fresh one without them: they change with objects perimeter does not
     /// own, and the fresh plan re-derives and re-checks them.
-    const REPORT_ONLY: &'static [&'static str] = &["findings"];
+    const REPORT_ONLY: &'static [&'static str] = &["findings", "violations"];
 
     /// Plans one target. Pure: every id, name, priority and number is decided here.
     fn plan(
@@ -127,6 +128,9 @@ pub trait Cloud {
     fn notes(plan: &Self::TargetPlan) -> &[Note];
     /// Posture findings.
     fn findings(plan: &Self::TargetPlan) -> &[Finding];
+    /// Where the nodes' enforcement path (objects perimeter owns and objects it does not)
+    /// decides differently from the policy.
+    fn violations(plan: &Self::TargetPlan) -> &[Violation];
     /// The plan as text, Terraform-like.
     fn render_text(plan: &Self::TargetPlan, color: bool) -> String;
     /// The plan as markdown, for a pull-request comment.

@@ -5,6 +5,7 @@
 use crate::drift::DriftItem;
 use crate::lifecycle::Cloud;
 use crate::plan::{Finding, Summary};
+use crate::violation::Violation;
 use crate::{Diagnostics, Intent, Note};
 
 /// A failure of one step of the lifecycle, naming the cloud or target it concerns.
@@ -284,6 +285,11 @@ impl<C: Cloud> Session<C> {
     /// The posture findings of every plan.
     pub fn findings(&self) -> impl Iterator<Item = &Finding> {
         self.plans.iter().flat_map(C::findings)
+    }
+
+    /// The violations of every plan.
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.plans.iter().flat_map(C::violations)
     }
 
     /// Every difference, then every target that could not be planned.

@@ -59,6 +59,11 @@ pub trait Estate {
     fn node_addrs(&self) -> AddrSet {
         AddrSet::everything()
     }
+    /// Addresses the cloud never filters (metadata, DNS): both decisions agree there, so a
+    /// region may be described as if it included them, when that is shorter.
+    fn unfiltered(&self) -> AddrSet {
+        AddrSet::empty()
+    }
 }
 
 /// Whether the path lets through what the policy denies, or the reverse.
@@ -114,6 +119,47 @@ impl Violation {
             self.example
         )
     }
+}
+
+/// The violations of one target as plan text: a heading and `! object rule: …` lines with
+/// their regions. Empty when there are none.
+pub fn render_text(violations: &[Violation]) -> String {
+    if violations.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nThe nodes' perimeter differs from the policy ({}); perimeter does not own these objects, so apply does not change them:\n",
+        violations.len()
+    );
+    for v in violations {
+        out.push_str(&format!("  ! {}\n", v.line()));
+        for r in &v.regions {
+            out.push_str(&format!("      {} {r}\n", v.effect.as_str()));
+        }
+    }
+    out
+}
+
+/// The violations as a markdown list for a pull-request comment. Empty when there are none.
+pub fn render_markdown(violations: &[Violation]) -> String {
+    if violations.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n**The nodes' perimeter differs from the policy** ({}; objects perimeter does not own):\n\n",
+        violations.len()
+    );
+    for v in violations {
+        out.push_str(&format!(
+            "- `{}` {}: the policy says {} ({} {})\n",
+            v.object,
+            v.rule,
+            v.policy.as_str(),
+            v.effect.as_str(),
+            v.regions.join("; ")
+        ));
+    }
+    out
 }
 
 /// Why an estate was not checked.
@@ -181,6 +227,7 @@ type Found = BTreeMap<(Culprit, Effect, Verdict), Vec<CellBox>>;
 
 /// Every place the estate's effective decision differs from the policy, by culprit.
 pub fn violations<E: Estate>(estate: &E) -> Result<Vec<Violation>, TooLarge> {
+    let unfiltered = estate.unfiltered();
     Ok(find(estate)?
         .into_iter()
         .map(|((culprit, effect, policy), cells)| {
@@ -196,7 +243,7 @@ pub fn violations<E: Estate>(estate: &E) -> Result<Vec<Violation>, TooLarge> {
                 effect,
                 policy,
                 example,
-                regions: describe_regions(&cells),
+                regions: describe_regions(&cells, &unfiltered),
                 classes: cells.len(),
             }
         })
@@ -343,7 +390,7 @@ intervals!(intervals_u128, u128);
 
 /// The cells merged: for each direction, protocol, peer kind and port interval the addresses,
 /// then neighbouring port intervals with equal addresses joined.
-fn describe_regions(cells: &[CellBox]) -> Vec<String> {
+fn describe_regions(cells: &[CellBox], unfiltered: &AddrSet) -> Vec<String> {
     let mut by_ports: BTreeMap<(Direction, u8, bool), BTreeMap<(u16, u16), AddrSet>> =
         BTreeMap::new();
     for c in cells {
@@ -359,7 +406,9 @@ fn describe_regions(cells: &[CellBox]) -> Vec<String> {
         let mut merged: Vec<(u16, u16, AddrSet)> = Vec::new();
         for ((lo, hi), addrs) in ports {
             match merged.last_mut() {
-                Some((_, last_hi, last)) if *last == addrs && u32::from(*last_hi) + 1 == u32::from(lo) => {
+                Some((_, last_hi, last))
+                    if *last == addrs && u32::from(*last_hi) + 1 == u32::from(lo) =>
+                {
                     *last_hi = hi;
                 }
                 _ => merged.push((lo, hi, addrs)),
@@ -371,8 +420,31 @@ fn describe_regions(cells: &[CellBox]) -> Vec<String> {
             } else {
                 "to"
             };
-            let peers = describe_addrs(&addrs);
-            let who = if node { format!("nodes at {peers}") } else { peers };
+            let plain = describe_addrs(&addrs);
+            // Only in the families the region has: `::/0`-side noise helps no one.
+            let dont_care = AddrSet {
+                v4: if addrs.v4.is_empty() {
+                    IntervalSet::empty()
+                } else {
+                    unfiltered.v4.clone()
+                },
+                v6: if addrs.v6.is_empty() {
+                    IntervalSet::empty()
+                } else {
+                    unfiltered.v6.clone()
+                },
+            };
+            let with = describe_addrs(&addrs.union(&dont_care));
+            let peers = if with.len() < plain.len() {
+                with
+            } else {
+                plain
+            };
+            let who = if node {
+                format!("nodes at {peers}")
+            } else {
+                peers
+            };
             lines.push(format!(
                 "{} {} {way} {who}",
                 direction.as_str(),
@@ -416,7 +488,13 @@ fn describe_service(protocol: u8, lo: u16, hi: u16) -> String {
             } else if lo & 0xff == 0 && hi & 0xff == 0xff {
                 format!("{name} type {}", span(lo >> 8, hi >> 8))
             } else {
-                format!("{name} type/code {}/{}..{}/{}", lo >> 8, lo & 0xff, hi >> 8, hi & 0xff)
+                format!(
+                    "{name} type/code {}/{}..{}/{}",
+                    lo >> 8,
+                    lo & 0xff,
+                    hi >> 8,
+                    hi & 0xff
+                )
             }
         }
         n => format!("protocol {n}"),

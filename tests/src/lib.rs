@@ -240,6 +240,8 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
         Ok(c) => {
             let world = perimeter_aws::evaluate::AwsWorld {
                 security_group: &c.security_group,
+                other_groups: &[],
+                node_groups: &[],
                 network_acl: c.network_acl.as_ref(),
                 metadata_options: c.metadata_options.as_ref(),
             };

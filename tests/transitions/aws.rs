@@ -32,6 +32,8 @@ fn decider(s: &State) -> impl Fn(&Packet) -> Verdict + '_ {
         decide(
             &AwsWorld {
                 security_group: &group,
+                other_groups: &[],
+                node_groups: &[],
                 network_acl: s.associated.then_some(&acl),
                 metadata_options: None,
             },

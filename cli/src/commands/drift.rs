@@ -2,7 +2,9 @@
 //!
 //! Every difference is `missing` (the policy wants it, the cloud lacks it), `unexpected` (the
 //! cloud has it, the policy does not) or `modified` (both have it, with different contents).
-//! Exit 0 in sync, 2 drift, 1 error, so a cron job can alert on the code alone; `--format
+//! Violations (objects perimeter does not own that make the nodes' perimeter differ from the
+//! policy) and posture findings are drift too. Exit 0 in sync, 2 drift (of a `--fail-on`
+//! class), 1 error, so a cron job can alert on the code alone; `--format
 //! prometheus` writes a node-exporter textfile-collector file; `--baseline` accepts known
 //! drift by key.
 
@@ -10,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context;
-use perimeter_core::drift::{DriftReport, baseline_keys};
+use perimeter_core::drift::{DriftReport, FailClass, baseline_keys};
 
 use super::plan::{compile, has_targets, make_plan, nothing_to_do};
 use crate::args::DriftFormat;
@@ -29,6 +31,7 @@ pub(crate) fn run(
     path: &Path,
     format: DriftFormat,
     baseline: Option<&Path>,
+    fail_on: &[FailClass],
     only: Option<&str>,
 ) -> anyhow::Result<u8> {
     let source = super::read_policy(path)?;
@@ -53,7 +56,14 @@ pub(crate) fn run(
         items.extend(s.drift_items());
         findings.extend(s.findings());
     });
-    let report = DriftReport::new(&intent.name, items, &accepted_keys, findings, calls);
+    let report = DriftReport::new(
+        &intent.name,
+        items,
+        &accepted_keys,
+        findings,
+        calls,
+        fail_on,
+    );
     match format {
         DriftFormat::Json => output::data(&format!("{}\n", serde_json::to_string_pretty(&report)?)),
         DriftFormat::Text => output::data(&report.text()),
@@ -65,9 +75,9 @@ pub(crate) fn run(
             output::data(&report.prometheus(now));
         }
     }
-    Ok(if report.in_sync {
-        exit::OK
-    } else {
+    Ok(if report.failing {
         exit::CHANGES
+    } else {
+        exit::OK
     })
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
+use perimeter_core::drift::FailClass;
 use perimeter_core::{Diagnostics, Intent, SourceFile};
 
 use crate::args::PlanFormat;
@@ -106,8 +107,17 @@ pub(crate) fn text(doc: &PlanDocument<'_>, color: bool) -> String {
     if !notes.is_empty() {
         let _ = writeln!(out, "Notes ({}):\n{}", notes.len(), notes.join("\n"));
     }
-    if doc.summary.is_empty() {
+    let mut violations = 0;
+    for_each_cloud!(ref doc.clouds, |s| {
+        violations += s.violations().count();
+    });
+    if doc.summary.is_empty() && violations == 0 {
         let _ = writeln!(out, "No changes. The cloud matches the policy.");
+    } else if doc.summary.is_empty() {
+        let _ = writeln!(
+            out,
+            "No changes to perimeter's objects, but the nodes' perimeter differs from the policy: {violations} violation(s) above."
+        );
     } else {
         let _ = writeln!(out, "{}", doc.summary);
     }
@@ -141,7 +151,7 @@ pub(crate) fn run(
     path: &Path,
     out: Option<&Path>,
     format: PlanFormat,
-    detailed: bool,
+    detailed: Option<Vec<FailClass>>,
     only: Option<&str>,
 ) -> anyhow::Result<u8> {
     let source = super::read_policy(path)?;
@@ -172,9 +182,14 @@ pub(crate) fn run(
         PlanFormat::Json => output::data(&format!("{}\n", serde_json::to_string_pretty(&doc)?)),
         PlanFormat::Markdown => output::data(&markdown(&doc)),
     }
-    Ok(if detailed && !doc.summary.is_empty() {
-        exit::CHANGES
-    } else {
-        exit::OK
-    })
+    let fails = |class| detailed.as_ref().is_some_and(|d| d.contains(&class));
+    let (mut violations, mut findings) = (false, false);
+    for_each_cloud!(ref clouds, |s| {
+        violations |= s.violations().next().is_some();
+        findings |= s.findings().next().is_some();
+    });
+    let failing = (fails(FailClass::Changes) && !doc.summary.is_empty())
+        || (fails(FailClass::Violations) && violations)
+        || (fails(FailClass::Posture) && findings);
+    Ok(if failing { exit::CHANGES } else { exit::OK })
 }

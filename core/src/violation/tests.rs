@@ -38,7 +38,10 @@ impl ToyRule {
 }
 
 fn first_match(rules: &[ToyRule], p: &Packet, default: bool) -> bool {
-    rules.iter().find(|r| r.matches(p)).map_or(default, |r| r.allow)
+    rules
+        .iter()
+        .find(|r| r.matches(p))
+        .map_or(default, |r| r.allow)
 }
 
 #[derive(Clone, Debug)]
@@ -70,10 +73,18 @@ impl Estate for ToyPath {
             key: format!("{what}/{i}"),
         };
         if self.effective(p) == Verdict::Allow {
-            let i = self.union.iter().position(|r| r.matches(p)).expect("an allow");
+            let i = self
+                .union
+                .iter()
+                .position(|r| r.matches(p))
+                .expect("an allow");
             named("union", i)
         } else {
-            let i = self.layer.iter().position(|r| r.matches(p)).expect("a deny");
+            let i = self
+                .layer
+                .iter()
+                .position(|r| r.matches(p))
+                .expect("a deny");
             named("layer", i)
         }
     }
@@ -150,7 +161,10 @@ fn broad_regions_are_said_by_what_they_leave_out() {
         layer: vec![],
     };
     let v = violations(&path).unwrap();
-    assert_eq!(v[0].regions, ["ingress tcp 443 from 0.0.0.0/0 except 10.0.0.0/8"]);
+    assert_eq!(
+        v[0].regions,
+        ["ingress tcp 443 from 0.0.0.0/0 except 10.0.0.0/8"]
+    );
 }
 
 #[test]

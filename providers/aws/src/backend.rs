@@ -1,8 +1,8 @@
 //! The AWS backend: the only code that talks to EC2 (aws-sdk-ec2).
 //!
 //! Reads are bulk: one `DescribeSecurityGroups` for every target's group name, one paginated
-//! `DescribeSecurityGroupRules` per 200 owned groups, one `DescribeVpcs`, NACLs, instances and
-//! route tables by filter. Writes follow a plan exactly: create the group or NACL if the plan
+//! `DescribeSecurityGroupRules` per 200 owned groups, one `DescribeVpcs`, instances and route
+//! tables by filter, and the rest of the nodes' enforcement path (observe_path.rs). Writes follow a plan exactly: create the group or NACL if the plan
 //! says so, then add, then change, then remove; and after writing, read again rather than
 //! trust write responses (which moto, among others, leaves incomplete).
 
@@ -18,16 +18,15 @@ use aws_sdk_ec2::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata};
 use perimeter_core::Direction;
 use perimeter_core::target::AwsTarget;
 
-use crate::convert::{convert_nacl_entry, convert_rule, filter, normalize_protocol};
-use crate::model::{MetadataOptions, NaclEntry, SgPeer};
+use crate::convert::{convert_rule, filter, normalize_protocol};
+use crate::model::{MetadataOptions, SgPeer};
 use crate::paginate::{PageError, paginate};
 use crate::state::{
-    OWNER_TAG, ObservedAws, ObservedInstance, ObservedNetworkAcl, ObservedSecurityGroup,
-    ObservedSgRule, SubnetAssociation,
+    OWNER_TAG, ObservedAws, ObservedInstance, ObservedSecurityGroup, ObservedSgRule,
 };
 
 /// Most values EC2 accepts in one filter.
-const FILTER_VALUES_MAX: usize = 200;
+pub(crate) const FILTER_VALUES_MAX: usize = 200;
 
 /// Attempts per request, counting the first: throttling (`RequestLimitExceeded`) and 5xx
 /// answers are retried with exponential backoff and full jitter by the SDK's standard mode.
@@ -102,7 +101,7 @@ impl AwsError {
     }
 }
 
-fn page_err(operation: &'static str) -> impl Fn(PageError<AwsError>) -> AwsError {
+pub(crate) fn page_err(operation: &'static str) -> impl Fn(PageError<AwsError>) -> AwsError {
     move |e| match e {
         PageError::Fetch(e) => e,
         PageError::Runaway { pages } => AwsError::Runaway { operation, pages },
@@ -330,102 +329,12 @@ impl AwsBackend {
             obs.vpc_has_ipv6 = v6_vpcs.contains(&t.vpc);
         }
 
-        self.observe_nacls(policy, targets, &mut out).await?;
         self.observe_instances(targets, &mut out).await?;
+        self.observe_interfaces(&mut out).await?;
+        self.observe_node_subnets(&mut out).await?;
+        self.observe_other_groups(&mut out).await?;
+        self.observe_nacls(policy, targets, &mut out).await?;
         Ok(out)
-    }
-
-    async fn observe_nacls(
-        &self,
-        policy: &str,
-        targets: &[AwsTarget],
-        out: &mut [ObservedAws],
-    ) -> Result<(), AwsError> {
-        let with_nacl: Vec<(usize, &AwsTarget)> = targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.network_acl.is_some())
-            .collect();
-        if with_nacl.is_empty() {
-            return Ok(());
-        }
-        let vpcs: BTreeSet<&str> = with_nacl.iter().map(|(_, t)| t.vpc.as_str()).collect();
-        let owned = self
-            .client
-            .describe_network_acls()
-            .filters(filter(&format!("tag:{OWNER_TAG}"), [policy]))
-            .filters(filter("vpc-id", vpcs.iter().copied()))
-            .send()
-            .await
-            .map_err(api_err("DescribeNetworkAcls"))?;
-        let subnets: BTreeSet<String> = with_nacl
-            .iter()
-            .flat_map(|(_, t)| {
-                t.network_acl
-                    .as_ref()
-                    .map(|n| n.subnets.clone())
-                    .unwrap_or_default()
-            })
-            .collect();
-        let by_subnet = self
-            .client
-            .describe_network_acls()
-            .filters(filter("association.subnet-id", subnets.iter().cloned()))
-            .send()
-            .await
-            .map_err(api_err("DescribeNetworkAcls"))?;
-        for (i, t) in with_nacl {
-            let name = t.security_group.as_str();
-            let acl = owned.network_acls().iter().find(|a| {
-                a.vpc_id() == Some(t.vpc.as_str())
-                    && a.tags()
-                        .iter()
-                        .any(|tag| tag.key() == Some("Name") && tag.value() == Some(name))
-            });
-            if let Some(a) = acl {
-                let mut entries: Vec<NaclEntry> = a
-                    .entries()
-                    .iter()
-                    .filter(|e| e.rule_number().is_some_and(|n| (1..=32766).contains(&n)))
-                    .filter_map(convert_nacl_entry)
-                    .collect();
-                entries.sort_by_key(|e| (e.egress, e.rule_number));
-                out[i].network_acl = Some(ObservedNetworkAcl {
-                    network_acl_id: a.network_acl_id().unwrap_or_default().to_string(),
-                    entries,
-                    subnets: a
-                        .associations()
-                        .iter()
-                        .filter_map(|s| s.subnet_id().map(str::to_string))
-                        .collect(),
-                });
-            }
-            let wanted = t
-                .network_acl
-                .as_ref()
-                .map(|n| n.subnets.clone())
-                .unwrap_or_default();
-            let mut assoc: Vec<SubnetAssociation> = by_subnet
-                .network_acls()
-                .iter()
-                .flat_map(|a| a.associations())
-                .filter(|s| {
-                    s.subnet_id()
-                        .is_some_and(|id| wanted.iter().any(|w| w == id))
-                })
-                .map(|s| SubnetAssociation {
-                    subnet_id: s.subnet_id().unwrap_or_default().to_string(),
-                    association_id: s
-                        .network_acl_association_id()
-                        .unwrap_or_default()
-                        .to_string(),
-                    network_acl_id: s.network_acl_id().unwrap_or_default().to_string(),
-                })
-                .collect();
-            assoc.sort_by(|a, b| a.subnet_id.cmp(&b.subnet_id));
-            out[i].subnet_associations = assoc;
-        }
-        Ok(())
     }
 
     async fn observe_instances(

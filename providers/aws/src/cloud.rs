@@ -10,6 +10,7 @@ use perimeter_core::drift::DriftItem;
 use perimeter_core::lifecycle::{ApplyStopped, Cloud};
 use perimeter_core::plan::{Finding, Summary};
 use perimeter_core::target::AwsTarget;
+use perimeter_core::violation::Violation;
 use perimeter_core::{Diagnostics, Intent, Note};
 
 use crate::backend::{AwsBackend, AwsError};
@@ -169,6 +170,10 @@ impl Cloud for Aws {
 
     fn findings(plan: &AwsTargetPlan) -> &[Finding] {
         &plan.findings
+    }
+
+    fn violations(plan: &AwsTargetPlan) -> &[Violation] {
+        &plan.violations
     }
 
     fn render_text(plan: &AwsTargetPlan, color: bool) -> String {

@@ -1,6 +1,7 @@
-//! Drift items of an AWS plan: each planned change as a difference with a stable key.
+//! Drift items of an AWS plan: each planned change, each violation on the nodes' enforcement
+//! path and each finding, as a difference with a stable key.
 
-use perimeter_core::drift::{DriftItem, DriftKind};
+use perimeter_core::drift::{DriftItem, DriftKind, posture_items, violation_items};
 
 use crate::model::SgPeer;
 use crate::plan::AwsTargetPlan;
@@ -109,11 +110,13 @@ pub(crate) fn items(p: &AwsTargetPlan) -> Vec<DriftItem> {
             ),
         ));
     }
+    out.extend(violation_items("aws", &target, &p.violations));
+    out.extend(posture_items("aws", &target, &p.findings));
     out
 }
 
 /// A stable text form of a rule peer, for keys.
-fn peer_key(p: &SgPeer) -> String {
+pub(crate) fn peer_key(p: &SgPeer) -> String {
     match p {
         SgPeer::CidrIpv4(c) | SgPeer::CidrIpv6(c) => c.to_string(),
         SgPeer::OwnGroup => "self".into(),

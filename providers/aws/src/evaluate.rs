@@ -4,8 +4,11 @@
 //! * traffic to or from the instance metadata service, Amazon DNS and Time Sync is never
 //!   filtered by security groups or network ACLs; only the instance metadata options can turn
 //!   the metadata endpoint off;
-//! * a security group allows a packet if any rule of its direction matches (union); it is
-//!   stateful, so replies are always allowed;
+//! * a security group allows a packet if any rule of its direction matches; an interface with
+//!   several groups allows what any of them allows (a union); groups are stateful, so replies
+//!   are always allowed;
+//! * a rule that references a security group matches the interfaces carrying that group: for
+//!   the protected nodes, the groups every node carries;
 //! * a network ACL is stateless: rules are read in rule-number order, the first match decides,
 //!   no match means the `*` deny. Both the first packet and its reply must pass.
 //!
@@ -21,11 +24,27 @@ use crate::model::{MetadataOptions, NaclEntry, NetworkAcl, SecurityGroup, SgPeer
 /// ephemeral range; 49152 is in every OS's range).
 pub const REPLY_PORT: u16 = 49152;
 
+/// A security group perimeter does not own, on the node's interface.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OtherGroup {
+    /// `sg-...`: what rules of any group reference it by.
+    pub group_id: String,
+    /// `GroupName`.
+    pub group_name: String,
+    /// Its rules; a reference to itself is [`SgPeer::OwnGroup`].
+    pub rules: Vec<SgRule>,
+}
+
 /// The AWS objects that decide a node's traffic.
 #[derive(Clone, Copy, Debug)]
 pub struct AwsWorld<'a> {
-    /// The owned security group (the only one on the node in this model).
+    /// The owned security group (a reference to it matches the nodes).
     pub security_group: &'a SecurityGroup,
+    /// The other groups on the node's interface.
+    pub other_groups: &'a [OtherGroup],
+    /// Ids of the groups every protected node carries besides the owned one: a rule
+    /// referencing one of them matches node peers.
+    pub node_groups: &'a [String],
     /// The NACL of the node's subnet, if perimeter manages one.
     pub network_acl: Option<&'a NetworkAcl>,
     /// The node's metadata options as perimeter sets them (`None`: left at AWS defaults).
@@ -63,29 +82,57 @@ pub fn decide(world: &AwsWorld<'_>, packet: &Packet) -> Verdict {
     if is_unfiltered_service(addr) {
         return Verdict::Allow;
     }
-    let sg_allows = world
+    let own = world
         .security_group
         .rules
         .iter()
-        .any(|r| r.direction == packet.direction && sg_rule_matches(r, packet));
+        .any(|r| r.direction == packet.direction && sg_rule_matches(r, packet, None, world));
+    let sg_allows = own || allowing_rule(world, packet).is_some();
     if !sg_allows {
         return Verdict::Deny;
     }
-    if let Some(nacl) = world.network_acl {
-        if !nacl_allows(nacl, packet.direction, &packet.protocol, addr) {
-            return Verdict::Deny;
-        }
-        if let Some(reply) = reply_of(&packet.protocol) {
-            let back = match packet.direction {
-                Direction::Ingress => Direction::Egress,
-                Direction::Egress => Direction::Ingress,
-            };
-            if !nacl_allows(nacl, back, &reply, addr) {
-                return Verdict::Deny;
-            }
-        }
+    if let Some(nacl) = world.network_acl
+        && nacl_denial(nacl, packet).is_some()
+    {
+        return Verdict::Deny;
     }
     Verdict::Allow
+}
+
+/// The first rule of another group on the interface that allows `packet` (with its group).
+pub fn allowing_rule<'a>(
+    world: &AwsWorld<'a>,
+    packet: &Packet,
+) -> Option<(&'a OtherGroup, &'a SgRule)> {
+    world.other_groups.iter().find_map(|g| {
+        g.rules
+            .iter()
+            .find(|r| r.direction == packet.direction && sg_rule_matches(r, packet, Some(g), world))
+            .map(|r| (g, r))
+    })
+}
+
+/// Why a NACL drops `packet`: the entry that denies it or its reply (`None` in the entry:
+/// no entry matched, so the `*` deny did), and whether it was the reply. `None` when both
+/// pass.
+pub fn nacl_denial<'a>(
+    nacl: &'a NetworkAcl,
+    packet: &Packet,
+) -> Option<(Option<&'a NaclEntry>, bool)> {
+    let addr = packet.peer.addr;
+    if let (false, entry) = nacl_decision(nacl, packet.direction, &packet.protocol, addr) {
+        return Some((entry, false));
+    }
+    if let Some(reply) = reply_of(&packet.protocol) {
+        let back = match packet.direction {
+            Direction::Ingress => Direction::Egress,
+            Direction::Egress => Direction::Ingress,
+        };
+        if let (false, entry) = nacl_decision(nacl, back, &reply, addr) {
+            return Some((entry, true));
+        }
+    }
+    None
 }
 
 /// The reply a stateless filter must also let through, if the protocol has one.
@@ -114,11 +161,20 @@ fn protocol_number(name: &str) -> Option<i32> {
     }
 }
 
-fn sg_rule_matches(rule: &SgRule, packet: &Packet) -> bool {
+/// Whether a rule of `group` (`None`: the owned group) matches. Members of a referenced group
+/// other than the protected nodes are not known to the model: such peers match nothing.
+fn sg_rule_matches(
+    rule: &SgRule,
+    packet: &Packet,
+    group: Option<&OtherGroup>,
+    world: &AwsWorld<'_>,
+) -> bool {
+    let carried = |id: &str| world.node_groups.iter().any(|g| g == id);
     let peer_ok = match &rule.peer {
         SgPeer::CidrIpv4(c) | SgPeer::CidrIpv6(c) => c.contains(packet.peer.addr),
-        SgPeer::OwnGroup => packet.peer.is_node,
-        SgPeer::ReferencedGroup(_) | SgPeer::PrefixList(_) => false,
+        SgPeer::OwnGroup => packet.peer.is_node && group.is_none_or(|g| carried(&g.group_id)),
+        SgPeer::ReferencedGroup(id) => packet.peer.is_node && carried(id),
+        SgPeer::PrefixList(_) => false,
     };
     peer_ok
         && protocol_matches(
@@ -152,7 +208,13 @@ fn protocol_matches(proto: &str, from: i32, to: i32, p: &PacketProtocol) -> bool
     }
 }
 
-fn nacl_allows(nacl: &NetworkAcl, direction: Direction, p: &PacketProtocol, addr: IpAddr) -> bool {
+/// The NACL's first match for one direction: allowed, and the entry (`None`: the `*` deny).
+fn nacl_decision<'a>(
+    nacl: &'a NetworkAcl,
+    direction: Direction,
+    p: &PacketProtocol,
+    addr: IpAddr,
+) -> (bool, Option<&'a NaclEntry>) {
     let egress = direction == Direction::Egress;
     let mut entries: Vec<&NaclEntry> = nacl.entries.iter().filter(|e| e.egress == egress).collect();
     entries.sort_by_key(|e| e.rule_number);
@@ -172,8 +234,8 @@ fn nacl_allows(nacl: &NetworkAcl, direction: Direction, p: &PacketProtocol, addr
             (from, to)
         };
         if protocol_matches(&e.protocol, from, to, p) {
-            return e.rule_action == "allow";
+            return (e.rule_action == "allow", Some(e));
         }
     }
-    false
+    (false, None)
 }

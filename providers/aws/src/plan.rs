@@ -21,6 +21,7 @@ use crate::nacl_plan::{OrderError, entry_diff, group_writes, ordered};
 use crate::state::{OWNER_TAG, ObservedAws, SubnetAssociation};
 use crate::transition::AwsState;
 use perimeter_core::transition::Unsafe;
+use perimeter_core::violation::Violation;
 
 /// One security group rule change. `rule_id` is the observed rule's id for updates and deletes
 /// (absent for a default rule of a group that does not exist yet: apply finds it by its key
@@ -170,6 +171,10 @@ pub struct AwsTargetPlan {
     pub notes: Vec<Note>,
     /// Posture findings.
     pub findings: Vec<Finding>,
+    /// Where the nodes' enforcement path (every group on their interfaces, their subnets'
+    /// NACLs) differs from the policy after apply (exact; crate::effective).
+    #[serde(default)]
+    pub violations: Vec<Violation>,
 }
 
 /// Why a target cannot be planned.
@@ -192,6 +197,20 @@ pub enum PlanError {
     /// The observed state could not be fingerprinted.
     #[error(transparent)]
     Fingerprint(#[from] FingerprintError),
+    /// The target's `network_acl` names subnets the VPC does not have.
+    #[error(
+        "`network_acl.subnets` of `{group}` names {} that VPC {vpc} does not have: {}; check the ids (every subnet of a VPC is associated with some network ACL, and none is with these)",
+        if subnets.len() == 1 { "a subnet" } else { "subnets" },
+        subnets.join(", ")
+    )]
+    UnknownSubnets {
+        /// Group name.
+        group: String,
+        /// VPC.
+        vpc: String,
+        /// The subnets not found.
+        subnets: Vec<String>,
+    },
     /// The NACL has no room for an entry the policy needs.
     #[error(
         "the network ACL of `{group}` has no room for another {direction} entry under the quota of {NACL_ENTRIES_PER_DIRECTION_PER_FAMILY} per direction and address family (with `*`), and none of its entries can go first; raise the quota or shrink the policy"
@@ -285,6 +304,13 @@ pub(crate) fn plan(
             group_id: group_id.clone(),
             vpc: target.vpc.clone(),
             policy: policy.into(),
+        });
+    }
+    if !observed.unknown_subnets.is_empty() {
+        return Err(PlanError::UnknownSubnets {
+            group: target.security_group.clone(),
+            vpc: target.vpc.clone(),
+            subnets: observed.unknown_subnets.clone(),
         });
     }
     let desired_rules = &compiled.security_group.rules;
@@ -402,6 +428,7 @@ pub(crate) fn plan(
         None => Vec::new(),
     };
 
+    let (violations, path_findings) = crate::effective::check(desired, observed);
     Ok(AwsTargetPlan {
         target: target.clone(),
         desired: desired.clone(),
@@ -429,7 +456,12 @@ pub(crate) fn plan(
         } else {
             Vec::new()
         },
-        findings: findings(observed, private, target.attach),
+        findings: {
+            let mut f = findings(observed, private, target.attach);
+            f.extend(path_findings);
+            f
+        },
+        violations,
     })
 }
 

@@ -68,7 +68,7 @@ pub(crate) fn rule_line(r: &SgRule) -> String {
     )
 }
 
-fn nacl_line(e: &NaclEntry) -> String {
+pub(crate) fn nacl_line(e: &NaclEntry) -> String {
     let dir = if e.egress { "outbound" } else { "inbound" };
     let proto = match e.protocol.as_str() {
         "-1" => "all".to_string(),
@@ -297,6 +297,7 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
             let _ = writeln!(out, "  {}", style.paint(Action::Update, &line));
         }
     }
+    out.push_str(&perimeter_core::violation::render_text(&p.violations));
     if !p.findings.is_empty() {
         let _ = writeln!(out, "Findings ({}):", p.findings.len());
         for f in &p.findings {
@@ -381,6 +382,7 @@ pub(crate) fn markdown(p: &AwsTargetPlan) -> String {
             );
         }
     }
+    out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
     for f in &p.findings {
         let _ = writeln!(
             out,

@@ -1,6 +1,7 @@
 //! What perimeter observed in one AWS target: the input of planning, the output of `observe`.
 //! Plain data, serializable, so that planning stays pure and testable without a cloud.
 
+use perimeter_core::Cidr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{MetadataOptions, NaclEntry, SgRule};
@@ -63,6 +64,45 @@ pub struct ObservedInstance {
     pub security_groups: Vec<String>,
 }
 
+/// A network interface of a selected instance: where its packets are decided.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ObservedInterface {
+    /// `eni-...`.
+    pub interface_id: String,
+    /// The instance it is attached to.
+    pub instance_id: String,
+    /// Its subnet (whose NACL it passes).
+    pub subnet_id: String,
+    /// True for the primary interface (device index 0), the one `attach` changes.
+    pub primary: bool,
+    /// Every security group on it, sorted.
+    pub groups: Vec<String>,
+}
+
+/// A security group on a node interface that the target does not own.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ObservedOtherGroup {
+    /// `sg-...`.
+    pub group_id: String,
+    /// `GroupName`.
+    pub group_name: String,
+    /// Its rules (a reference to itself is `OwnGroup`), sorted.
+    pub rules: Vec<SgRule>,
+}
+
+/// The network ACL a subnet is associated with, read by VPC (every subnet has exactly one).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ObservedSubnetAcl {
+    /// `subnet-...`.
+    pub subnet_id: String,
+    /// `acl-...`.
+    pub network_acl_id: String,
+    /// True for the VPC's default NACL.
+    pub is_default: bool,
+    /// Its entries except the `*` defaults.
+    pub entries: Vec<NaclEntry>,
+}
+
 /// Everything observed for one target.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
 pub struct ObservedAws {
@@ -80,4 +120,19 @@ pub struct ObservedAws {
     pub instances: Vec<ObservedInstance>,
     /// Subnets whose route table sends 0.0.0.0/0 to an internet gateway.
     pub internet_routed_subnets: Vec<String>,
+    /// Every network interface of the selected instances, by id.
+    #[serde(default)]
+    pub interfaces: Vec<ObservedInterface>,
+    /// The groups on those interfaces other than the owned one, by id.
+    #[serde(default)]
+    pub other_groups: Vec<ObservedOtherGroup>,
+    /// The NACL of every subnet the nodes are in or the target's NACL names, by subnet.
+    #[serde(default)]
+    pub subnet_acls: Vec<ObservedSubnetAcl>,
+    /// The CIDRs of the subnets the nodes' interfaces are in: where node peers can be.
+    #[serde(default)]
+    pub node_subnet_cidrs: Vec<Cidr>,
+    /// Subnets the target's `network_acl` names that the VPC does not have.
+    #[serde(default)]
+    pub unknown_subnets: Vec<String>,
 }

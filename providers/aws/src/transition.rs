@@ -66,7 +66,7 @@ pub struct AwsTransition<'a> {
     pub node_cidrs: &'a [Cidr],
 }
 
-const UNFILTERED: [&str; 6] = [
+pub(crate) const UNFILTERED: [&str; 6] = [
     "169.254.169.254/32",
     "169.254.169.253/32",
     "169.254.169.123/32",
@@ -98,13 +98,14 @@ fn ports(protocol: Option<u8>, from: i32, to: i32) -> IntervalSet<u16> {
     }
 }
 
-fn rule_box(r: &SgRule) -> Option<MatchBox> {
+pub(crate) fn rule_box(r: &SgRule) -> Option<MatchBox> {
     let protocol = protocol_number(&r.ip_protocol)?;
     let (addrs, nodes) = match &r.peer {
         SgPeer::CidrIpv4(c) | SgPeer::CidrIpv6(c) => (AddrSet::from_cidrs([c]), false),
-        SgPeer::OwnGroup => (AddrSet::empty(), true),
+        // A group reference matches the nodes when they carry the group, whatever their address.
+        SgPeer::OwnGroup | SgPeer::ReferencedGroup(_) => (AddrSet::empty(), true),
         // The evaluator gives these no members: they match nothing here.
-        SgPeer::ReferencedGroup(_) | SgPeer::PrefixList(_) => return None,
+        SgPeer::PrefixList(_) => return None,
     };
     Some(MatchBox {
         direction: r.direction,
@@ -117,7 +118,7 @@ fn rule_box(r: &SgRule) -> Option<MatchBox> {
 
 /// An entry decides packets of its direction, and — being stateless — the replies of flows
 /// the other way, whatever their port.
-fn entry_boxes(e: &NaclEntry) -> Vec<MatchBox> {
+pub(crate) fn entry_boxes(e: &NaclEntry) -> Vec<MatchBox> {
     let Some(protocol) = protocol_number(&e.protocol) else {
         return Vec::new();
     };
@@ -165,6 +166,8 @@ impl Transition for AwsTransition<'_> {
         decide(
             &AwsWorld {
                 security_group: &state.group,
+                other_groups: &[],
+                node_groups: &[],
                 network_acl: state.associated.then_some(&state.acl),
                 metadata_options: None,
             },

@@ -4,6 +4,7 @@ use perimeter_core::drift::DriftItem;
 use perimeter_core::lifecycle::{ApplyStopped, Cloud};
 use perimeter_core::plan::{Finding, Summary};
 use perimeter_core::target::AzureTarget;
+use perimeter_core::violation::Violation;
 use perimeter_core::{Diagnostics, Intent, Note};
 
 use crate::backend::AzureBackend;
@@ -131,6 +132,10 @@ impl Cloud for Azure {
 
     fn findings(plan: &AzureTargetPlan) -> &[Finding] {
         &plan.findings
+    }
+
+    fn violations(plan: &AzureTargetPlan) -> &[Violation] {
+        &plan.violations
     }
 
     fn render_text(plan: &AzureTargetPlan, color: bool) -> String {

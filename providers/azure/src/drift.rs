@@ -1,6 +1,7 @@
-//! Drift items of an Azure plan: each planned change as a difference with a stable key.
+//! Drift items of an Azure plan: each planned change, each foreign rule that makes the nodes'
+//! perimeter differ from the policy, and each finding, as a difference with a stable key.
 
-use perimeter_core::drift::{DriftItem, DriftKind};
+use perimeter_core::drift::{DriftItem, DriftKind, posture_items, violation_items};
 use perimeter_core::target::AzureTarget;
 
 use crate::plan::{AzureTargetPlan, PlanError};
@@ -41,6 +42,8 @@ pub(crate) fn items(p: &AzureTargetPlan) -> Vec<DriftItem> {
             detail,
         ));
     }
+    out.extend(violation_items("azure", &target, &p.violations));
+    out.extend(posture_items("azure", &target, &p.findings));
     out
 }
 

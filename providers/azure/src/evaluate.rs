@@ -134,27 +134,28 @@ fn rule_matches(p: &SecurityRuleProperties, world: &AzureWorld<'_>, packet: &Pac
         && peer_matches(far_single.as_ref(), far_many, far_asgs, world, packet)
 }
 
-/// Azure's decision for the first packet of a flow at a protected node.
-pub fn decide(world: &AzureWorld<'_>, packet: &Packet) -> Verdict {
+fn verdict(access: &str) -> Verdict {
+    if access == "Allow" {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
+    }
+}
+
+/// The user rule that decides `packet`: the first match in priority order of the packet's
+/// direction (for platform addresses, only among rules naming their service tag); `None` when
+/// the default rules (or, for platform traffic, nothing) decide.
+pub fn winner<'a>(world: &AzureWorld<'a>, packet: &Packet) -> Option<&'a SecurityRule> {
     let dir = match packet.direction {
         Direction::Ingress => "Inbound",
         Direction::Egress => "Outbound",
     };
-    let mut rules: Vec<&SecurityRuleProperties> = world
+    let mut rules: Vec<&SecurityRule> = world
         .rules
         .iter()
-        .map(|r| &r.properties)
-        .filter(|p| p.direction == dir)
+        .filter(|r| r.properties.direction == dir)
         .collect();
-    rules.sort_by_key(|p| p.priority);
-    let verdict = |access: &str| {
-        if access == "Allow" {
-            Verdict::Allow
-        } else {
-            Verdict::Deny
-        }
-    };
-
+    rules.sort_by_key(|r| r.properties.priority);
     let addr = packet.peer.addr;
     if addr == IMDS || addr == WIRESERVER {
         // Only rules naming a platform service tag see this traffic.
@@ -163,22 +164,37 @@ pub fn decide(world: &AzureWorld<'_>, packet: &Packet) -> Verdict {
         } else {
             "AzurePlatformDNS"
         };
-        let names_tag = |p: &&&SecurityRuleProperties| {
+        let names_tag = |r: &&&SecurityRule| {
             let far = match packet.direction {
-                Direction::Ingress => &p.source_address_prefix,
-                Direction::Egress => &p.destination_address_prefix,
+                Direction::Ingress => &r.properties.source_address_prefix,
+                Direction::Egress => &r.properties.destination_address_prefix,
             };
             far.as_deref() == Some(tag)
         };
         return rules
             .iter()
             .filter(names_tag)
-            .find(|p| rule_matches(p, world, packet))
-            .map_or(Verdict::Allow, |p| verdict(&p.access));
+            .find(|r| rule_matches(&r.properties, world, packet))
+            .copied();
     }
-    if let Some(p) = rules.iter().find(|p| rule_matches(p, world, packet)) {
-        return verdict(&p.access);
+    rules
+        .into_iter()
+        .find(|r| rule_matches(&r.properties, world, packet))
+}
+
+/// Azure's decision for the first packet of a flow at a protected node.
+pub fn decide(world: &AzureWorld<'_>, packet: &Packet) -> Verdict {
+    if let Some(r) = winner(world, packet) {
+        return verdict(&r.properties.access);
     }
+    let addr = packet.peer.addr;
+    if addr == IMDS || addr == WIRESERVER {
+        return Verdict::Allow;
+    }
+    let dir = match packet.direction {
+        Direction::Ingress => "Inbound",
+        Direction::Egress => "Outbound",
+    };
     for &(_, d, src, dst, access) in DEFAULTS {
         if d != dir {
             continue;

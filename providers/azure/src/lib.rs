@@ -8,6 +8,7 @@ mod cloud;
 mod compile;
 mod credential;
 mod drift;
+mod effective;
 pub mod evaluate;
 mod lease;
 pub mod model;

@@ -12,9 +12,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use perimeter_core::Note;
 use perimeter_core::plan::{Action, Change, Finding, FingerprintError, Summary, diff, fingerprint};
 use perimeter_core::target::AzureTarget;
+use perimeter_core::violation::Violation;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::{AzureCompiled, PRIORITY_MAX, PRIORITY_MIN, RULES_PER_NSG};
+use crate::effective::AzureEstate;
 use crate::model::SecurityRule;
 use crate::state::{OWNER_TAG, ObservedAzure, canonical, is_owned_rule};
 use crate::transition::AzureTransition;
@@ -101,6 +103,9 @@ pub struct AzureTargetPlan {
     pub write: NsgWrite,
     /// Rules of a shared NSG that perimeter leaves alone.
     pub foreign_rules: Vec<String>,
+    /// Where those rules make the nodes' perimeter differ from the policy (exact).
+    #[serde(default)]
+    pub violations: Vec<Violation>,
     /// Compiler notes, in their JSON form.
     pub notes: Vec<Note>,
     /// Posture findings.
@@ -291,6 +296,7 @@ pub(crate) fn plan(
         create_nsg,
         write,
         foreign_rules,
+        violations: Vec::new(),
         notes: notes.clone(),
         findings: Vec::new(),
     };
@@ -338,7 +344,20 @@ pub(crate) fn plan(
             NsgWrite::Steps { steps }
         };
         let foreign_names = foreign.iter().map(|r| r.name.clone()).collect();
-        return Ok(base(changes, false, write, foreign_names));
+        let mut plan = base(changes, false, write, foreign_names);
+        let node_asg = crate::compile::asg_id(t);
+        let estate = AzureEstate::new(&t.nsg, &desired.rules, &foreign, &node_asg);
+        match perimeter_core::violation::violations(&estate) {
+            Ok(v) => plan.violations = v,
+            Err(e) => plan.findings.push(Finding {
+                code: "effective-unchecked".into(),
+                resource: t.nsg.clone(),
+                message: format!(
+                    "{e}: the NSG's foreign rules were not checked against the policy"
+                ),
+            }),
+        }
+        return Ok(plan);
     }
     if desired.rules.len() > RULES_PER_NSG {
         return Err(PlanError::TooManyRules {

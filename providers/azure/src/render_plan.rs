@@ -178,6 +178,7 @@ pub(crate) fn text(p: &AzureTargetPlan, color: bool) -> String {
     if let Some(how) = how(p) {
         let _ = writeln!(out, "  write: {how}");
     }
+    out.push_str(&perimeter_core::violation::render_text(&p.violations));
     out
 }
 
@@ -198,7 +199,9 @@ pub(crate) fn markdown(p: &AzureTargetPlan) -> String {
     let t = &p.target;
     let mut out = format!("#### Azure `{}` / `{}`\n\n", t.resource_group, t.nsg);
     if p.is_empty() {
-        out.push_str("No changes.\n\n");
+        out.push_str("No changes.\n");
+        out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
+        out.push('\n');
         return out;
     }
     out.push_str("```diff\n");
@@ -221,6 +224,7 @@ pub(crate) fn markdown(p: &AzureTargetPlan) -> String {
     if let Some(how) = how(p) {
         let _ = writeln!(out, "\nWrite: {how}.");
     }
+    out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
     out.push('\n');
     out
 }

@@ -48,7 +48,7 @@ fn ports(list: Vec<&String>) -> IntervalSet<u16> {
 }
 
 impl AzureTransition<'_> {
-    fn boxes_of(&self, r: &SecurityRule) -> Vec<MatchBox> {
+    pub(crate) fn boxes_of(&self, r: &SecurityRule) -> Vec<MatchBox> {
         let p = &r.properties;
         let (direction, single, many, asgs) = if p.direction == "Outbound" {
             (

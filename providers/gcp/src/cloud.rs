@@ -4,6 +4,7 @@ use perimeter_core::drift::DriftItem;
 use perimeter_core::lifecycle::{ApplyStopped, Cloud};
 use perimeter_core::plan::{Finding, Summary};
 use perimeter_core::target::GcpTarget;
+use perimeter_core::violation::Violation;
 use perimeter_core::{Diagnostics, Intent, Note};
 
 use crate::backend::{GcpBackend, GcpError, GcpSettings};
@@ -19,7 +20,7 @@ impl Cloud for Gcp {
     const TITLE: &'static str = "GCP";
     // The project's quota usage and foreign rules change whenever GKE or another team touches
     // the project; the fresh plan checks the quota again before any write.
-    const REPORT_ONLY: &'static [&'static str] = &["quota", "overlaps", "findings"];
+    const REPORT_ONLY: &'static [&'static str] = &["quota", "violations", "findings"];
     type Target = GcpTarget;
     type Compiled = GcpCompiled;
     type Desired = GcpDesired;
@@ -129,6 +130,10 @@ impl Cloud for Gcp {
 
     fn findings(plan: &GcpTargetPlan) -> &[Finding] {
         &plan.findings
+    }
+
+    fn violations(plan: &GcpTargetPlan) -> &[Violation] {
+        &plan.violations
     }
 
     fn render_text(plan: &GcpTargetPlan, color: bool) -> String {

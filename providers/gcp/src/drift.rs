@@ -1,11 +1,11 @@
-//! Drift items of a GCP plan: each planned change, and each foreign rule that overrides the
-//! policy, as a difference with a stable key.
+//! Drift items of a GCP plan: each planned change, each foreign rule that makes the nodes'
+//! perimeter differ from the policy, and each finding, as a difference with a stable key.
 
-use perimeter_core::drift::{DriftItem, DriftKind};
+use perimeter_core::drift::{DriftItem, DriftKind, posture_items, violation_items};
 use perimeter_core::target::GcpTarget;
 
 use crate::plan::{GcpTargetPlan, PlanError};
-use crate::render_plan::{field_changes, overlap_line, rule_line};
+use crate::render_plan::{field_changes, rule_line};
 
 fn target_key(t: &GcpTarget) -> String {
     format!("{}/{}", t.project, t.network)
@@ -33,15 +33,9 @@ pub(crate) fn items(p: &GcpTargetPlan) -> Vec<DriftItem> {
             detail,
         ));
     }
-    // Rules perimeter does not own are drift only where they override the policy.
-    for o in &p.overlaps {
-        out.push(item(
-            DriftKind::Unexpected,
-            "foreign-firewall-rule",
-            &format!("foreign/{}", o.name),
-            overlap_line(o),
-        ));
-    }
+    // Rules perimeter does not own are drift only where they make the nodes' perimeter differ.
+    out.extend(violation_items("gcp", &target, &p.violations));
+    out.extend(posture_items("gcp", &target, &p.findings));
     out
 }
 

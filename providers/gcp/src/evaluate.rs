@@ -111,31 +111,45 @@ pub fn decide(world: &GcpWorld<'_>, packet: &Packet) -> Verdict {
     if packet.peer.addr == IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)) {
         return Verdict::Allow;
     }
-    let mut best: Option<(u16, Verdict)> = None;
-    for fw in world
-        .firewalls
-        .iter()
-        .filter(|fw| applies(fw, world, packet))
-    {
-        let verdict = if fw.denied.is_empty() {
-            Verdict::Allow
-        } else {
-            Verdict::Deny
-        };
-        best = match best {
-            None => Some((fw.priority, verdict)),
-            Some((p, _)) if fw.priority < p => Some((fw.priority, verdict)),
-            Some((p, _)) if fw.priority == p && verdict == Verdict::Deny => {
-                Some((p, Verdict::Deny))
-            }
-            keep => keep,
-        };
-    }
-    match best {
-        Some((_, v)) => v,
+    match winner(world, packet) {
+        Some(fw) => verdict_of(fw),
         None => match packet.direction {
             Direction::Ingress => Verdict::Deny,
             Direction::Egress => Verdict::Allow,
         },
     }
+}
+
+fn verdict_of(fw: &Firewall) -> Verdict {
+    if fw.denied.is_empty() {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
+    }
+}
+
+/// The rule that decides `packet` (metadata traffic aside): of the enabled rules that apply and
+/// match, the lowest priority number, a deny before an allow at equal priority; `None` when
+/// only the implied rules match.
+pub fn winner<'a>(world: &GcpWorld<'a>, packet: &Packet) -> Option<&'a Firewall> {
+    let mut best: Option<&Firewall> = None;
+    for fw in world
+        .firewalls
+        .iter()
+        .filter(|fw| applies(fw, world, packet))
+    {
+        best = match best {
+            None => Some(fw),
+            Some(b) if fw.priority < b.priority => Some(fw),
+            Some(b)
+                if fw.priority == b.priority
+                    && verdict_of(fw) == Verdict::Deny
+                    && verdict_of(b) == Verdict::Allow =>
+            {
+                Some(fw)
+            }
+            keep => keep,
+        };
+    }
+    best
 }

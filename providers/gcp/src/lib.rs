@@ -10,6 +10,7 @@ mod cloud;
 mod compile;
 mod convert;
 mod drift;
+mod effective;
 pub mod evaluate;
 mod lease;
 pub mod model;

@@ -3,21 +3,20 @@
 //! Everything apply needs is decided here, including the API method of every write: a rule
 //! whose lists only change is PATCHed (JSON merge patch), but the client never sends an empty
 //! list, so a change that must clear a list or switch allow ↔ deny is a full PUT (`update`).
-//! Foreign rules are never written; the ones that change the policy's decision for some
-//! packet are reported as overlaps.
+//! Foreign rules are never written; where they make the nodes' perimeter differ from the
+//! policy is computed exactly (crate::effective) and reported as violations.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use perimeter_core::Note;
 use perimeter_core::plan::{Action, Finding, FingerprintError, Summary, diff, fingerprint};
 use perimeter_core::target::GcpTarget;
-use perimeter_core::{Cidr, Direction, Packet, PacketProtocol, Peer, Verdict};
+use perimeter_core::violation::{TooLarge, Violation};
 use serde::{Deserialize, Serialize};
 
 use crate::compile::GcpCompiled;
-use crate::evaluate::{GcpWorld, decide};
-use crate::model::{Firewall, ProtocolPorts};
+use crate::effective::GcpEstate;
+use crate::model::Firewall;
 use crate::state::{FirewallQuota, ObservedGcp, canonical};
 use crate::transition::GcpTransition;
 use perimeter_core::transition::{Unsafe, order};
@@ -76,24 +75,6 @@ impl GcpDesired {
     }
 }
 
-/// A rule perimeter does not own that changes what the policy decides for some traffic to
-/// or from the nodes.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct Overlap {
-    /// The foreign rule's name.
-    pub name: String,
-    /// Its priority.
-    pub priority: u16,
-    /// `allow` or `deny`.
-    pub action: String,
-    /// One packet it decides differently, e.g. `ingress tcp 22 from 0.0.0.0`.
-    pub packet: String,
-    /// The policy's decision for that packet.
-    pub policy: Verdict,
-    /// The network's decision with the foreign rule in place.
-    pub actual: Verdict,
-}
-
 /// Everything perimeter will do in one GCP network.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GcpTargetPlan {
@@ -108,8 +89,9 @@ pub struct GcpTargetPlan {
     pub policy: String,
     /// Rule changes in the order of their steps.
     pub changes: Vec<FirewallChange>,
-    /// Foreign rules that override the policy somewhere.
-    pub overlaps: Vec<Overlap>,
+    /// Where foreign rules make the nodes' perimeter differ from the policy (exact).
+    #[serde(default)]
+    pub violations: Vec<Violation>,
     /// The project's rule quota as observed.
     pub quota: Option<FirewallQuota>,
     /// Compiler notes, in their JSON form.
@@ -269,17 +251,46 @@ pub(crate) fn plan(
         }
     })?;
 
+    let (violations, findings) = match violations(desired, observed, target) {
+        Ok(v) => (v, Vec::new()),
+        Err(e) => (
+            Vec::new(),
+            vec![Finding {
+                code: "effective-unchecked".into(),
+                resource: target.network.clone(),
+                message: format!(
+                    "{e}: the network's foreign rules were not checked against the policy"
+                ),
+            }],
+        ),
+    };
     Ok(GcpTargetPlan {
         target: target.clone(),
         desired: desired.clone(),
         fingerprint: observed_fingerprint(observed, desired)?,
         policy: policy.into(),
         changes,
-        overlaps: overlaps(&desired.firewalls, &observed.foreign, &target.target_tags),
+        violations,
         quota: observed.quota,
         notes,
-        findings: Vec::new(),
+        findings,
     })
+}
+
+/// Where the foreign rules of the network make the nodes' perimeter differ from the policy.
+/// A network too large to check exactly says so as a finding, never as silence.
+fn violations(
+    desired: &GcpDesired,
+    observed: &ObservedGcp,
+    target: &GcpTarget,
+) -> Result<Vec<Violation>, TooLarge> {
+    let estate = GcpEstate::new(
+        &desired.firewalls,
+        &observed.foreign,
+        &target.target_tags,
+        &target.node_ranges,
+    );
+    perimeter_core::violation::violations(&estate)
 }
 
 /// Most writes of one step (the backend's default concurrency).
@@ -424,213 +435,6 @@ fn update_method(before: &Firewall, after: &Firewall) -> WriteMethod {
     } else {
         WriteMethod::Patch
     }
-}
-
-/// Foreign rules that change the policy's decision for at least one probe packet: the
-/// corners of the foreign rule's own ranges and ports, evaluated with the owned rules alone
-/// and with the foreign rule added.
-pub(crate) fn overlaps(
-    desired: &[Firewall],
-    foreign: &[Firewall],
-    node_tags: &[String],
-) -> Vec<Overlap> {
-    let mut out = Vec::new();
-    let policy_world = GcpWorld {
-        firewalls: desired,
-        node_tags,
-    };
-    for rule in foreign {
-        // A rule that targets service accounts is assumed to apply (evaluate.rs says why).
-        let other_instances = rule.target_service_accounts.is_empty()
-            && !rule.target_tags.is_empty()
-            && !rule.target_tags.iter().any(|t| node_tags.contains(t));
-        if rule.disabled || other_instances {
-            continue;
-        }
-        let mut with = desired.to_vec();
-        with.push(rule.clone());
-        let actual_world = GcpWorld {
-            firewalls: &with,
-            node_tags,
-        };
-        if let Some((packet, policy, actual)) = probes(rule)
-            .into_iter()
-            .map(|p| (p, decide(&policy_world, &p), decide(&actual_world, &p)))
-            .find(|(_, policy, actual)| policy != actual)
-        {
-            out.push(Overlap {
-                name: rule.name.clone(),
-                priority: rule.priority,
-                action: if rule.denied.is_empty() {
-                    "allow"
-                } else {
-                    "deny"
-                }
-                .into(),
-                packet: describe(&packet),
-                policy,
-                actual,
-            });
-        }
-    }
-    out
-}
-
-fn probes(rule: &Firewall) -> Vec<Packet> {
-    let direction = if rule.direction == "EGRESS" {
-        Direction::Egress
-    } else {
-        Direction::Ingress
-    };
-    let ranges = if direction == Direction::Ingress {
-        &rule.source_ranges
-    } else {
-        &rule.destination_ranges
-    };
-    let mut peers: Vec<Peer> = ranges
-        .iter()
-        .filter_map(|r| r.parse::<Cidr>().ok())
-        .flat_map(|c| [first(&c), last(&c)])
-        .map(|addr| Peer {
-            addr,
-            is_node: false,
-        })
-        .collect();
-    let by_identity = !rule.source_tags.is_empty() || !rule.source_service_accounts.is_empty();
-    if direction == Direction::Ingress && by_identity {
-        peers.push(Peer {
-            addr: IpAddr::from([10, 255, 255, 254]),
-            is_node: true,
-        });
-    }
-    if ranges.is_empty() && !by_identity {
-        peers.push(Peer {
-            addr: IpAddr::from([0, 0, 0, 0]),
-            is_node: false,
-        });
-        peers.push(Peer {
-            addr: IpAddr::from([255, 255, 255, 255]),
-            is_node: false,
-        });
-    }
-    let mut protocols = Vec::new();
-    for pp in rule.allowed.iter().chain(&rule.denied) {
-        protocols.extend(protocol_probes(pp));
-    }
-    let mut packets = Vec::new();
-    for peer in &peers {
-        for protocol in &protocols {
-            let fits = match protocol {
-                PacketProtocol::Icmp { .. } => peer.addr.is_ipv4(),
-                PacketProtocol::Icmpv6 { .. } => peer.addr.is_ipv6(),
-                _ => true,
-            };
-            if fits {
-                packets.push(Packet {
-                    direction,
-                    protocol: *protocol,
-                    peer: *peer,
-                });
-            }
-        }
-    }
-    // A foreign rule with thousands of ranges and ports needs no more evidence than this.
-    packets.truncate(4096);
-    packets
-}
-
-fn protocol_probes(pp: &ProtocolPorts) -> Vec<PacketProtocol> {
-    let ports: Vec<u16> = if pp.ports.is_empty() {
-        vec![0, 22, 443, 10250, 65535]
-    } else {
-        pp.ports
-            .iter()
-            .flat_map(|r| match r.split_once('-') {
-                Some((a, b)) => vec![a.parse().unwrap_or(0), b.parse().unwrap_or(0)],
-                None => vec![r.parse().unwrap_or(0)],
-            })
-            .collect()
-    };
-    let tcp = || {
-        ports
-            .iter()
-            .map(|&port| PacketProtocol::Tcp { port })
-            .collect::<Vec<_>>()
-    };
-    let udp = || {
-        ports
-            .iter()
-            .map(|&port| PacketProtocol::Udp { port })
-            .collect::<Vec<_>>()
-    };
-    match pp.ip_protocol.as_str() {
-        "tcp" | "6" => tcp(),
-        "udp" | "17" => udp(),
-        "icmp" | "1" => vec![PacketProtocol::Icmp { type_: 8, code: 0 }],
-        "58" | "ipv6-icmp" => vec![PacketProtocol::Icmpv6 {
-            type_: 128,
-            code: 0,
-        }],
-        "all" => {
-            let mut v = tcp();
-            v.extend(udp());
-            v.push(PacketProtocol::Icmp { type_: 8, code: 0 });
-            v.push(PacketProtocol::Icmpv6 {
-                type_: 128,
-                code: 0,
-            });
-            v.push(PacketProtocol::Other { number: 4 });
-            v
-        }
-        other => match other.parse::<u8>() {
-            Ok(number) => vec![PacketProtocol::Other { number }],
-            Err(_) => match other {
-                "esp" => vec![PacketProtocol::Other { number: 50 }],
-                "ah" => vec![PacketProtocol::Other { number: 51 }],
-                "sctp" => vec![PacketProtocol::Other { number: 132 }],
-                "ipip" => vec![PacketProtocol::Other { number: 4 }],
-                _ => Vec::new(),
-            },
-        },
-    }
-}
-
-fn first(c: &Cidr) -> IpAddr {
-    c.addr()
-}
-
-fn last(c: &Cidr) -> IpAddr {
-    match c.addr() {
-        IpAddr::V4(a) => {
-            let host = u32::MAX.checked_shr(u32::from(c.prefix())).unwrap_or(0);
-            IpAddr::from((u32::from(a) | host).to_be_bytes())
-        }
-        IpAddr::V6(a) => {
-            let host = u128::MAX.checked_shr(u32::from(c.prefix())).unwrap_or(0);
-            IpAddr::from((u128::from(a) | host).to_be_bytes())
-        }
-    }
-}
-
-/// `ingress tcp 22 from 0.0.0.0`.
-pub(crate) fn describe(p: &Packet) -> String {
-    let protocol = match p.protocol {
-        PacketProtocol::Tcp { port } => format!("tcp {port}"),
-        PacketProtocol::Udp { port } => format!("udp {port}"),
-        PacketProtocol::Icmp { type_, code } => format!("icmp type {type_} code {code}"),
-        PacketProtocol::Icmpv6 { type_, code } => format!("icmpv6 type {type_} code {code}"),
-        PacketProtocol::Other { number } => format!("protocol {number}"),
-    };
-    let (way, peer) = match p.direction {
-        Direction::Ingress => ("from", p.peer),
-        Direction::Egress => ("to", p.peer),
-    };
-    let who = if peer.is_node {
-        "a node (by tag)".to_string()
-    } else {
-        peer.addr.to_string()
-    };
-    format!("{} {protocol} {way} {who}", p.direction.as_str())
 }
 
 #[cfg(test)]

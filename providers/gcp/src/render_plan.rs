@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use perimeter_core::plan::Action;
 
 use crate::model::{Firewall, ProtocolPorts};
-use crate::plan::{GcpTargetPlan, Overlap, WriteMethod};
+use crate::plan::{GcpTargetPlan, WriteMethod};
 
 fn protocols(list: &[ProtocolPorts]) -> String {
     list.iter()
@@ -139,19 +139,6 @@ pub(crate) fn field_changes(before: &Firewall, after: &Firewall) -> Vec<String> 
     out
 }
 
-/// One line for a foreign rule that overrides the policy.
-pub(crate) fn overlap_line(o: &Overlap) -> String {
-    format!(
-        "{} (not managed by perimeter, priority {}) {}s {}: the policy says {}, the network does {}",
-        o.name,
-        o.priority,
-        o.action,
-        o.packet,
-        o.policy.as_str(),
-        o.actual.as_str()
-    )
-}
-
 fn paint(color: bool, action: Action, text: &str) -> String {
     if !color {
         return text.to_string();
@@ -214,9 +201,7 @@ pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
     if !p.changes.is_empty() {
         let _ = writeln!(out, "  {}", steps_line(p.steps()));
     }
-    for o in &p.overlaps {
-        let _ = writeln!(out, "  ! {}", overlap_line(o));
-    }
+    out.push_str(&perimeter_core::violation::render_text(&p.violations));
     if let Some(q) = p.quota {
         let s = p.summary();
         let _ = writeln!(
@@ -234,8 +219,10 @@ pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
 pub(crate) fn markdown(p: &GcpTargetPlan) -> String {
     let t = &p.target;
     let mut out = format!("#### GCP `{}` / `{}`\n\n", t.project, t.network);
-    if p.changes.is_empty() && p.overlaps.is_empty() {
-        out.push_str("No changes.\n\n");
+    if p.changes.is_empty() {
+        out.push_str("No changes.\n");
+        out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
+        out.push('\n');
         return out;
     }
     out.push_str("```diff\n");
@@ -263,12 +250,7 @@ pub(crate) fn markdown(p: &GcpTargetPlan) -> String {
     if !p.changes.is_empty() {
         let _ = writeln!(out, "\n{}", steps_line(p.steps()));
     }
-    if !p.overlaps.is_empty() {
-        out.push_str("\nRules perimeter does not manage that override the policy:\n\n");
-        for o in &p.overlaps {
-            let _ = writeln!(out, "- {}", overlap_line(o));
-        }
-    }
+    out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
     out.push('\n');
     out
 }

@@ -80,7 +80,7 @@ impl Transition for GcpTransition<'_> {
 impl GcpTransition<'_> {
     /// The packets a rule can match at the nodes (none when it is disabled or targets other
     /// instances).
-    fn boxes_of(&self, f: &Firewall) -> Vec<MatchBox> {
+    pub(crate) fn boxes_of(&self, f: &Firewall) -> Vec<MatchBox> {
         let other_instances = f.target_service_accounts.is_empty()
             && !f.target_tags.is_empty()
             && !f.target_tags.iter().any(|t| self.node_tags.contains(t));

@@ -1,5 +1,10 @@
 use perimeter_core::SourceFile;
 
+use perimeter_core::Verdict;
+use perimeter_core::violation::Effect;
+
+use crate::model::ProtocolPorts;
+
 use super::*;
 use crate::state::FirewallQuota;
 use crate::transition::GcpTransition;
@@ -137,11 +142,11 @@ fn a_rule_with_our_name_but_not_our_marker_is_refused() {
         "{err}"
     );
     // A foreign rule with our prefix that the policy does not want is left alone (and still
-    // checked for overlaps like any other foreign rule).
+    // checked against the policy like any other foreign rule).
     o.foreign = vec![foreign("web-i-debug", 10, true, &["0.0.0.0/0"], "22", &[])];
     let p = plan(&d, vec![], &o, "web").unwrap();
-    assert_eq!(p.overlaps.len(), 1);
-    assert_eq!(p.overlaps[0].name, "web-i-debug");
+    assert_eq!(p.violations.len(), 1);
+    assert!(p.violations[0].object.contains("web-i-debug"));
 }
 
 #[test]
@@ -235,45 +240,67 @@ fn a_missing_network_is_refused() {
 }
 
 #[test]
-fn foreign_rules_that_change_a_decision_are_overlaps() {
+fn foreign_rules_that_change_a_decision_are_violations_with_their_exact_region() {
     let d = desired();
     let mut o = observed(d.firewalls.clone());
     o.foreign = vec![
-        // Opens ssh to the world at a better priority than the policy's rules: an overlap.
+        // Opens ssh to the world at a better priority than the policy's rules.
         foreign("gke-open-ssh", 100, true, &["0.0.0.0/0"], "22", &[]),
         // Same, but for instances with another tag: not our nodes.
         foreign("other-team", 100, true, &["0.0.0.0/0"], "22", &["db"]),
         // Allows what the policy allows anyway.
         foreign("agrees", 100, true, &["10.50.0.0/24"], "22", &["nodes"]),
-        // Denies admin ssh before the policy's allow: an overlap the other way.
+        // Denies admin ssh before the policy's allow: a violation the other way.
         foreign("blocks-admins", 10, false, &["10.50.0.0/24"], "22", &[]),
     ];
     let p = plan(&d, vec![], &o, "web").unwrap();
-    let names: Vec<&str> = p.overlaps.iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(names, vec!["gke-open-ssh", "blocks-admins"]);
-    let open = &p.overlaps[0];
-    assert_eq!((open.policy, open.actual), (Verdict::Deny, Verdict::Allow));
-    assert_eq!(open.packet, "ingress tcp 22 from 0.0.0.0");
+    let lines: Vec<String> = p.violations.iter().map(|v| v.line()).collect();
+    assert_eq!(p.violations.len(), 2, "{lines:#?}");
+    let (blocks, opens) = (&p.violations[0], &p.violations[1]);
+    assert!(blocks.object.contains("blocks-admins"), "{lines:#?}");
+    assert_eq!(
+        (blocks.effect, blocks.policy),
+        (Effect::Blocks, Verdict::Allow)
+    );
+    assert_eq!(blocks.regions, ["ingress tcp 22 from 10.50.0.0/24"]);
+    assert!(opens.object.contains("gke-open-ssh"));
+    assert_eq!((opens.effect, opens.policy), (Effect::Opens, Verdict::Deny));
+    // The admins' ssh is allowed either way: the region is the rest of the world.
+    assert_eq!(
+        opens.regions,
+        ["ingress tcp 22 from 0.0.0.0/0 except 10.50.0.0/24"]
+    );
     assert!(p.is_empty(), "foreign rules are never changed");
 }
 
 #[test]
-fn last_address_of_ranges() {
-    assert_eq!(
-        last(&"10.0.0.0/8".parse().unwrap()).to_string(),
-        "10.255.255.255"
-    );
-    assert_eq!(
-        last(&"0.0.0.0/0".parse().unwrap()).to_string(),
-        "255.255.255.255"
-    );
-    assert_eq!(
-        last(&"10.1.2.3/32".parse().unwrap()).to_string(),
-        "10.1.2.3"
-    );
-    assert_eq!(
-        last(&"fd00::/8".parse().unwrap()).to_string(),
-        "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+fn a_foreign_deny_around_a_policy_allow_is_found_far_from_its_corners() {
+    // The case: `deny all from 10.0.0.0/8 @900` against an allow for 10.0.5.0/24:6443.
+    // Probing the foreign rule's corner addresses on fixed ports never met the allow.
+    let policy = POLICY
+        .replace("10.50.0.0/24", "10.0.5.0/24")
+        .replace("[ssh]", "[tcp/6443]");
+    let intent =
+        perimeter_core::policy::load(&SourceFile::new("t.yaml", policy.as_str())).expect("policy");
+    let compiled = crate::compile(&intent, &intent.targets.gcp[0]).expect("compiles");
+    let d = GcpDesired::from_compiled(&compiled);
+    let mut o = observed(d.firewalls.clone());
+    let mut deny_all = foreign("corp-deny", 900, false, &["10.0.0.0/8"], "0", &[]);
+    deny_all.denied = vec![ProtocolPorts {
+        ip_protocol: "all".into(),
+        ports: vec![],
+    }];
+    o.foreign = vec![deny_all];
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    let v: Vec<&Violation> = p.violations.iter().collect();
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(v[0].effect, Effect::Blocks);
+    assert!(
+        v[0].regions
+            .iter()
+            .any(|r| r == "ingress tcp 6443 from 10.0.5.0/24"),
+        "{:#?}",
+        v[0].regions
     );
 }
 
