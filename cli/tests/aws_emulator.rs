@@ -124,7 +124,7 @@ fn drift_is_reported_classified_and_accepted_by_a_baseline(w: &World) {
     assert_eq!(report["in_sync"], false);
     assert_eq!(
         report["counts"],
-        serde_json::json!({"missing": 1, "unexpected": 1, "modified": 1})
+        serde_json::json!({"missing": 1, "unexpected": 1, "modified": 1, "violation": 0, "posture": 0})
     );
     let kinds: Vec<(String, String)> = report["items"]
         .as_array()
@@ -162,7 +162,7 @@ fn drift_is_reported_classified_and_accepted_by_a_baseline(w: &World) {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o)
-            .contains("In sync: 0 missing, 0 unexpected, 0 modified (3 accepted by the baseline)"),
+            .contains("In sync: 0 missing, 0 unexpected, 0 modified, 0 violations, 0 posture (3 accepted by the baseline)"),
         "{}",
         text(&o)
     );

@@ -175,6 +175,8 @@ struct CellBox {
     ports: (u16, u16),
     addrs: AddrRange,
     node: bool,
+    /// The protocol stands for every protocol no rule names.
+    others: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -292,15 +294,15 @@ fn cells(
     nodes: &AddrSet,
     budget: &mut usize,
 ) -> Result<Vec<CellBox>, TooLarge> {
+    let mut unnamed = None;
     let protocols: Vec<u8> = match region.protocol {
         Some(p) => vec![p],
         None => {
             let mut named: BTreeSet<u8> = near.iter().filter_map(|c| c.protocol).collect();
             named.extend([proto::TCP, proto::UDP, proto::ICMP, proto::ICMPV6]);
             // One protocol no rule names stands for all of them.
-            if let Some(unnamed) = (0..=255u8).find(|n| !named.contains(n)) {
-                named.insert(unnamed);
-            }
+            unnamed = (0..=255u8).find(|n| !named.contains(n));
+            named.extend(unnamed);
             named.into_iter().collect()
         }
     };
@@ -346,6 +348,7 @@ fn cells(
                     ports: p,
                     addrs,
                     node,
+                    others: unnamed == Some(protocol),
                 });
             }
         }
@@ -391,18 +394,19 @@ intervals!(intervals_u128, u128);
 /// The cells merged: for each direction, protocol, peer kind and port interval the addresses,
 /// then neighbouring port intervals with equal addresses joined.
 fn describe_regions(cells: &[CellBox], unfiltered: &AddrSet) -> Vec<String> {
-    let mut by_ports: BTreeMap<(Direction, u8, bool), BTreeMap<(u16, u16), AddrSet>> =
-        BTreeMap::new();
+    type Slot = (Direction, bool, u8, bool);
+    let mut by_ports: BTreeMap<Slot, BTreeMap<(u16, u16), AddrSet>> = BTreeMap::new();
     for c in cells {
         let slot = by_ports
-            .entry((c.direction, c.protocol, c.node))
+            .entry((c.direction, c.node, c.protocol, c.others))
             .or_default()
             .entry(c.ports)
             .or_default();
         *slot = slot.union(&c.addr_set());
     }
-    let mut lines = Vec::new();
-    for ((direction, protocol, node), ports) in by_ports {
+    // Services with the same peers share a line: `egress tcp 0-52, udp, other protocols to …`.
+    let mut lines: Vec<((Direction, bool, AddrSet), Vec<String>)> = Vec::new();
+    for ((direction, node, protocol, others), ports) in by_ports {
         let mut merged: Vec<(u16, u16, AddrSet)> = Vec::new();
         for ((lo, hi), addrs) in ports {
             match merged.last_mut() {
@@ -415,52 +419,85 @@ fn describe_regions(cells: &[CellBox], unfiltered: &AddrSet) -> Vec<String> {
             }
         }
         for (lo, hi, addrs) in merged {
+            let service = describe_service(protocol, lo, hi, others);
+            let key = (direction, node, addrs);
+            match lines.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, services)) => services.push(service),
+                None => lines.push((key, vec![service])),
+            }
+        }
+    }
+    let mut out: Vec<String> = lines
+        .into_iter()
+        .map(|((direction, node, addrs), services)| {
             let way = if direction == Direction::Ingress {
                 "from"
             } else {
                 "to"
             };
-            let plain = describe_addrs(&addrs);
-            // Only in the families the region has: `::/0`-side noise helps no one.
-            let dont_care = AddrSet {
-                v4: if addrs.v4.is_empty() {
-                    IntervalSet::empty()
-                } else {
-                    unfiltered.v4.clone()
-                },
-                v6: if addrs.v6.is_empty() {
-                    IntervalSet::empty()
-                } else {
-                    unfiltered.v6.clone()
-                },
-            };
-            let with = describe_addrs(&addrs.union(&dont_care));
-            let peers = if with.len() < plain.len() {
-                with
-            } else {
-                plain
-            };
+            let peers = describe_peers(&addrs, unfiltered);
             let who = if node {
                 format!("nodes at {peers}")
             } else {
                 peers
             };
-            lines.push(format!(
-                "{} {} {way} {who}",
-                direction.as_str(),
-                describe_service(protocol, lo, hi)
-            ));
-        }
-    }
-    let total = lines.len();
+            format!("{} {} {way} {who}", direction.as_str(), join_services(&services))
+        })
+        .collect();
+    let total = out.len();
     if total > REGIONS_SHOWN {
-        lines.truncate(REGIONS_SHOWN);
-        lines.push(format!("… and {} more regions", total - REGIONS_SHOWN));
+        out.truncate(REGIONS_SHOWN);
+        out.push(format!("… and {} more regions", total - REGIONS_SHOWN));
     }
-    lines
+    out
 }
 
-fn describe_service(protocol: u8, lo: u16, hi: u16) -> String {
+/// `tcp 0-21, tcp 23-65535, udp 53` as `tcp 0-21, 23-65535, udp 53`.
+fn join_services(services: &[String]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut last_name = "";
+    for s in services {
+        match s.split_once(' ') {
+            Some((name, span)) if name == last_name && !span.contains(' ') => {
+                out.push(span.to_string())
+            }
+            Some((name, _)) => {
+                last_name = name;
+                out.push(s.clone());
+            }
+            None => {
+                last_name = "";
+                out.push(s.clone());
+            }
+        }
+    }
+    out.join(", ")
+}
+
+/// The peers of a region, as if they included the unfiltered addresses of its families when
+/// that says it shorter (both decisions agree there anyway).
+fn describe_peers(addrs: &AddrSet, unfiltered: &AddrSet) -> String {
+    let plain = describe_addrs(addrs);
+    let dont_care = AddrSet {
+        v4: if addrs.v4.is_empty() {
+            IntervalSet::empty()
+        } else {
+            unfiltered.v4.clone()
+        },
+        v6: if addrs.v6.is_empty() {
+            IntervalSet::empty()
+        } else {
+            unfiltered.v6.clone()
+        },
+    };
+    let with = describe_addrs(&addrs.union(&dont_care));
+    if with.len() < plain.len() { with } else { plain }
+}
+
+fn describe_service(protocol: u8, lo: u16, hi: u16, others: bool) -> String {
+    if others {
+        return "other protocols".into();
+    }
     let span = |lo: u16, hi: u16| {
         if lo == hi {
             lo.to_string()

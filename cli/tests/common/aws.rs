@@ -95,7 +95,46 @@ pub(crate) async fn launch(
         .collect()
 }
 
-/// A VPC of 10.0.0.0/16 with one subnet per CIDR.
+/// The VPC's default security group, emptied as CIS AWS Foundations 5.4 asks: instances
+/// launched without groups carry it, and its stock rules (all egress, all from itself) would
+/// make every private perimeter a violation.
+pub(crate) async fn empty_default_group(c: &Client, vpc: &str) -> String {
+    let g = c
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .filters(Filter::builder().name("group-name").values("default").build())
+        .send()
+        .await
+        .unwrap();
+    let id = g.security_groups()[0].group_id().unwrap().to_string();
+    let rules = c
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(&id).build())
+        .send()
+        .await
+        .unwrap();
+    for r in rules.security_group_rules() {
+        let rid = r.security_group_rule_id().unwrap().to_string();
+        if r.is_egress() == Some(true) {
+            c.revoke_security_group_egress()
+                .group_id(&id)
+                .security_group_rule_ids(rid)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            c.revoke_security_group_ingress()
+                .group_id(&id)
+                .security_group_rule_ids(rid)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    id
+}
+
+/// A VPC of 10.0.0.0/16 with one subnet per CIDR, its default group emptied.
 pub(crate) async fn vpc_with_subnets(c: &Client, cidrs: &[&str]) -> (String, Vec<String>) {
     let vpc = c
         .create_vpc()
@@ -118,6 +157,7 @@ pub(crate) async fn vpc_with_subnets(c: &Client, cidrs: &[&str]) -> (String, Vec
             .unwrap();
         subnets.push(s.subnet.unwrap().subnet_id.unwrap());
     }
+    empty_default_group(c, &vpc).await;
     (vpc, subnets)
 }
 
