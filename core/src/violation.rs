@@ -441,7 +441,11 @@ fn describe_regions(cells: &[CellBox], unfiltered: &AddrSet) -> Vec<String> {
             } else {
                 peers
             };
-            format!("{} {} {way} {who}", direction.as_str(), join_services(&services))
+            format!(
+                "{} {} {way} {who}",
+                direction.as_str(),
+                join_services(&services)
+            )
         })
         .collect();
     let total = out.len();
@@ -491,7 +495,11 @@ fn describe_peers(addrs: &AddrSet, unfiltered: &AddrSet) -> String {
         },
     };
     let with = describe_addrs(&addrs.union(&dont_care));
-    if with.len() < plain.len() { with } else { plain }
+    if with.len() < plain.len() {
+        with
+    } else {
+        plain
+    }
 }
 
 fn describe_service(protocol: u8, lo: u16, hi: u16, others: bool) -> String {

@@ -102,7 +102,12 @@ pub(crate) async fn empty_default_group(c: &Client, vpc: &str) -> String {
     let g = c
         .describe_security_groups()
         .filters(Filter::builder().name("vpc-id").values(vpc).build())
-        .filters(Filter::builder().name("group-name").values("default").build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("default")
+                .build(),
+        )
         .send()
         .await
         .unwrap();

@@ -129,10 +129,7 @@ fn a_foreign_allow_is_reported_with_its_exact_region() {
     assert_eq!(v[0].effect, Effect::Opens);
     assert_eq!(v[0].policy, Verdict::Deny);
     assert_eq!(v[0].key, "union/0/opens");
-    assert_eq!(
-        v[0].regions,
-        ["ingress tcp 0-21, 23-65535 from 10.0.0.0/8"]
-    );
+    assert_eq!(v[0].regions, ["ingress tcp 0-21, 23-65535 from 10.0.0.0/8"]);
     assert_eq!(v[0].example, "ingress tcp 0 from 10.0.0.0");
 }
 

@@ -74,6 +74,16 @@ impl AwsEstate<'_> {
     }
 }
 
+/// A rule of another group, its reference to itself named by the group's id (`OwnGroup` there
+/// means that group's members, not perimeter's).
+fn other_rule_line(group: &str, r: &crate::model::SgRule) -> String {
+    let mut r = r.clone();
+    if r.peer == SgPeer::OwnGroup {
+        r.peer = SgPeer::ReferencedGroup(group.to_string());
+    }
+    rule_line(&r)
+}
+
 fn rule_key(group: &str, r: &crate::model::SgRule) -> String {
     format!(
         "{group}/{}/{}/{}/{}/{}",
@@ -100,7 +110,7 @@ impl Estate for AwsEstate<'_> {
             if let Some((g, r)) = allowing_rule(&world, packet) {
                 return Culprit {
                     object: format!("{} ({})", g.group_id, g.group_name),
-                    rule: format!("allows {}", rule_line(r)),
+                    rule: format!("allows {}", other_rule_line(&g.group_id, r)),
                     key: rule_key(&g.group_id, r),
                 };
             }
@@ -342,7 +352,7 @@ fn unresolved(observed: &ObservedAws, node_groups: &[String], owned: Option<&str
                     "{} ({}) allows {}: perimeter does not resolve {what} to addresses, so this rule is not checked against the policy",
                     g.group_id,
                     g.group_name,
-                    rule_line(r)
+                    other_rule_line(&g.group_id, r)
                 ),
             });
         }

@@ -1,0 +1,301 @@
+//! End to end against the EC2 emulator: what the nodes experience, not only what perimeter
+//! wrote. Each case failed before the enforcement path was read: plan and drift said "in
+//! sync" while the nodes were open.
+//!
+//! A second interface with groups of its own is tested in providers/aws (effective/tests.rs):
+//! moto shows an attached interface with its instance's groups, whatever they were set to.
+
+mod common;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, IpPermission, UserIdGroupPair};
+use common::aws::{World, authorize, client, path, perimeter, runtime, world};
+use common::text;
+
+/// The primary interface of an instance and its groups.
+async fn primary_interface(c: &Client, instance: &str) -> (String, Vec<String>) {
+    let o = c
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(instance)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let eni = o
+        .network_interfaces()
+        .iter()
+        .find(|e| e.attachment().and_then(|a| a.device_index()) == Some(0))
+        .expect("a primary interface");
+    (
+        eni.network_interface_id().unwrap().to_string(),
+        eni.groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// What EKS puts on every node: a cluster group that allows all traffic from itself (and,
+/// as every new group, all egress).
+async fn eks_cluster_group(c: &Client, vpc: &str) -> String {
+    let g = c
+        .create_security_group()
+        .group_name("eks-cluster-sg-prod")
+        .description("EKS created security group applied to ENI")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    c.authorize_security_group_ingress()
+        .group_id(&g)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&g).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    g
+}
+
+/// Adds `group` to the primary interface of every worker, keeping its groups.
+async fn add_to_workers(c: &Client, w: &World, group: &str) {
+    for i in &w.instances {
+        let (eni, mut groups) = primary_interface(c, i).await;
+        groups.push(group.to_string());
+        c.modify_network_interface_attribute()
+            .network_interface_id(eni)
+            .set_groups(Some(groups))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn drift_json(p: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["drift", p, "--format", "json"];
+    args.extend(extra);
+    let o = perimeter(&args);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    (o.status.code(), v)
+}
+
+fn items_of(report: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
+    report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn an_eks_cluster_group_on_the_nodes_is_a_violation_until_accepted_and_again_when_broadened() {
+    let rt = runtime();
+    let w = rt.block_on(world("us-east-2"));
+    let p = path(&w.policy);
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let cluster = rt.block_on(async {
+        let c = client(&w.region).await;
+        let g = eks_cluster_group(&c, &w.vpc).await;
+        add_to_workers(&c, &w, &g).await;
+        g
+    });
+
+    // plan: nothing to write, but the nodes' perimeter is not the policy.
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains(&format!(
+            "! {cluster} (eks-cluster-sg-prod) allows ingress all traffic from {cluster}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "! {cluster} (eks-cluster-sg-prod) allows egress all traffic to 0.0.0.0/0"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("No changes to perimeter's objects"), "{out}");
+    // Only changes fail: there are none.
+    let o = perimeter(&["plan", p, "--detailed-exitcode", "--fail-on", "changes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // drift: a violation, keyed by the rule's content.
+    let (code, report) = drift_json(p, &[]);
+    assert_eq!(code, Some(2), "{report:#}");
+    let violations = items_of(&report, "violation");
+    assert_eq!(violations.len(), 2, "{report:#}");
+    assert!(violations.iter().all(|v| v["effect"] == "opens"));
+    assert_eq!(report["counts"]["violation"], 2);
+    let (code, _) = drift_json(p, &["--fail-on", "changes,posture"]);
+    assert_eq!(code, Some(0));
+    let baseline = w.policy.with_file_name("baseline.json");
+    std::fs::write(&baseline, serde_json::to_vec(&report).unwrap()).unwrap();
+    let (code, accepted) = drift_json(p, &["--baseline", path(&baseline)]);
+    assert_eq!(code, Some(0), "{accepted:#}");
+    assert_eq!(accepted["accepted"], 2);
+
+    // Someone opens the cluster group to the world: reported despite the baseline.
+    rt.block_on(async {
+        let c = client(&w.region).await;
+        authorize(&c, &cluster, "tcp", 443, "0.0.0.0/0").await;
+    });
+    let (code, again) = drift_json(p, &["--baseline", path(&baseline)]);
+    assert_eq!(code, Some(2), "{again:#}");
+    let new = items_of(&again, "violation");
+    assert_eq!(new.len(), 1, "{again:#}");
+    assert!(
+        new[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("allows ingress tcp 443 from 0.0.0.0/0: the policy says deny"),
+        "{again:#}"
+    );
+
+    let o = perimeter(&["drift", p, "--format", "prometheus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let prom = text(&o);
+    assert!(
+        prom.contains(
+            "perimeter_violations{policy=\"eks-workers\",cloud=\"aws\",kind=\"opens\"} 3"
+        ),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("perimeter_in_sync{policy=\"eks-workers\"} 0"),
+        "{prom}"
+    );
+
+    // Apply still converges what perimeter owns and leaves the cluster group alone.
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("in 0 write call(s)"), "{}", text(&o));
+}
+
+#[test]
+fn a_subnet_moved_back_to_the_default_nacl_is_drift_and_apply_moves_it_again() {
+    let rt = runtime();
+    let w = rt.block_on(world("eu-central-1"));
+    let p = path(&w.policy);
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    rt.block_on(async {
+        let c = client(&w.region).await;
+        let acls = c
+            .describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(&w.vpc).build())
+            .send()
+            .await
+            .unwrap();
+        let default = acls
+            .network_acls()
+            .iter()
+            .find(|a| a.is_default() == Some(true))
+            .unwrap()
+            .network_acl_id()
+            .unwrap()
+            .to_string();
+        let association = acls
+            .network_acls()
+            .iter()
+            .flat_map(|a| a.associations())
+            .find(|s| s.subnet_id() == Some(w.subnets[0].as_str()))
+            .unwrap()
+            .network_acl_association_id()
+            .unwrap()
+            .to_string();
+        c.replace_network_acl_association()
+            .association_id(association)
+            .network_acl_id(default)
+            .send()
+            .await
+            .unwrap();
+    });
+    let (code, report) = drift_json(p, &[]);
+    assert_eq!(code, Some(2), "{report:#}");
+    let moved: Vec<_> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["resource"] == "subnet-association")
+        .collect();
+    assert_eq!(moved.len(), 1, "{report:#}");
+    assert!(moved[0]["detail"].as_str().unwrap().contains(&w.subnets[0]));
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(perimeter(&["drift", p]).status.code(), Some(0));
+}
+
+#[test]
+fn a_mistyped_subnet_is_an_error_at_plan_time() {
+    let rt = runtime();
+    let w = rt.block_on(world("eu-north-1"));
+    let policy = std::fs::read_to_string(&w.policy)
+        .unwrap()
+        .replace(&w.subnets[1], "subnet-0123456789abcdef0");
+    let typo = w.policy.with_file_name("typo.yaml");
+    std::fs::write(&typo, policy).unwrap();
+    let o = perimeter(&["plan", path(&typo)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "names a subnet that VPC {} does not have: subnet-0123456789abcdef0",
+            w.vpc
+        )),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_public_ip_in_a_private_perimeter_is_posture_drift() {
+    let rt = runtime();
+    let w = rt.block_on(world("ap-northeast-1"));
+    let p = path(&w.policy);
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(perimeter(&["drift", p]).status.code(), Some(0));
+    rt.block_on(async {
+        let c = client(&w.region).await;
+        let eip = c.allocate_address().send().await.unwrap();
+        c.associate_address()
+            .allocation_id(eip.allocation_id().unwrap())
+            .instance_id(&w.instances[0])
+            .send()
+            .await
+            .unwrap();
+    });
+    let (code, report) = drift_json(p, &[]);
+    assert_eq!(code, Some(2), "{report:#}");
+    let posture = items_of(&report, "posture");
+    assert_eq!(posture.len(), 1, "{report:#}");
+    assert_eq!(
+        posture[0]["key"],
+        format!(
+            "aws/{}/{}/eks-workers/posture/public-ip/{}",
+            w.region, w.vpc, w.instances[0]
+        )
+    );
+    let (code, _) = drift_json(p, &["--fail-on", "changes,violations"]);
+    assert_eq!(code, Some(0));
+}
