@@ -6,8 +6,10 @@
 #   - a local Azure Resource Manager (the same emulator) with the nodes' application
 #     security group;
 # then, with policies/multi-cloud.yaml,
-#   perimeter plan → perimeter apply → perimeter plan (empty) → perimeter drift (GKE's own
-#   rule overrides the policy: reported, never changed) → drift with that accepted (in sync)
+#   perimeter plan → perimeter apply → perimeter plan (nothing to write, but one violation:
+#   GKE's own health-check rule lets public ranges reach the nodes; exit 2, or 0 with
+#   --fail-on changes) → perimeter drift (the violation: exit 2) → drift with that accepted
+#   (in sync)
 # and stops what it started. One command, three local clouds, one policy.
 #
 #   bash localstack/demo.sh
@@ -45,6 +47,13 @@ import sys, boto3
 ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
                    aws_access_key_id="test", aws_secret_access_key="test")
 vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+# The workers also carry the VPC's default group, emptied as CIS AWS 5.4 asks (its stock
+# allow-all egress would be a violation of the private perimeter, and plan would say so).
+default = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+    {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]
+for r in ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [default["GroupId"]]}])["SecurityGroupRules"]:
+    revoke = ec2.revoke_security_group_egress if r["IsEgress"] else ec2.revoke_security_group_ingress
+    revoke(GroupId=default["GroupId"], SecurityGroupRuleIds=[r["SecurityGroupRuleId"]])
 subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.16.0/20")["Subnet"]["SubnetId"]
 ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2, SubnetId=subnet,
@@ -81,11 +90,16 @@ echo "exit code: $rc"
 echo; echo "== perimeter apply"
 "$perimeter" apply "$work/plan.json"
 
-echo; echo "== perimeter plan again (exit 0: all three clouds match the policy)"
-"$perimeter" plan "$work/multi-cloud.yaml" --detailed-exitcode
+echo; echo "== perimeter plan again (exit 2: nothing to write, but the nodes' perimeter has one violation)"
+"$perimeter" plan "$work/multi-cloud.yaml" --detailed-exitcode && rc=0 || rc=$?
+echo "exit code: $rc"
+[ "$rc" = 2 ]
+
+echo; echo "== perimeter plan --fail-on changes (exit 0: everything perimeter owns matches the policy)"
+"$perimeter" plan "$work/multi-cloud.yaml" --detailed-exitcode --fail-on changes >/dev/null
 echo "exit code: 0"
 
-echo; echo "== perimeter drift (exit 2: GKE's health-check rule lets public ranges in; perimeter never changes it)"
+echo; echo "== perimeter drift (exit 2: the violation; GKE's health-check rule lets public ranges in, and perimeter never changes it)"
 "$perimeter" drift "$work/multi-cloud.yaml" --format json > "$work/drift.json" && rc=0 || rc=$?
 "$perimeter" drift "$work/multi-cloud.yaml" || true
 echo "exit code: $rc"

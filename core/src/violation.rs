@@ -31,6 +31,9 @@ pub const MAX_CELLS: usize = 2_000_000;
 /// Regions printed per violation; the rest are counted.
 const REGIONS_SHOWN: usize = 6;
 
+/// Services named on one region line; the rest are counted.
+const SERVICES_SHOWN: usize = 8;
+
 /// The object and rule that decided a packet on the nodes' path.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct Culprit {
@@ -233,8 +236,12 @@ pub fn violations<E: Estate>(estate: &E) -> Result<Vec<Violation>, TooLarge> {
     Ok(find(estate)?
         .into_iter()
         .map(|((culprit, effect, policy), cells)| {
+            // A TCP or UDP packet says it best; "protocol 0" stands for every unnamed one.
+            let named = |c: &&CellBox| matches!(c.protocol, proto::TCP | proto::UDP);
             let example = cells
                 .iter()
+                .filter(named)
+                .chain(cells.iter())
                 .find_map(CellBox::probe)
                 .map(|p| describe_packet(&p))
                 .unwrap_or_default();
@@ -474,6 +481,11 @@ fn join_services(services: &[String]) -> String {
                 out.push(s.clone());
             }
         }
+    }
+    if out.len() > SERVICES_SHOWN {
+        let more = out.len() - SERVICES_SHOWN;
+        out.truncate(SERVICES_SHOWN);
+        out.push(format!("{more} more port ranges"));
     }
     out.join(", ")
 }
