@@ -210,7 +210,7 @@ fn each_change_is_drift_with_its_key(emulator: &Emulator, p: &str) {
     let report: Value = serde_json::from_slice(&drift.stdout).expect("json");
     assert_eq!(
         report["counts"],
-        json!({"missing": 1, "unexpected": 1, "modified": 1}),
+        json!({"missing": 1, "unexpected": 0, "modified": 1, "violation": 1, "posture": 0}),
         "{report:#}"
     );
     let items = report["items"].as_array().unwrap();
@@ -233,13 +233,22 @@ fn each_change_is_drift_with_its_key(emulator: &Emulator, p: &str) {
             .contains("sourceRanges: 0.0.0.0/0 → 10.30.0.0/24"),
         "{modified}"
     );
-    let foreign = by_key("gcp/acme-prod/prod-vpc/foreign/debug-ssh");
-    assert_eq!(foreign["resource"], "foreign-firewall-rule");
+    let foreign = items
+        .iter()
+        .find(|i| i["kind"] == "violation")
+        .unwrap_or_else(|| panic!("a violation in {report:#}"));
+    assert_eq!(foreign["resource"], "enforcement-path");
+    assert_eq!(foreign["effect"], "opens");
+    let key = foreign["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("gcp/acme-prod/prod-vpc/violation/debug-ssh/") && key.ends_with("/opens"),
+        "{foreign}"
+    );
     assert!(
         foreign["detail"]
             .as_str()
             .unwrap()
-            .contains("ingress tcp 22 from 0.0.0.0"),
+            .contains("INGRESS allow tcp:22 from 0.0.0.0/0 on all instances priority 100: the policy says deny"),
         "{foreign}"
     );
 }
@@ -293,16 +302,13 @@ fn out_of_band_changes_are_drift_and_apply_repairs_the_owned_ones() {
     let report: Value = serde_json::from_slice(&after.stdout).expect("json");
     assert_eq!(
         report["counts"],
-        json!({"missing": 0, "unexpected": 1, "modified": 0}),
+        json!({"missing": 0, "unexpected": 0, "modified": 0, "violation": 1, "posture": 0}),
         "{report:#}"
     );
     // Accepted in a baseline, it no longer fails the check.
+    let key = report["items"][0]["key"].clone();
     let baseline = dir.join("baseline.json");
-    std::fs::write(
-        &baseline,
-        json!({"accept": ["gcp/acme-prod/prod-vpc/foreign/debug-ssh"]}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(&baseline, json!({"accept": [key]}).to_string()).unwrap();
     let accepted = emulator.perimeter(&["drift", p, "--baseline", baseline.to_str().unwrap()]);
     assert_eq!(code(&accepted), 0, "{}", text(&accepted));
     let _ = std::fs::remove_dir_all(dir);
@@ -602,8 +608,8 @@ fn a_saved_plan_survives_rules_of_others_that_change_the_quota_and_the_overlaps(
     );
     let again = emulator.perimeter(&["plan", policy.to_str().unwrap()]);
     assert!(
-        text(&again).contains("! debug-ssh"),
-        "the overlap is still reported: {}",
+        text(&again).contains("! firewall rule debug-ssh (not managed by perimeter)"),
+        "the violation is still reported: {}",
         text(&again)
     );
     let _ = std::fs::remove_dir_all(dir);

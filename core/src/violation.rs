@@ -313,32 +313,27 @@ fn cells(
             named.into_iter().collect()
         }
     };
-    let mut peers: Vec<(AddrRange, bool)> = Vec::new();
-    let addr_cells = |within: &AddrSet, node: bool, peers: &mut Vec<(AddrRange, bool)>| {
-        for (lo, hi) in intervals_u32(&within.v4, near.iter().map(|c| &c.addrs.v4)) {
-            peers.push((AddrRange::V4(lo, hi), node));
-        }
-        for (lo, hi) in intervals_u128(&within.v6, near.iter().map(|c| &c.addrs.v6)) {
-            peers.push((AddrRange::V6(lo, hi), node));
-        }
-    };
-    addr_cells(&region.addrs, false, &mut peers);
-    if region.nodes || near.iter().any(|c| c.nodes) {
-        // A node peer matches identity rules anywhere and address rules at its address.
-        let at = if region.nodes {
+    // A node peer matches identity rules anywhere and address rules at its address.
+    let node_addrs = (region.nodes || near.iter().any(|c| c.nodes)).then(|| {
+        if region.nodes {
             nodes.clone()
         } else {
             region.addrs.intersection(nodes)
-        };
-        addr_cells(&at, true, &mut peers);
-    }
+        }
+    });
     let mut out = Vec::new();
     for protocol in protocols {
-        let ports = if matches!(
+        let relevant: Vec<&MatchBox> = near
+            .iter()
+            .copied()
+            .filter(|c| c.protocol.is_none_or(|p| p == protocol))
+            .collect();
+        let ported = matches!(
             protocol,
             proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6
-        ) {
-            let same = near
+        );
+        let ports = if ported {
+            let same = relevant
                 .iter()
                 .filter(|c| c.protocol == Some(protocol))
                 .map(|c| &c.ports);
@@ -346,17 +341,38 @@ fn cells(
         } else {
             vec![(0, u16::MAX)]
         };
-        for &(addrs, node) in &peers {
-            for &p in &ports {
+        for &(lo, hi) in &ports {
+            // Only the boxes that cover this port cell cut its addresses: a box either covers
+            // the whole cell or none of it, and one that does not cannot decide its packets.
+            let covering: Vec<&MatchBox> = relevant
+                .iter()
+                .copied()
+                .filter(|c| c.protocol.is_none() || !ported || c.ports.contains(lo))
+                .collect();
+            let mut push = |addrs: AddrRange, node: bool| -> Result<(), TooLarge> {
                 *budget = budget.checked_sub(1).ok_or(TooLarge)?;
                 out.push(CellBox {
                     direction: region.direction,
                     protocol,
-                    ports: p,
+                    ports: (lo, hi),
                     addrs,
                     node,
                     others: unnamed == Some(protocol),
                 });
+                Ok(())
+            };
+            let mut peers = |within: &AddrSet, node: bool| -> Result<(), TooLarge> {
+                for (a, b) in intervals_u32(&within.v4, covering.iter().map(|c| &c.addrs.v4)) {
+                    push(AddrRange::V4(a, b), node)?;
+                }
+                for (a, b) in intervals_u128(&within.v6, covering.iter().map(|c| &c.addrs.v6)) {
+                    push(AddrRange::V6(a, b), node)?;
+                }
+                Ok(())
+            };
+            peers(&region.addrs, false)?;
+            if let Some(at) = &node_addrs {
+                peers(at, true)?;
             }
         }
     }
