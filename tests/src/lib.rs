@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use perimeter_core::{Cidr, Direction, Intent, Note, Packet, PacketProtocol, Peer, Verdict};
 
+pub mod generate;
+
 /// A tiny deterministic generator (xorshift64*), so packet sweeps are reproducible from a seed.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

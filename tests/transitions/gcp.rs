@@ -2,44 +2,10 @@
 
 use crate::*;
 use perimeter_gcp::evaluate::{GcpWorld, decide};
-use perimeter_gcp::model::{Firewall, ProtocolPorts};
+use perimeter_gcp::model::Firewall;
 use perimeter_gcp::transition::GcpTransition;
 use perimeter_gcp::{FirewallChange, Gcp, GcpDesired, ObservedGcp};
-
-fn foreign(rng: &mut Rng, i: usize) -> Firewall {
-    let pp = vec![ProtocolPorts {
-        ip_protocol: (*rng.pick(&["tcp", "udp", "all"])).into(),
-        ports: if rng.below(2) == 0 {
-            vec![(*rng.pick(&["22", "53", "8000-8080", "10250"])).into()]
-        } else {
-            vec![]
-        },
-    }];
-    let deny = rng.below(2) == 0;
-    let ingress = rng.below(3) != 0;
-    let range: String =
-        (*rng.pick(&["10.70.3.0/24", "10.70.0.0/16", "0.0.0.0/0", "10.0.16.0/24"])).into();
-    Firewall {
-        name: format!("gke-foreign-{i}"),
-        description: "managed by GKE".into(),
-        network: "n".into(),
-        priority: 990 + rng.below(40) as u16,
-        direction: if ingress { "INGRESS" } else { "EGRESS" }.into(),
-        source_ranges: if ingress { vec![range.clone()] } else { vec![] },
-        source_tags: vec![],
-        destination_ranges: if ingress { vec![] } else { vec![range] },
-        target_tags: if rng.below(4) == 0 {
-            vec!["other".into()]
-        } else {
-            vec!["gen".into()]
-        },
-        allowed: if deny { vec![] } else { pp.clone() },
-        denied: if deny { pp } else { vec![] },
-        disabled: false,
-        source_service_accounts: vec![],
-        target_service_accounts: vec![],
-    }
-}
+use perimeter_tests::generate::gcp_foreign_rule;
 
 fn land(state: &mut Vec<Firewall>, c: &FirewallChange) {
     state.retain(|f| f.name != c.name);
@@ -62,7 +28,7 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
         GcpDesired::from_compiled(&cb),
     );
     let foreign: Vec<Firewall> = (0..rng.below(4) as usize)
-        .map(|i| foreign(rng, i))
+        .map(|i| gcp_foreign_rule(rng, i))
         .collect();
     let observed = ObservedGcp {
         network_exists: true,

@@ -226,10 +226,14 @@ pub(crate) fn check(
         })
         .collect();
     let not_owned = |g: &&String| Some(g.as_str()) != owned_id;
-    // Groups every node interface carries.
+    // Groups every node interface carries after apply (a reference to one matches the nodes).
     let mut node_groups: Option<BTreeSet<&String>> = None;
+    let owned_string = observed.security_group.as_ref().map(|g| &g.group_id);
     for i in &observed.interfaces {
-        let here: BTreeSet<&String> = i.groups.iter().filter(not_owned).collect();
+        let mut here: BTreeSet<&String> = i.groups.iter().collect();
+        if target.attach && i.primary {
+            here.extend(owned_string);
+        }
         node_groups = Some(match node_groups {
             None => here,
             Some(all) => all.intersection(&here).copied().collect(),

@@ -32,5 +32,6 @@ pub use compile::{AwsCompiled, Limits, compile, compile_with_limits};
 // that replay plans with the evaluators.
 pub use plan::{AwsDesired, AwsTargetPlan};
 pub use state::{
-    ObservedAws, ObservedNetworkAcl, ObservedSecurityGroup, ObservedSgRule, SubnetAssociation,
+    ObservedAws, ObservedInterface, ObservedNetworkAcl, ObservedOtherGroup, ObservedSecurityGroup,
+    ObservedSgRule, ObservedSubnetAcl, SubnetAssociation,
 };
