@@ -171,7 +171,7 @@ fn plan_edits(w: &World, aims: &Aims) -> Vec<(&'static str, Edit)> {
                 move |d| {
                     d["aws"][0]["attach"] = ids
                         .iter()
-                        .map(|i| serde_json::json!({"instance_id": i, "groups": [g]}))
+                        .map(|i| serde_json::json!({"instance_id": i, "interface_id": "eni-0123456789abcdef0", "groups": [g]}))
                         .collect();
                 }
             }),

@@ -334,14 +334,17 @@ impl AwsBackend {
             if !groups.contains(&group_id) {
                 groups.push(group_id.clone());
             }
-            c.modify_instance_attribute()
-                .instance_id(&a.instance_id)
+            c.modify_network_interface_attribute()
+                .network_interface_id(&a.interface_id)
                 .set_groups(Some(groups))
                 .send()
                 .await
-                .map_err(api_err("ModifyInstanceAttribute"))?;
+                .map_err(api_err("ModifyNetworkInterfaceAttribute"))?;
             *writes += 1;
-            progress(format!("~ {} attached to {}", sg.group_name, a.instance_id));
+            progress(format!(
+                "~ {} attached to {} ({})",
+                sg.group_name, a.interface_id, a.instance_id
+            ));
         }
         for m in &plan.metadata {
             let mut req = c

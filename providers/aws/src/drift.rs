@@ -85,10 +85,10 @@ pub(crate) fn items(p: &AwsTargetPlan) -> Vec<DriftItem> {
         out.push(item(
             DriftKind::Missing,
             "instance-attachment",
-            &format!("instance/{}/attachment", a.instance_id),
+            &format!("interface/{}/attachment", a.interface_id),
             format!(
-                "{} does not carry security group {}",
-                a.instance_id, p.security_group.group_name
+                "{} ({}) does not carry security group {}",
+                a.interface_id, a.instance_id, p.security_group.group_name
             ),
         ));
     }

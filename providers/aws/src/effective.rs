@@ -4,7 +4,8 @@
 //! - **The policy** is what perimeter plans: the owned group, and the owned NACL for the
 //!   subnets it is associated with.
 //! - **The path** is what an interface has after apply: the owned group (if the interface
-//!   carries it, or will with `attach: true`), every other group on it, and the NACL of its
+//!   carries it, or will: `attach: true` adds it to every interface), every other group on it,
+//!   and the NACL of its
 //!   subnet (the owned one where perimeter associates it, the observed one elsewhere).
 //!
 //! Why the regions suffice: a packet the path allows and the policy denies is allowed by some
@@ -231,7 +232,7 @@ pub(crate) fn check(
     let owned_string = observed.security_group.as_ref().map(|g| &g.group_id);
     for i in &observed.interfaces {
         let mut here: BTreeSet<&String> = i.groups.iter().collect();
-        if target.attach && i.primary {
+        if target.attach {
             here.extend(owned_string);
         }
         node_groups = Some(match node_groups {
@@ -261,8 +262,8 @@ pub(crate) fn check(
     let mut findings = Vec::new();
     let mut classes: BTreeSet<(Vec<&String>, bool, &str)> = BTreeSet::new();
     for i in &observed.interfaces {
-        let carries =
-            i.groups.iter().any(|g| Some(g.as_str()) == owned_id) || (target.attach && i.primary);
+        // `attach: true` adds the owned group to every interface of the selected instances.
+        let carries = i.groups.iter().any(|g| Some(g.as_str()) == owned_id) || target.attach;
         let other_ids: Vec<&String> = i.groups.iter().filter(not_owned).collect();
         if !classes.insert((other_ids.clone(), carries, i.subnet_id.as_str())) {
             continue;

@@ -124,24 +124,35 @@ impl Fingerprints {
         Ok(Self {
             security_group: fingerprint(&(&o.security_group, &o.foreign_group))?,
             network_acl: fingerprint(&(&o.network_acl, &o.subnet_associations))?,
-            instances: fingerprint(
-                &o.instances
+            instances: fingerprint(&(
+                o.instances
                     .iter()
                     .map(|i| (&i.instance_id, &i.metadata, &i.security_groups))
                     .collect::<Vec<_>>(),
-            )?,
+                o.interfaces
+                    .iter()
+                    .map(|i| (&i.interface_id, &i.groups))
+                    .collect::<Vec<_>>(),
+            ))?,
         })
     }
 }
 
-/// Adds the owned group to an instance's primary interface, keeping its other groups.
+/// Adds the owned group to one network interface of a selected instance, keeping its other
+/// groups (`ModifyNetworkInterfaceAttribute`: `ModifyInstanceAttribute` would refuse an
+/// instance with several interfaces, as every busy VPC-CNI node has).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct AttachChange {
     /// `i-...`.
     pub instance_id: String,
+    /// `eni-...`.
+    pub interface_id: String,
     /// Its groups now; after apply: these plus the owned group.
     pub groups: Vec<String>,
 }
+
+/// AWS's default quota of security groups per network interface (adjustable to 16).
+pub const GROUPS_PER_INTERFACE: usize = 5;
 
 /// Everything perimeter will do in one AWS target.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,7 +175,7 @@ pub struct AwsTargetPlan {
     pub steps: usize,
     /// Metadata option changes.
     pub metadata: Vec<MetadataChange>,
-    /// Instances to which the owned group is added (`attach: true`).
+    /// Interfaces of selected instances to which the owned group is added (`attach: true`).
     #[serde(default)]
     pub attach: Vec<AttachChange>,
     /// Compiler notes (docs/policy-reference.md, Notes).
@@ -197,6 +208,18 @@ pub enum PlanError {
     /// The observed state could not be fingerprinted.
     #[error(transparent)]
     Fingerprint(#[from] FingerprintError),
+    /// Attaching the owned group would pass the groups-per-interface quota.
+    #[error(
+        "`attach: true` would give interface {interface} of {instance} {count} security groups; AWS allows {GROUPS_PER_INTERFACE} per network interface by default (the quota can be raised to 16): remove a group from it, or attach by hand after raising the quota"
+    )]
+    TooManyGroups {
+        /// `eni-...`.
+        interface: String,
+        /// `i-...`.
+        instance: String,
+        /// Groups it would have.
+        count: usize,
+    },
     /// The target's `network_acl` names subnets the VPC does not have.
     #[error(
         "`network_acl.subnets` of `{group}` names {} that VPC {vpc} does not have: {}; check the ids (every subnet of a VPC is associated with some network ACL, and none is with these)",
@@ -428,6 +451,11 @@ pub(crate) fn plan(
         None => Vec::new(),
     };
 
+    let attach = if target.attach {
+        attach_changes(observed)?
+    } else {
+        Vec::new()
+    };
     let (violations, path_findings) = crate::effective::check(desired, observed);
     Ok(AwsTargetPlan {
         target: target.clone(),
@@ -439,23 +467,7 @@ pub(crate) fn plan(
         steps: checked.steps,
         metadata,
         notes,
-        attach: if target.attach {
-            let owned = observed
-                .security_group
-                .as_ref()
-                .map(|g| g.group_id.as_str());
-            observed
-                .instances
-                .iter()
-                .filter(|i| owned.is_none_or(|g| !i.security_groups.iter().any(|x| x == g)))
-                .map(|i| AttachChange {
-                    instance_id: i.instance_id.clone(),
-                    groups: i.security_groups.clone(),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
+        attach,
         findings: {
             let mut f = findings(observed, private, target.attach);
             f.extend(path_findings);
@@ -463,6 +475,34 @@ pub(crate) fn plan(
         },
         violations,
     })
+}
+
+/// Every interface of a selected instance that lacks the owned group, checked against the
+/// groups-per-interface quota.
+fn attach_changes(observed: &ObservedAws) -> Result<Vec<AttachChange>, PlanError> {
+    let owned = observed
+        .security_group
+        .as_ref()
+        .map(|g| g.group_id.as_str());
+    let mut out = Vec::new();
+    for i in &observed.interfaces {
+        if owned.is_some_and(|g| i.groups.iter().any(|x| x == g)) {
+            continue;
+        }
+        if i.groups.len() + 1 > GROUPS_PER_INTERFACE {
+            return Err(PlanError::TooManyGroups {
+                interface: i.interface_id.clone(),
+                instance: i.instance_id.clone(),
+                count: i.groups.len() + 1,
+            });
+        }
+        out.push(AttachChange {
+            instance_id: i.instance_id.clone(),
+            interface_id: i.interface_id.clone(),
+            groups: i.groups.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// The options an instance ends up with: perimeter's fields, the rest as they are.
@@ -670,6 +710,22 @@ mod tests {
                 rules: Vec::new(),
             }),
             instances: vec![instance("i-1", "required", &["sg-default"])],
+            interfaces: vec![
+                crate::state::ObservedInterface {
+                    interface_id: "eni-1".into(),
+                    instance_id: "i-1".into(),
+                    subnet_id: "subnet-1".into(),
+                    primary: true,
+                    groups: vec!["sg-default".into()],
+                },
+                crate::state::ObservedInterface {
+                    interface_id: "eni-2".into(),
+                    instance_id: "i-1".into(),
+                    subnet_id: "subnet-1".into(),
+                    primary: false,
+                    groups: vec!["sg-1".into()],
+                },
+            ],
             internet_routed_subnets: vec!["subnet-1".into()],
             ..ObservedAws::default()
         };
@@ -682,9 +738,18 @@ mod tests {
             p.attach,
             [AttachChange {
                 instance_id: "i-1".into(),
+                interface_id: "eni-1".into(),
                 groups: vec!["sg-default".into()]
-            }]
+            }],
+            "only the interface without the owned group"
         );
         assert!(!p.findings.iter().any(|f| f.code == "group-not-attached"));
+        let mut full = observed.clone();
+        full.interfaces[0].groups = (1..=5).map(|i| format!("sg-{i}0")).collect();
+        let err = plan(&desired("    attach: true\n"), Vec::new(), &full, "t").unwrap_err();
+        assert!(
+            matches!(err, PlanError::TooManyGroups { count: 6, .. }),
+            "{err}"
+        );
     }
 }

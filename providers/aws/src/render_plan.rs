@@ -293,7 +293,10 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
             } else {
                 a.groups.join(", ")
             };
-            let line = format!("~ {}: groups {before} → + {}", a.instance_id, sg.group_name);
+            let line = format!(
+                "~ {} ({}): groups {before} → + {}",
+                a.interface_id, a.instance_id, sg.group_name
+            );
             let _ = writeln!(out, "  {}", style.paint(Action::Update, &line));
         }
     }
@@ -369,8 +372,8 @@ pub(crate) fn markdown(p: &AwsTargetPlan) -> String {
         for a in &p.attach {
             let _ = writeln!(
                 out,
-                "| ~ | attach `{}` to `{}` |",
-                sg.group_name, a.instance_id
+                "| ~ | attach `{}` to `{}` (`{}`) |",
+                sg.group_name, a.interface_id, a.instance_id
             );
         }
         out.push('\n');

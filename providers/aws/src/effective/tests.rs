@@ -181,9 +181,9 @@ fn an_interface_without_the_owned_group_blocks_what_the_policy_allows() {
         v.iter()
             .all(|v| v.object == "interface eni-2" && v.effect == Effect::Blocks)
     );
-    // `attach: true` adds the group to the primary interface only: eni-2 stays uncovered.
+    // `attach: true` adds the group to every interface: nothing is left uncovered.
     let (v, _) = check(&desired("    attach: true\n"), &o);
-    assert!(v.iter().all(|v| v.object == "interface eni-2"), "{v:#?}");
+    assert!(v.is_empty(), "{v:#?}");
 }
 
 #[test]
