@@ -152,7 +152,7 @@ pub struct AttachChange {
 }
 
 /// AWS's default quota of security groups per network interface (adjustable to 16).
-pub const GROUPS_PER_INTERFACE: usize = 5;
+pub(crate) const GROUPS_PER_INTERFACE: usize = 5;
 
 /// Everything perimeter will do in one AWS target.
 #[derive(Clone, Debug, Serialize, Deserialize)]
