@@ -61,11 +61,19 @@ fn estate() -> (AwsDesired, ObservedAws) {
             let mut rules: Vec<SgRule> = (0..RULES / 2)
                 .map(|r| {
                     let port = 1000 + ((g * RULES + r) % 60_000) as i32;
-                    rule(Direction::Ingress, port, format!("10.{}.{}.0/24", (g + r) % 250, r % 250))
+                    rule(
+                        Direction::Ingress,
+                        port,
+                        format!("10.{}.{}.0/24", (g + r) % 250, r % 250),
+                    )
                 })
                 .collect();
             rules.extend((0..RULES - RULES / 2).map(|r| {
-                rule(Direction::Egress, 2000 + r as i32, format!("10.{}.{}.0/24", g % 250, r % 250))
+                rule(
+                    Direction::Egress,
+                    2000 + r as i32,
+                    format!("10.{}.{}.0/24", g % 250, r % 250),
+                )
             }));
             rules.sort();
             ObservedOtherGroup {
