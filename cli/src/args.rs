@@ -108,6 +108,10 @@ Examples:
         /// Plan one cloud's targets only (default: every target the policy declares).
         #[arg(long, value_parser = clouds())]
         cloud: Option<String>,
+        /// Plan the removal of everything the policy owns in its targets (apply the saved
+        /// plan to carry it out), instead of the policy.
+        #[arg(long)]
+        destroy: bool,
     },
     /// Make the clouds match a saved plan (or a policy, with --auto-approve).
     ///
@@ -161,6 +165,23 @@ Examples:
         /// Check one cloud's targets only (default: every target the policy declares).
         #[arg(long, value_parser = clouds())]
         cloud: Option<String>,
+    },
+    /// Remove everything the policy owns in its targets: AWS groups (taken off the nodes'
+    /// interfaces first) and NACLs (their subnets moved back to the VPC's default NACL), GCP
+    /// firewall rules, Azure NSGs (shared NSGs keep the rules of others).
+    ///
+    /// Safe like apply: `perimeter plan POLICY --destroy --out plan.json` makes a plan that
+    /// `perimeter apply plan.json` executes exactly or not at all; `destroy --auto-approve`
+    /// plans and destroys in one step. Objects perimeter does not own are never touched.
+    #[command(
+        after_help = "Exit codes: 0 destroyed (nothing of the policy left), 1 error.\n\nExamples:\n  perimeter plan policy.yaml --destroy --out destroy.json && perimeter apply destroy.json\n  perimeter destroy policy.yaml --auto-approve"
+    )]
+    Destroy {
+        /// The policy file.
+        policy: PathBuf,
+        /// Plan and destroy in one step without review.
+        #[arg(long)]
+        auto_approve: bool,
     },
     /// List the built-in services and CNI presets with their ports.
     Presets,

@@ -40,18 +40,24 @@ fn main() -> ExitCode {
             detailed_exitcode,
             fail_on,
             cloud,
+            destroy,
         } => commands::plan::run(
             &policy,
             out.as_deref(),
             format,
             detailed_exitcode.then(|| args::FailOn::classes(&fail_on)),
             cloud.as_deref(),
+            destroy,
         ),
         args::Command::Apply {
             plan,
             auto_approve,
             policy,
-        } => commands::apply::run(&plan, auto_approve, policy.as_deref()),
+        } => commands::apply::run(&plan, auto_approve, policy.as_deref(), false),
+        args::Command::Destroy {
+            policy,
+            auto_approve,
+        } => commands::apply::run(&policy, auto_approve, None, true),
         args::Command::Drift {
             policy,
             format,

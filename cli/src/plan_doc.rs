@@ -23,6 +23,10 @@ pub(crate) struct PlanDocument<'a> {
     pub(crate) api_calls: u64,
     /// Totals over every target.
     pub(crate) summary: Summary,
+    /// True for a plan that retires the policy (`plan --destroy`, `destroy`): everything the
+    /// policy owns is removed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) destroy: bool,
     /// `"aws": [...], "gcp": [...], "azure": [...]`.
     #[serde(flatten)]
     pub(crate) clouds: &'a Clouds,
@@ -49,6 +53,7 @@ impl<'a> PlanDocument<'a> {
             policy_sha256: sha256_hex(text.as_bytes()),
             api_calls,
             summary,
+            destroy: false,
             clouds,
             signature: None,
         }

@@ -69,6 +69,9 @@ pub trait Cloud {
     fn compiled_notes(compiled: &Self::Compiled) -> &[Note];
     /// The desired state of a compiled target.
     fn desired(intent: &Intent, compiled: &Self::Compiled) -> Self::Desired;
+    /// The desired state that retires a target (`destroy`): nothing perimeter owns is left,
+    /// and what it never owned is untouched.
+    fn retired(desired: &Self::Desired) -> Self::Desired;
     /// A heading for one target in `compile`'s text output.
     fn compiled_heading(target: &Self::Target) -> String;
     /// The compiled rules as the cloud's console would show them.

@@ -149,6 +149,14 @@ impl<C: Cloud> Session<C> {
         out
     }
 
+    /// Plans the removal of everything the policy owns in its targets instead of the policy
+    /// (`destroy`, `plan --destroy`).
+    pub fn retire(&mut self) {
+        for (d, _) in &mut self.desired {
+            *d = C::retired(d);
+        }
+    }
+
     /// Plans against what the plans of this session were made for (to verify an apply).
     pub fn replan_planned(&mut self) {
         self.desired = self

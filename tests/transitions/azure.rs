@@ -125,7 +125,9 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
     let steps = match &plan.write {
         NsgWrite::Steps { steps } => steps.clone(),
         NsgWrite::None => Vec::new(),
-        NsgWrite::Put { .. } => panic!("a shared NSG is written rule by rule"),
+        NsgWrite::Put { .. } | NsgWrite::Delete { .. } => {
+            panic!("a shared NSG is written rule by rule")
+        }
     };
     let probes = probes(rng, [a, b], &[]);
     let context = || format!("old {old:#?}\nsteps {steps:#?}");

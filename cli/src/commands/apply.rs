@@ -14,13 +14,18 @@ use perimeter_core::SourceFile;
 use perimeter_core::saved_plan::{ApplyInput, classify, compare, field, same_secret, signature};
 use serde_json::{Map, Value};
 
-use super::plan::{api_calls, compile, has_targets, make_plan, nothing_to_do};
+use super::plan::{api_calls, compile, has_targets, make_plan, nothing_to_do, retire};
 use crate::clouds::{Clouds, for_each_cloud};
 use crate::plan_doc::{PlanDocument, plan_key, total_summary};
 use crate::{exit, output};
 use perimeter_core::session::Mode;
 
-pub(crate) fn run(path: &Path, auto_approve: bool, policy: Option<&Path>) -> anyhow::Result<u8> {
+pub(crate) fn run(
+    path: &Path,
+    auto_approve: bool,
+    policy: Option<&Path>,
+    destroy: bool,
+) -> anyhow::Result<u8> {
     // Judged leniently here: a policy that is not UTF-8 is reported, at its line and column,
     // by the loader below; a plan that is not is refused by the comparison.
     let bytes = super::read_input(path, "plan or policy file")?;
@@ -28,12 +33,24 @@ pub(crate) fn run(path: &Path, auto_approve: bool, policy: Option<&Path>) -> any
     let rt = super::plan::runtime()?;
     let input = classify(&text).with_context(|| path.display().to_string())?;
     let (mut clouds, name) = match input {
+        ApplyInput::Plan(_) if destroy => {
+            bail!(
+                "{} is a saved plan: apply it with `perimeter apply {0}` (a plan made with `plan --destroy` destroys)",
+                path.display()
+            )
+        }
         ApplyInput::Plan(saved) => match rt.block_on(check_saved_plan(&saved, policy))? {
             // The policy's name: check_saved_plan refused any other.
             Some(clouds) => (clouds, field(&saved, "policy").to_string()),
             None => return Ok(exit::ERROR),
         },
         ApplyInput::Policy => {
+            if !auto_approve && destroy {
+                bail!(
+                    "destroy removes everything policy file {} owns: run `perimeter plan {0} --destroy --out plan.json`, review it, then `perimeter apply plan.json`; or pass --auto-approve to plan and destroy in one step",
+                    path.display()
+                );
+            }
             if !auto_approve {
                 bail!(
                     "{} is a policy, not a saved plan: run `perimeter plan {0} --out plan.json`, review it, then `perimeter apply plan.json`; or pass --auto-approve to plan and apply in one step",
@@ -53,8 +70,13 @@ pub(crate) fn run(path: &Path, auto_approve: bool, policy: Option<&Path>) -> any
             if !has_targets(&clouds) {
                 return Err(nothing_to_do(&intent, None));
             }
+            if destroy {
+                retire(&mut clouds);
+            }
             let calls = rt.block_on(make_plan(&mut clouds, &intent.name, Mode::Write))?;
-            let doc = PlanDocument::new(&intent.name, &source.name, &source.text, calls, &clouds);
+            let mut doc =
+                PlanDocument::new(&intent.name, &source.name, &source.text, calls, &clouds);
+            doc.destroy = destroy;
             output::diag(&super::plan::text(&doc, output::stderr_color()));
             (clouds, intent.name)
         }
@@ -142,6 +164,11 @@ async fn check_saved_plan(
         refuse("the saved plan has no target", &[]);
         return Ok(None);
     }
+    // A plan made with --destroy is checked against a fresh destroy plan.
+    let destroying = saved.get("destroy") == Some(&Value::Bool(true));
+    if destroying {
+        retire(&mut clouds);
+    }
     let calls = match make_plan(&mut clouds, &intent.name, Mode::Write).await {
         Ok(calls) => calls,
         Err(e) => {
@@ -152,7 +179,14 @@ async fn check_saved_plan(
             return Ok(None);
         }
     };
-    let (theirs, ours) = comparable(saved, &clouds, &intent.name, &source.text, calls)?;
+    let (theirs, ours) = comparable(
+        saved,
+        &clouds,
+        &intent.name,
+        &source.text,
+        calls,
+        destroying,
+    )?;
     match compare(&theirs, &ours) {
         None => {
             output::diag(&format!(
@@ -185,8 +219,10 @@ fn comparable(
     policy: &str,
     policy_text: &str,
     calls: u64,
+    destroying: bool,
 ) -> anyhow::Result<(Map<String, Value>, Map<String, Value>)> {
-    let doc = PlanDocument::new(policy, "", policy_text, calls, clouds);
+    let mut doc = PlanDocument::new(policy, "", policy_text, calls, clouds);
+    doc.destroy = destroying;
     let Value::Object(mut ours) = serde_json::to_value(&doc)? else {
         bail!("a plan document is a JSON object");
     };

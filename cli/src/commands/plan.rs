@@ -60,6 +60,13 @@ pub(crate) fn nothing_to_do(intent: &Intent, only: Option<&str>) -> anyhow::Erro
     }
 }
 
+/// Plans the removal of everything the policy owns instead of the policy.
+pub(crate) fn retire(clouds: &mut Clouds) {
+    for_each_cloud!(clouds, |s| {
+        s.retire();
+    });
+}
+
 /// Observes and plans every compiled target, cloud by cloud; returns the requests it sent.
 pub(crate) async fn make_plan(
     clouds: &mut Clouds,
@@ -153,6 +160,7 @@ pub(crate) fn run(
     format: PlanFormat,
     detailed: Option<Vec<FailClass>>,
     only: Option<&str>,
+    destroy: bool,
 ) -> anyhow::Result<u8> {
     let source = super::read_policy(path)?;
     let Some(intent) = super::load_or_report(&source) else {
@@ -164,8 +172,12 @@ pub(crate) fn run(
     if !has_targets(&clouds) {
         return Err(nothing_to_do(&intent, only));
     }
+    if destroy {
+        retire(&mut clouds);
+    }
     let calls = runtime()?.block_on(make_plan(&mut clouds, &intent.name, Mode::Write))?;
     let mut doc = PlanDocument::new(&intent.name, &source.name, &source.text, calls, &clouds);
+    doc.destroy = destroy;
     doc.sign()?;
     if let Some(out) = out {
         let json = serde_json::to_string_pretty(&doc)?;

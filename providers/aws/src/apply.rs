@@ -54,6 +54,13 @@ impl AwsBackend {
     ) -> Result<(), AwsError> {
         let c = self.client();
         let sg = &plan.security_group;
+        if let Some(r) = &plan.retire {
+            if let Some(id) = &sg.group_id {
+                self.take_lease(plan, id, lease).await?;
+                *leased = Some(id.clone());
+            }
+            return self.retire(r, progress, writes).await;
+        }
         let group_id = match &sg.group_id {
             Some(id) => {
                 self.take_lease(plan, id, lease).await?;

@@ -168,6 +168,10 @@ impl Cloud for Aws {
         &plan.notes
     }
 
+    fn retired(desired: &AwsDesired) -> AwsDesired {
+        desired.retired()
+    }
+
     fn findings(plan: &AwsTargetPlan) -> &[Finding] {
         &plan.findings
     }

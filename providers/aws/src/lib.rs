@@ -23,6 +23,7 @@ mod paginate;
 mod plan;
 pub mod render;
 mod render_plan;
+mod retire;
 mod state;
 pub mod transition;
 

@@ -278,6 +278,10 @@ impl AwsBackend {
                 .iter()
                 .filter(|a| a.vpc_id() == Some(t.vpc.as_str()))
                 .collect();
+            obs.default_network_acl = in_vpc
+                .iter()
+                .find(|a| a.is_default() == Some(true))
+                .and_then(|a| a.network_acl_id().map(str::to_string));
             // subnet → (association, the NACL).
             let mut by_subnet: BTreeMap<&str, (&str, &aws_sdk_ec2::types::NetworkAcl)> =
                 BTreeMap::new();
@@ -300,6 +304,19 @@ impl AwsBackend {
                     tag(OWNER_TAG, policy) && tag("Name", name)
                 });
                 if let Some(a) = owned {
+                    let mut assoc: Vec<SubnetAssociation> = a
+                        .associations()
+                        .iter()
+                        .filter_map(|s| {
+                            Some(SubnetAssociation {
+                                subnet_id: s.subnet_id()?.to_string(),
+                                association_id: s.network_acl_association_id()?.to_string(),
+                                network_acl_id: a.network_acl_id()?.to_string(),
+                            })
+                        })
+                        .collect();
+                    assoc.sort_by(|x, y| x.subnet_id.cmp(&y.subnet_id));
+                    obs.owned_acl_associations = assoc;
                     obs.network_acl = Some(ObservedNetworkAcl {
                         network_acl_id: a.network_acl_id().unwrap_or_default().to_string(),
                         entries: entries(a),

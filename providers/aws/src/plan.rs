@@ -18,6 +18,7 @@ use crate::compile::AwsCompiled;
 use crate::model::{MetadataOptions, NaclEntry, NetworkAcl, SecurityGroup, SgPeer, SgRule};
 use crate::nacl::NACL_ENTRIES_PER_DIRECTION_PER_FAMILY;
 use crate::nacl_plan::{OrderError, entry_diff, group_writes, ordered};
+use crate::retire::Retirement;
 use crate::state::{OWNER_TAG, ObservedAws, SubnetAssociation};
 use crate::transition::AwsState;
 use perimeter_core::transition::Unsafe;
@@ -92,6 +93,10 @@ pub struct AwsDesired {
     pub metadata_options: Option<MetadataOptions>,
     /// True for `private: true` (findings depend on it).
     pub private: bool,
+    /// True when the policy is being retired (`destroy`): apply removes the owned group and
+    /// NACL instead of writing them.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 impl AwsDesired {
@@ -103,6 +108,15 @@ impl AwsDesired {
             network_acl: c.network_acl.clone(),
             metadata_options: c.metadata_options.clone(),
             private,
+            retired: false,
+        }
+    }
+
+    /// The same target, to be retired.
+    pub fn retired(&self) -> Self {
+        Self {
+            retired: true,
+            ..self.clone()
         }
     }
 }
@@ -186,6 +200,9 @@ pub struct AwsTargetPlan {
     /// NACLs) differs from the policy after apply (exact; crate::effective).
     #[serde(default)]
     pub violations: Vec<Violation>,
+    /// What `destroy` removes; then nothing else is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire: Option<Retirement>,
 }
 
 /// Why a target cannot be planned.
@@ -208,6 +225,24 @@ pub enum PlanError {
     /// The observed state could not be fingerprinted.
     #[error(transparent)]
     Fingerprint(#[from] FingerprintError),
+    /// `destroy` would leave an interface with no security group, which EC2 refuses.
+    #[error(
+        "destroy would leave interface {interface} of {instance} without a security group (it has only the owned group {group}); give it another group first"
+    )]
+    LastGroup {
+        /// `eni-...`.
+        interface: String,
+        /// `i-...`.
+        instance: String,
+        /// The owned group.
+        group: String,
+    },
+    /// `destroy` has nowhere to move the owned NACL's subnets.
+    #[error("VPC {vpc} has no default network ACL to move the owned NACL's subnets back to")]
+    NoDefaultNacl {
+        /// VPC.
+        vpc: String,
+    },
     /// Attaching the owned group would pass the groups-per-interface quota.
     #[error(
         "`attach: true` would give interface {interface} of {instance} {count} security groups; AWS allows {GROUPS_PER_INTERFACE} per network interface by default (the quota can be raised to 16): remove a group from it, or attach by hand after raising the quota"
@@ -266,6 +301,12 @@ impl AwsTargetPlan {
     /// entry change as one, each instance's metadata change as one change.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
+        if let Some(r) = &self.retire {
+            s.change += r.detach.len() + r.restore.len();
+            s.destroy += usize::from(r.delete_network_acl.is_some())
+                + usize::from(r.delete_security_group.is_some());
+            return s;
+        }
         if self.security_group.group_id.is_none() {
             s.add += 1;
         }
@@ -335,6 +376,9 @@ pub(crate) fn plan(
             vpc: target.vpc.clone(),
             subnets: observed.unknown_subnets.clone(),
         });
+    }
+    if desired.retired {
+        return crate::retire::plan(desired, notes, observed, policy);
     }
     let desired_rules = &compiled.security_group.rules;
     let (observed_rules, ids): (Vec<SgRule>, HashMap<SgRuleKey, String>) =
@@ -474,6 +518,7 @@ pub(crate) fn plan(
             f
         },
         violations,
+        retire: None,
     })
 }
 
@@ -571,185 +616,4 @@ impl SgRuleKey {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::{ObservedInstance, ObservedSecurityGroup, ObservedSgRule};
-    use perimeter_core::policy::load_str;
-
-    fn desired(extra_target: &str) -> AwsDesired {
-        let text = format!(
-            "apiVersion: perimeter/v1\nkind: NodePerimeter\nname: t\ningress:\n  - {{name: ssh, from: 10.0.0.0/8, services: [ssh]}}\ntargets:\n  aws:\n    region: us-east-1\n    vpc: vpc-0123456789abcdef0\n    instances: {{tags: {{role: node}}}}\n{extra_target}"
-        );
-        let intent = load_str("t.yaml", &text).unwrap();
-        let c = crate::compile(&intent, &intent.targets.aws[0]).unwrap();
-        AwsDesired::from_compiled(&c, intent.private)
-    }
-
-    fn instance(id: &str, tokens: &str, groups: &[&str]) -> ObservedInstance {
-        ObservedInstance {
-            instance_id: id.into(),
-            metadata: MetadataOptions {
-                http_endpoint: "enabled".into(),
-                http_tokens: Some(tokens.into()),
-                http_put_response_hop_limit: Some(2),
-            },
-            public_ip: Some("54.1.2.3".into()),
-            subnet_id: Some("subnet-1".into()),
-            security_groups: groups.iter().map(|g| g.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn a_new_group_plans_its_own_default_egress_rules_away() {
-        let d = desired("");
-        let observed = ObservedAws {
-            vpc_has_ipv6: true,
-            ..ObservedAws::default()
-        };
-        let p = plan(&d, Vec::new(), &observed, "t").unwrap();
-        assert!(p.security_group.group_id.is_none());
-        let deletes: Vec<&SgChange> = p
-            .security_group
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Delete)
-            .collect();
-        assert_eq!(deletes.len(), 2, "0.0.0.0/0 and ::/0 in an IPv6 VPC");
-        assert!(deletes.iter().all(|c| c.rule_id.is_none()));
-        assert_eq!(
-            p.summary(),
-            Summary {
-                add: 2,
-                change: 0,
-                destroy: 2
-            }
-        );
-    }
-
-    #[test]
-    fn a_foreign_group_with_the_name_is_refused() {
-        let observed = ObservedAws {
-            foreign_group: Some("sg-9".into()),
-            ..ObservedAws::default()
-        };
-        let err = plan(&desired(""), Vec::new(), &observed, "t").unwrap_err();
-        assert!(err.to_string().contains("not owned by policy `t`"), "{err}");
-    }
-
-    #[test]
-    fn converged_state_plans_nothing_and_updates_carry_rule_ids() {
-        let d = desired("");
-        let mut rules: Vec<ObservedSgRule> = d
-            .security_group
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ObservedSgRule {
-                rule_id: format!("sgr-{i}"),
-                rule: r.clone(),
-            })
-            .collect();
-        let observed = ObservedAws {
-            security_group: Some(ObservedSecurityGroup {
-                group_id: "sg-1".into(),
-                rules: rules.clone(),
-            }),
-            instances: vec![instance("i-1", "required", &["sg-1"])],
-            ..ObservedAws::default()
-        };
-        let mut d_hop = d.clone();
-        d_hop
-            .metadata_options
-            .as_mut()
-            .unwrap()
-            .http_put_response_hop_limit = Some(2);
-        let p = plan(&d_hop, Vec::new(), &observed, "t").unwrap();
-        assert!(p.is_empty(), "{:?}", p.summary());
-        // Someone edits a description: an in-place update of that rule id.
-        rules[0].rule.description = "edited".into();
-        let observed = ObservedAws {
-            security_group: Some(ObservedSecurityGroup {
-                group_id: "sg-1".into(),
-                rules,
-            }),
-            ..observed
-        };
-        let p = plan(&d_hop, Vec::new(), &observed, "t").unwrap();
-        assert_eq!(p.security_group.changes.len(), 1);
-        assert_eq!(p.security_group.changes[0].action, Action::Update);
-        assert_eq!(
-            p.security_group.changes[0].rule_id.as_deref(),
-            Some("sgr-0")
-        );
-    }
-
-    #[test]
-    fn fingerprints_change_with_what_apply_depends_on() {
-        let a = ObservedAws {
-            instances: vec![instance("i-1", "optional", &["sg-1"])],
-            ..ObservedAws::default()
-        };
-        let mut b = a.clone();
-        assert_eq!(Fingerprints::of(&a).unwrap(), Fingerprints::of(&b).unwrap());
-        b.instances[0].security_groups.push("sg-2".into());
-        assert_ne!(
-            Fingerprints::of(&a).unwrap().instances,
-            Fingerprints::of(&b).unwrap().instances
-        );
-        assert_eq!(
-            Fingerprints::of(&a).unwrap().security_group,
-            Fingerprints::of(&b).unwrap().security_group
-        );
-    }
-
-    #[test]
-    fn attach_replaces_the_unattached_finding_and_findings_need_private() {
-        let observed = ObservedAws {
-            security_group: Some(ObservedSecurityGroup {
-                group_id: "sg-1".into(),
-                rules: Vec::new(),
-            }),
-            instances: vec![instance("i-1", "required", &["sg-default"])],
-            interfaces: vec![
-                crate::state::ObservedInterface {
-                    interface_id: "eni-1".into(),
-                    instance_id: "i-1".into(),
-                    subnet_id: "subnet-1".into(),
-                    primary: true,
-                    groups: vec!["sg-default".into()],
-                },
-                crate::state::ObservedInterface {
-                    interface_id: "eni-2".into(),
-                    instance_id: "i-1".into(),
-                    subnet_id: "subnet-1".into(),
-                    primary: false,
-                    groups: vec!["sg-1".into()],
-                },
-            ],
-            internet_routed_subnets: vec!["subnet-1".into()],
-            ..ObservedAws::default()
-        };
-        let p = plan(&desired(""), Vec::new(), &observed, "t").unwrap();
-        let codes: Vec<&str> = p.findings.iter().map(|f| f.code.as_str()).collect();
-        assert_eq!(codes, ["group-not-attached", "internet-route", "public-ip"]);
-        assert!(p.attach.is_empty());
-        let p = plan(&desired("    attach: true\n"), Vec::new(), &observed, "t").unwrap();
-        assert_eq!(
-            p.attach,
-            [AttachChange {
-                instance_id: "i-1".into(),
-                interface_id: "eni-1".into(),
-                groups: vec!["sg-default".into()]
-            }],
-            "only the interface without the owned group"
-        );
-        assert!(!p.findings.iter().any(|f| f.code == "group-not-attached"));
-        let mut full = observed.clone();
-        full.interfaces[0].groups = (1..=5).map(|i| format!("sg-{i}0")).collect();
-        let err = plan(&desired("    attach: true\n"), Vec::new(), &full, "t").unwrap_err();
-        assert!(
-            matches!(err, PlanError::TooManyGroups { count: 6, .. }),
-            "{err}"
-        );
-    }
-}
+mod tests;

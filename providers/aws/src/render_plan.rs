@@ -160,6 +160,12 @@ fn metadata_fields(before: &MetadataOptions, after: &MetadataOptions) -> Vec<Str
 
 /// Terraform-like text for one target's plan.
 pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
+    if let Some(r) = &p.retire {
+        return retirement_lines(p, r)
+            .iter()
+            .map(|(action, line)| format!("  {}\n", style.paint(*action, line)))
+            .fold(retirement_heading(p), |out, l| out + &l);
+    }
     let mut out = String::new();
     let t = &p.target;
     let sg = &p.security_group;
@@ -310,8 +316,66 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
     out
 }
 
+fn retirement_heading(p: &AwsTargetPlan) -> String {
+    let t = &p.target;
+    format!(
+        "aws {} {}: destroy what policy {} owns ({})\n",
+        t.region, t.vpc, p.policy, p.security_group.group_name
+    )
+}
+
+/// What `destroy` removes, in apply's order.
+fn retirement_lines(p: &AwsTargetPlan, r: &crate::retire::Retirement) -> Vec<(Action, String)> {
+    let mut lines = Vec::new();
+    for d in &r.detach {
+        lines.push((
+            Action::Update,
+            format!(
+                "~ {} ({}): groups → {} (the owned group taken off)",
+                d.interface_id,
+                d.instance_id,
+                d.groups.join(", ")
+            ),
+        ));
+    }
+    for a in &r.restore {
+        lines.push((
+            Action::Update,
+            format!(
+                "~ subnet {} back to the VPC's default NACL {}",
+                a.subnet_id, a.network_acl_id
+            ),
+        ));
+    }
+    if let Some(acl) = &r.delete_network_acl {
+        lines.push((Action::Delete, format!("- network ACL {acl} (destroy)")));
+    }
+    if let Some(g) = &r.delete_security_group {
+        lines.push((
+            Action::Delete,
+            format!(
+                "- security group {} {g} (destroy)",
+                p.security_group.group_name
+            ),
+        ));
+    }
+    if lines.is_empty() {
+        lines.push((Action::Delete, "nothing of the policy is left here".into()));
+    }
+    lines
+}
+
 /// Markdown for one target's plan (a pull-request comment section).
 pub(crate) fn markdown(p: &AwsTargetPlan) -> String {
+    if let Some(r) = &p.retire {
+        let mut out = format!("#### {}\n```diff\n", retirement_heading(p).trim_end());
+        for (_, line) in retirement_lines(p, r) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str("```\n\n");
+        return out;
+    }
     let mut out = String::new();
     let t = &p.target;
     let sg = &p.security_group;

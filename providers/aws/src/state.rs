@@ -132,6 +132,12 @@ pub struct ObservedAws {
     /// The CIDRs of the subnets the nodes' interfaces are in: where node peers can be.
     #[serde(default)]
     pub node_subnet_cidrs: Vec<Cidr>,
+    /// Every subnet associated with the owned NACL (for `destroy`, which moves them back).
+    #[serde(default)]
+    pub owned_acl_associations: Vec<SubnetAssociation>,
+    /// The VPC's default NACL.
+    #[serde(default)]
+    pub default_network_acl: Option<String>,
     /// Subnets the target's `network_acl` names that the VPC does not have.
     #[serde(default)]
     pub unknown_subnets: Vec<String>,

@@ -120,6 +120,21 @@ impl AzureBackend {
         let id = nsg_id(t);
         match &plan.write {
             NsgWrite::None => Ok(0),
+            NsgWrite::Delete { if_match } => {
+                // ARM refuses (412) if anyone changed the NSG since the plan, and (400
+                // InUseNetworkSecurityGroupCannotBeDeleted) while a subnet or NIC uses it.
+                let what = format!("deleting NSG {}", t.nsg);
+                let stop = |error| ApplyStopped { written: 0, error };
+                let condition = ("If-Match", if_match.clone());
+                let started = self
+                    .client
+                    .send(&what, Method::DELETE, &id, None, &[condition])
+                    .await
+                    .map_err(stop)?;
+                self.client.wait(&what, &started).await.map_err(stop)?;
+                progress(format!("  - NSG {} deleted", t.nsg));
+                Ok(1)
+            }
             NsgWrite::Put {
                 if_match,
                 location,

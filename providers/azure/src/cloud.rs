@@ -130,6 +130,10 @@ impl Cloud for Azure {
         &plan.notes
     }
 
+    fn retired(desired: &AzureDesired) -> AzureDesired {
+        desired.retired()
+    }
+
     fn findings(plan: &AzureTargetPlan) -> &[Finding] {
         &plan.findings
     }

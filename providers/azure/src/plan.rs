@@ -29,6 +29,10 @@ pub struct AzureDesired {
     pub target: AzureTarget,
     /// The rules, canonical.
     pub rules: Vec<SecurityRule>,
+    /// True when the policy is being retired (`destroy`): an owned NSG is deleted, a shared
+    /// NSG keeps only the rules of others.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 impl AzureDesired {
@@ -37,6 +41,16 @@ impl AzureDesired {
         Self {
             target: c.target.clone(),
             rules: c.rules.iter().map(canonical).collect(),
+            retired: false,
+        }
+    }
+
+    /// No rules of perimeter's: an owned NSG goes, a shared one keeps the rules of others.
+    pub fn retired(&self) -> Self {
+        Self {
+            target: self.target.clone(),
+            rules: Vec::new(),
+            retired: true,
         }
     }
 }
@@ -47,6 +61,11 @@ impl AzureDesired {
 pub enum NsgWrite {
     /// Nothing to write.
     None,
+    /// Delete the owned NSG (`destroy`), on the condition that it is as observed.
+    Delete {
+        /// Observed etag.
+        if_match: String,
+    },
     /// One PUT of the whole NSG (owned mode); `if_match` is the observed etag, absent when the
     /// NSG is created (then `If-None-Match: *`).
     Put {
@@ -118,6 +137,9 @@ impl AzureTargetPlan {
         let mut s = Summary::of(&self.changes);
         if self.create_nsg {
             s.add += 1;
+        }
+        if matches!(self.write, NsgWrite::Delete { .. }) {
+            s.destroy += 1;
         }
         s
     }
@@ -280,7 +302,7 @@ pub(crate) fn plan(
                 .destination_application_security_groups
                 .is_empty()
     });
-    if uses_asg && !observed.asg_exists {
+    if uses_asg && !observed.asg_exists && !desired.retired {
         return Err(PlanError::AsgMissing {
             asg: t.application_security_group.clone(),
             group: t.resource_group.clone(),
@@ -345,6 +367,9 @@ pub(crate) fn plan(
         };
         let foreign_names = foreign.iter().map(|r| r.name.clone()).collect();
         let mut plan = base(changes, false, write, foreign_names);
+        if desired.retired {
+            return Ok(plan);
+        }
         let node_asg = crate::compile::asg_id(t);
         let estate = AzureEstate::new(&t.nsg, &desired.rules, &foreign, &node_asg);
         match perimeter_core::violation::violations(&estate) {
@@ -375,6 +400,12 @@ pub(crate) fn plan(
                 });
             }
             let changes = diff(&desired.rules, &nsg.rules);
+            if desired.retired {
+                let write = NsgWrite::Delete {
+                    if_match: nsg.etag.clone(),
+                };
+                return Ok(base(changes, false, write, Vec::new()));
+            }
             let write = if changes.is_empty() {
                 NsgWrite::None
             } else {
@@ -386,6 +417,7 @@ pub(crate) fn plan(
             };
             Ok(base(changes, false, write, Vec::new()))
         }
+        None if desired.retired => Ok(base(Vec::new(), false, NsgWrite::None, Vec::new())),
         None => {
             let Some(location) = t.location.clone() else {
                 return Err(PlanError::NoLocation { nsg: t.nsg.clone() });

@@ -105,6 +105,9 @@ pub(crate) fn field_changes(before: &SecurityRule, after: &SecurityRule) -> Vec<
 fn how(p: &AzureTargetPlan) -> Option<String> {
     match &p.write {
         NsgWrite::None => None,
+        NsgWrite::Delete { if_match } => Some(format!(
+            "delete the NSG, If-Match {if_match} (its rules go with it)"
+        )),
         NsgWrite::Put {
             if_match: Some(etag),
             ..
@@ -153,6 +156,10 @@ pub(crate) fn text(p: &AzureTargetPlan, color: bool) -> String {
     );
     if p.create_nsg {
         let _ = writeln!(out, "  + network security group {}", t.nsg);
+    }
+    if matches!(p.write, NsgWrite::Delete { .. }) {
+        let line = format!("  - network security group {} (destroy)", t.nsg);
+        let _ = writeln!(out, "{}", paint(color, Action::Delete, &line));
     }
     if p.changes.is_empty() {
         let _ = writeln!(

@@ -128,6 +128,10 @@ impl Cloud for Gcp {
         &plan.notes
     }
 
+    fn retired(desired: &GcpDesired) -> GcpDesired {
+        desired.retired()
+    }
+
     fn findings(plan: &GcpTargetPlan) -> &[Finding] {
         &plan.findings
     }

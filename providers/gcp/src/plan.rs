@@ -63,6 +63,10 @@ pub struct GcpDesired {
     pub target: GcpTarget,
     /// The rules, canonical.
     pub firewalls: Vec<Firewall>,
+    /// True when the policy is being retired (`destroy`): no rules, and nothing reported
+    /// against an empty policy.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 impl GcpDesired {
@@ -71,6 +75,16 @@ impl GcpDesired {
         Self {
             target: c.target.clone(),
             firewalls: c.firewalls.iter().map(canonical).collect(),
+            retired: false,
+        }
+    }
+
+    /// No rules: every owned rule is deleted.
+    pub fn retired(&self) -> Self {
+        Self {
+            target: self.target.clone(),
+            firewalls: Vec::new(),
+            retired: true,
         }
     }
 }
@@ -205,6 +219,20 @@ pub(crate) fn plan(
     policy: &str,
 ) -> Result<GcpTargetPlan, PlanError> {
     let target = &desired.target;
+    if desired.retired && !observed.network_exists {
+        // Nothing of the policy can be left in a network that is gone.
+        return Ok(GcpTargetPlan {
+            target: target.clone(),
+            desired: desired.clone(),
+            fingerprint: observed_fingerprint(observed, desired)?,
+            policy: policy.into(),
+            changes: Vec::new(),
+            violations: Vec::new(),
+            quota: observed.quota,
+            notes,
+            findings: Vec::new(),
+        });
+    }
     if !observed.network_exists {
         return Err(PlanError::NetworkMissing {
             project: target.project.clone(),
@@ -251,7 +279,13 @@ pub(crate) fn plan(
         }
     })?;
 
-    let (violations, findings) = match violations(desired, observed, target) {
+    let checked = if desired.retired {
+        // Retiring the policy: there is no policy left to compare the network with.
+        Ok(Vec::new())
+    } else {
+        violations(desired, observed, target)
+    };
+    let (violations, findings) = match checked {
         Ok(v) => (v, Vec::new()),
         Err(e) => (
             Vec::new(),

@@ -367,3 +367,45 @@ fn rule_names_are_matched_without_case() {
     let p = plan(&d, vec![], &observed, "web").unwrap();
     assert!(p.is_empty(), "{:?}", p.changes);
 }
+
+#[test]
+fn retiring_deletes_an_owned_nsg_and_only_perimeters_rules_of_a_shared_one() {
+    let d = desired(false);
+    let p = plan(&d.retired(), vec![], &nsg(d.rules.clone(), true), "web").unwrap();
+    assert_eq!(
+        p.write,
+        NsgWrite::Delete {
+            if_match: "W/\"1\"".into()
+        }
+    );
+    assert_eq!(
+        p.summary().destroy,
+        d.rules.len() + 1,
+        "the rules and the NSG"
+    );
+    let gone = ObservedAzure {
+        nsg: None,
+        asg_exists: false,
+    };
+    assert!(plan(&d.retired(), vec![], &gone, "web").unwrap().is_empty());
+    // An NSG of someone else is still refused, never deleted.
+    assert!(plan(&d.retired(), vec![], &nsg(d.rules.clone(), false), "web").is_err());
+
+    let d = desired(true);
+    let mut rules = d.rules.clone();
+    rules.push(foreign("aks-lb", 500, "Inbound"));
+    let p = plan(&d.retired(), vec![], &nsg(rules, false), "web").unwrap();
+    let NsgWrite::Steps { steps } = &p.write else {
+        panic!("a shared NSG is written rule by rule: {:?}", p.write)
+    };
+    assert_eq!(steps.len(), d.rules.len());
+    assert!(
+        steps
+            .iter()
+            .all(|s| matches!(s, RuleStep::Delete { name } if name != "aks-lb"))
+    );
+    assert!(
+        p.violations.is_empty(),
+        "nothing is compared with an empty policy"
+    );
+}

@@ -237,6 +237,28 @@ fn one_target_per_project() {
 fn a_missing_network_is_refused() {
     let err = plan(&desired(), vec![], &ObservedGcp::default(), "web").unwrap_err();
     assert!(matches!(err, PlanError::NetworkMissing { .. }));
+    // Retiring the policy from a network that is gone has nothing to do.
+    let p = plan(&desired().retired(), vec![], &ObservedGcp::default(), "web").unwrap();
+    assert!(p.is_empty());
+}
+
+#[test]
+fn retiring_deletes_every_owned_rule_and_reports_nothing_against_an_empty_policy() {
+    let d = desired();
+    let mut o = observed(d.firewalls.clone());
+    o.foreign = vec![foreign(
+        "gke-open-ssh",
+        100,
+        true,
+        &["0.0.0.0/0"],
+        "22",
+        &[],
+    )];
+    let p = plan(&d.retired(), vec![], &o, "web").unwrap();
+    assert_eq!(p.changes.len(), d.firewalls.len());
+    assert!(p.changes.iter().all(|c| c.action == Action::Delete));
+    assert!(p.changes.iter().all(|c| !c.name.starts_with("gke-")));
+    assert!(p.violations.is_empty());
 }
 
 #[test]
