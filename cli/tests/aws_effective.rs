@@ -247,7 +247,7 @@ fn a_subnet_moved_back_to_the_default_nacl_is_drift_and_apply_moves_it_again() {
 #[test]
 fn a_mistyped_subnet_is_an_error_at_plan_time() {
     let rt = runtime();
-    let w = rt.block_on(world("eu-north-1"));
+    let w = rt.block_on(world("eu-west-2"));
     let policy = std::fs::read_to_string(&w.policy)
         .unwrap()
         .replace(&w.subnets[1], "subnet-0123456789abcdef0");
@@ -298,4 +298,85 @@ fn a_public_ip_in_a_private_perimeter_is_posture_drift() {
     );
     let (code, _) = drift_json(p, &["--fail-on", "changes,violations"]);
     assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_subnet_or_a_nacl_taken_out_of_the_policy_is_released_and_removed() {
+    let rt = runtime();
+    let w = rt.block_on(world("ap-southeast-1"));
+    let p = path(&w.policy);
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    let original = std::fs::read_to_string(&w.policy).unwrap();
+    let acls = || {
+        rt.block_on(async {
+            let c = client(&w.region).await;
+            let o = c
+                .describe_network_acls()
+                .filters(Filter::builder().name("vpc-id").values(&w.vpc).build())
+                .send()
+                .await
+                .unwrap();
+            o.network_acls()
+                .iter()
+                .map(|a| {
+                    let mut subnets: Vec<String> = a
+                        .associations()
+                        .iter()
+                        .filter_map(|s| s.subnet_id().map(str::to_string))
+                        .collect();
+                    subnets.sort();
+                    (a.is_default() == Some(true), subnets)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+
+    // One subnet leaves the policy: it goes back to the default NACL.
+    let one = original.replace(
+        &format!("subnets: [{}, {}]", w.subnets[0], w.subnets[1]),
+        &format!("subnets: [{}]", w.subnets[0]),
+    );
+    assert_ne!(one, original);
+    std::fs::write(&w.policy, &one).unwrap();
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "~ subnet {}: this network ACL → the VPC's default NACL",
+            w.subnets[1]
+        )),
+        "{}",
+        text(&o)
+    );
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        acls().contains(&(true, vec![w.subnets[1].clone()])),
+        "{:?}",
+        acls()
+    );
+
+    // The NACL leaves the policy: its last subnet is released and it is deleted.
+    let start = one.find("    network_acl:").unwrap();
+    let none = one[..start].to_string();
+    std::fs::write(&w.policy, &none).unwrap();
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("- this network ACL (the target no longer declares one)"),
+        "{}",
+        text(&o)
+    );
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut all = w.subnets.to_vec();
+    all.sort();
+    assert_eq!(
+        acls(),
+        [(true, all)],
+        "only the default NACL, holding both subnets"
+    );
 }

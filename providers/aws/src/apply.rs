@@ -334,6 +334,30 @@ impl AwsBackend {
                 *writes += 1;
                 progress(format!("~ subnet {} associated with {acl_id}", a.subnet_id));
             }
+            for a in &nacl.release {
+                c.replace_network_acl_association()
+                    .association_id(&a.association_id)
+                    .network_acl_id(&a.network_acl_id)
+                    .send()
+                    .await
+                    .map_err(api_err("ReplaceNetworkAclAssociation"))?;
+                *writes += 1;
+                progress(format!(
+                    "~ subnet {} released to the default NACL {}",
+                    a.subnet_id, a.network_acl_id
+                ));
+            }
+            if nacl.delete {
+                c.delete_network_acl()
+                    .network_acl_id(&acl_id)
+                    .send()
+                    .await
+                    .map_err(api_err("DeleteNetworkAcl"))?;
+                *writes += 1;
+                progress(format!(
+                    "- network ACL {acl_id} deleted (no longer in the policy)"
+                ));
+            }
         }
 
         for a in &plan.attach {

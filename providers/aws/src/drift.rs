@@ -80,6 +80,25 @@ pub(crate) fn items(p: &AwsTargetPlan) -> Vec<DriftItem> {
                 ),
             ));
         }
+        for a in &n.release {
+            out.push(item(
+                DriftKind::Unexpected,
+                "subnet-association",
+                &format!("subnet/{}", a.subnet_id),
+                format!(
+                    "subnet {} is on the owned network ACL, but the policy does not name it",
+                    a.subnet_id
+                ),
+            ));
+        }
+        if n.delete {
+            out.push(item(
+                DriftKind::Unexpected,
+                "network-acl",
+                "network-acl",
+                "the owned network ACL is still there, but the target declares none".into(),
+            ));
+        }
     }
     for a in &p.attach {
         out.push(item(

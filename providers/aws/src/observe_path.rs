@@ -293,7 +293,9 @@ impl AwsBackend {
                     }
                 }
             }
-            if let Some(n) = &t.network_acl {
+            // The owned NACL, also when the target no longer declares one (it is then
+            // planned for removal).
+            {
                 let name = t.security_group.as_str();
                 let owned = in_vpc.iter().find(|a| {
                     let tag = |k: &str, v: &str| {
@@ -327,6 +329,8 @@ impl AwsBackend {
                             .collect(),
                     });
                 }
+            }
+            if let Some(n) = &t.network_acl {
                 let mut assoc = Vec::new();
                 let mut unknown = Vec::new();
                 for subnet in &n.subnets {

@@ -66,6 +66,14 @@ pub struct NaclPlan {
     pub changes: Vec<Change<NaclEntry>>,
     /// Subnets to move to the owned NACL, with their current association ids.
     pub associate: Vec<SubnetAssociation>,
+    /// Subnets on the owned NACL that the target no longer names, each moved to
+    /// `network_acl_id` (the VPC's default NACL) after the entries are written.
+    #[serde(default)]
+    pub release: Vec<SubnetAssociation>,
+    /// True when the target no longer declares a NACL: after its subnets are released, the
+    /// owned NACL is deleted.
+    #[serde(default)]
+    pub delete: bool,
 }
 
 /// New metadata options for one instance.
@@ -320,7 +328,8 @@ impl AwsTargetPlan {
             for c in &n.changes {
                 count(&mut s, c.action);
             }
-            s.change += n.associate.len();
+            s.change += n.associate.len() + n.release.len();
+            s.destroy += usize::from(n.delete);
         }
         s.change += self.metadata.len() + self.attach.len();
         s
@@ -472,11 +481,37 @@ pub(crate) fn plan(
             direction: if egress { "outbound" } else { "inbound" },
         },
     })?;
-    let network_acl = compiled.network_acl.as_ref().map(|_| NaclPlan {
+    // Subnets on the owned NACL that the target no longer names go back to the default NACL;
+    // a NACL the target no longer declares goes too.
+    let wanted: &[String] = compiled
+        .network_acl
+        .as_ref()
+        .map_or(&[], |n| n.subnets.as_slice());
+    let release: Vec<SubnetAssociation> = observed
+        .owned_acl_associations
+        .iter()
+        .filter(|a| !wanted.contains(&a.subnet_id))
+        .map(|a| {
+            observed
+                .default_network_acl
+                .as_ref()
+                .map(|default| SubnetAssociation {
+                    network_acl_id: default.clone(),
+                    ..a.clone()
+                })
+                .ok_or_else(|| PlanError::NoDefaultNacl {
+                    vpc: target.vpc.clone(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let orphaned = compiled.network_acl.is_none() && acl_id.is_some();
+    let network_acl = (compiled.network_acl.is_some() || orphaned).then(|| NaclPlan {
         network_acl_id: acl_id,
         vpc_id: target.vpc.clone(),
         changes: nacl_changes,
         associate,
+        release,
+        delete: orphaned,
     });
 
     let metadata = match &compiled.metadata_options {

@@ -271,6 +271,17 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
                 )
             );
         }
+        for a in &n.release {
+            let line = format!(
+                "~ subnet {}: this network ACL → the VPC's default NACL {} (not in the policy)",
+                a.subnet_id, a.network_acl_id
+            );
+            let _ = writeln!(out, "  {}", style.paint(Action::Update, &line));
+        }
+        if n.delete {
+            let line = "- this network ACL (the target no longer declares one)";
+            let _ = writeln!(out, "  {}", style.paint(Action::Delete, line));
+        }
     }
     if p.steps > 0 {
         let s = if p.steps == 1 { "" } else { "s" };
