@@ -380,3 +380,38 @@ fn a_subnet_or_a_nacl_taken_out_of_the_policy_is_released_and_removed() {
         "only the default NACL, holding both subnets"
     );
 }
+
+#[test]
+fn a_group_no_target_declares_any_more_is_reported() {
+    let rt = runtime();
+    let w = rt.block_on(world("ap-northeast-2"));
+    let p = path(&w.policy);
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    let renamed = std::fs::read_to_string(&w.policy).unwrap().replace(
+        "security_group: eks-workers",
+        "security_group: eks-workers-v2",
+    );
+    std::fs::write(&w.policy, renamed).unwrap();
+    let (code, report) = drift_json(p, &[]);
+    assert_eq!(code, Some(2), "{report:#}");
+    let orphans: Vec<_> = items_of(&report, "posture")
+        .into_iter()
+        .filter(|i| {
+            i["key"]
+                .as_str()
+                .unwrap()
+                .contains("/posture/orphaned-group/sg-")
+        })
+        .collect();
+    assert_eq!(orphans.len(), 1, "{report:#}");
+    assert!(
+        orphans[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("security group eks-workers (sg-"),
+        "{report:#}"
+    );
+}

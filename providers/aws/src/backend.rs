@@ -334,6 +334,7 @@ impl AwsBackend {
         self.observe_node_subnets(&mut out).await?;
         self.observe_other_groups(&mut out).await?;
         self.observe_nacls(policy, targets, &mut out).await?;
+        self.observe_orphans(policy, targets, &mut out).await?;
         Ok(out)
     }
 

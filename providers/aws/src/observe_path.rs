@@ -15,10 +15,57 @@ use crate::model::{NaclEntry, SgRule};
 use crate::paginate::paginate;
 use crate::state::{
     OWNER_TAG, ObservedAws, ObservedInterface, ObservedNetworkAcl, ObservedOtherGroup,
-    ObservedSubnetAcl, SubnetAssociation,
+    ObservedSubnetAcl, OrphanGroup, SubnetAssociation,
 };
 
 impl AwsBackend {
+    /// Groups of the policy in this region that no target declares: one paginated call.
+    pub(crate) async fn observe_orphans(
+        &self,
+        policy: &str,
+        targets: &[AwsTarget],
+        out: &mut [ObservedAws],
+    ) -> Result<(), AwsError> {
+        let client = self.client();
+        let owned = paginate(move |token| async move {
+            let o = client
+                .describe_security_groups()
+                .filters(filter(&format!("tag:{OWNER_TAG}"), [policy]))
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(api_err("DescribeSecurityGroups"))?;
+            Ok((
+                o.security_groups().to_vec(),
+                o.next_token().map(str::to_string),
+            ))
+        })
+        .await
+        .map_err(page_err("DescribeSecurityGroups"))?;
+        let declared = |vpc: &str, name: &str| {
+            targets
+                .iter()
+                .any(|t| t.vpc == vpc && t.security_group == name)
+        };
+        let mut orphans: Vec<OrphanGroup> = owned
+            .iter()
+            .filter_map(|g| {
+                let (vpc, name) = (g.vpc_id()?, g.group_name()?);
+                (!declared(vpc, name)).then(|| OrphanGroup {
+                    group_id: g.group_id().unwrap_or_default().to_string(),
+                    group_name: name.to_string(),
+                    vpc_id: vpc.to_string(),
+                })
+            })
+            .collect();
+        orphans.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        if let Some(first) = out.first_mut() {
+            first.orphan_groups = orphans;
+        }
+        Ok(())
+    }
+
     /// Every interface attached to the selected instances: one paginated call per 200
     /// instances.
     pub(crate) async fn observe_interfaces(&self, out: &mut [ObservedAws]) -> Result<(), AwsError> {

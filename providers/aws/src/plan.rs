@@ -633,6 +633,16 @@ fn findings(observed: &ObservedAws, private: bool, attach: bool) -> Vec<Finding>
             });
         }
     }
+    for g in &observed.orphan_groups {
+        out.push(Finding {
+            code: "orphaned-group".into(),
+            resource: g.group_id.clone(),
+            message: format!(
+                "security group {} ({}) in {} carries perimeter:policy but no target of the policy declares it: it still enforces the policy it was written for on every interface that carries it; declare it in a target and run `perimeter destroy`, or delete it",
+                g.group_name, g.group_id, g.vpc_id
+            ),
+        });
+    }
     out.sort_by(|a, b| (&a.code, &a.resource).cmp(&(&b.code, &b.resource)));
     out.dedup();
     out

@@ -103,6 +103,17 @@ pub struct ObservedSubnetAcl {
     pub entries: Vec<NaclEntry>,
 }
 
+/// A group that carries the policy's ownership tag but that no target declares.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OrphanGroup {
+    /// `sg-...`.
+    pub group_id: String,
+    /// `GroupName`.
+    pub group_name: String,
+    /// `VpcId`.
+    pub vpc_id: String,
+}
+
 /// Everything observed for one target.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
 pub struct ObservedAws {
@@ -138,6 +149,10 @@ pub struct ObservedAws {
     /// The VPC's default NACL.
     #[serde(default)]
     pub default_network_acl: Option<String>,
+    /// Groups of this policy (by ownership tag) in the target's region that no target declares
+    /// (a target taken out of the policy): reported on the region's first target.
+    #[serde(default)]
+    pub orphan_groups: Vec<OrphanGroup>,
     /// Subnets the target's `network_acl` names that the VPC does not have.
     #[serde(default)]
     pub unknown_subnets: Vec<String>,
