@@ -464,34 +464,31 @@ fn packet_protocol(number: u8, port: u16, addr: IpAddr) -> Option<PacketProtocol
     })
 }
 
-macro_rules! cells {
-    ($name:ident, $t:ty) => {
-        /// The first point of every cell of `within` cut at the edges of `edges`.
-        fn $name<'s>(
-            within: &IntervalSet<$t>,
-            edges: impl Iterator<Item = &'s IntervalSet<$t>>,
-        ) -> Vec<$t> {
-            let mut cuts: BTreeSet<$t> = BTreeSet::new();
-            for set in edges {
-                for &(lo, hi) in set.ranges() {
-                    cuts.insert(lo);
-                    if let Some(next) = hi.checked_add(1) {
-                        cuts.insert(next);
-                    }
-                }
-            }
-            let mut out = Vec::new();
-            for &(lo, hi) in within.ranges() {
-                out.push(lo);
-                out.extend(cuts.range(lo..=hi).copied().filter(|&c| c != lo));
-            }
-            out
-        }
-    };
+/// The first point of every cell of `within` cut at the edges of `edges`.
+fn firsts<T: Copy>(cells: Vec<(T, T)>) -> Vec<T> {
+    cells.into_iter().map(|(lo, _)| lo).collect()
 }
-cells!(cells_u16, u16);
-cells!(cells_u32, u32);
-cells!(cells_u128, u128);
+
+fn cells_u16<'s>(
+    within: &IntervalSet<u16>,
+    edges: impl Iterator<Item = &'s IntervalSet<u16>>,
+) -> Vec<u16> {
+    firsts(crate::violation::intervals_u16(within, edges))
+}
+
+fn cells_u32<'s>(
+    within: &IntervalSet<u32>,
+    edges: impl Iterator<Item = &'s IntervalSet<u32>>,
+) -> Vec<u32> {
+    firsts(crate::violation::intervals_u32(within, edges))
+}
+
+fn cells_u128<'s>(
+    within: &IntervalSet<u128>,
+    edges: impl Iterator<Item = &'s IntervalSet<u128>>,
+) -> Vec<u128> {
+    firsts(crate::violation::intervals_u128(within, edges))
+}
 
 /// `ingress tcp 22 from 10.0.0.1`, `egress udp 53 to a node 10.0.0.7`.
 pub fn describe_packet(p: &Packet) -> String {

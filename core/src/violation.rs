@@ -381,8 +381,9 @@ fn cells(
 
 macro_rules! intervals {
     ($name:ident, $t:ty) => {
-        /// The cells of `within` cut at the edges of `edges`, as closed intervals.
-        fn $name<'s>(
+        /// The cells of `within` cut at the edges of `edges`, as closed intervals (the
+        /// transition checker probes their first points).
+        pub(crate) fn $name<'s>(
             within: &IntervalSet<$t>,
             edges: impl Iterator<Item = &'s IntervalSet<$t>>,
         ) -> Vec<($t, $t)> {

@@ -325,22 +325,13 @@ impl AwsBackend {
                 ));
             }
             for a in &nacl.associate {
-                c.replace_network_acl_association()
-                    .association_id(&a.association_id)
-                    .network_acl_id(&acl_id)
-                    .send()
-                    .await
-                    .map_err(api_err("ReplaceNetworkAclAssociation"))?;
+                self.move_subnet(&a.association_id, &acl_id).await?;
                 *writes += 1;
                 progress(format!("~ subnet {} associated with {acl_id}", a.subnet_id));
             }
             for a in &nacl.release {
-                c.replace_network_acl_association()
-                    .association_id(&a.association_id)
-                    .network_acl_id(&a.network_acl_id)
-                    .send()
-                    .await
-                    .map_err(api_err("ReplaceNetworkAclAssociation"))?;
+                self.move_subnet(&a.association_id, &a.network_acl_id)
+                    .await?;
                 *writes += 1;
                 progress(format!(
                     "~ subnet {} released to the default NACL {}",
@@ -348,11 +339,7 @@ impl AwsBackend {
                 ));
             }
             if nacl.delete {
-                c.delete_network_acl()
-                    .network_acl_id(&acl_id)
-                    .send()
-                    .await
-                    .map_err(api_err("DeleteNetworkAcl"))?;
+                self.delete_acl(&acl_id).await?;
                 *writes += 1;
                 progress(format!(
                     "- network ACL {acl_id} deleted (no longer in the policy)"
@@ -487,4 +474,33 @@ fn client_token(plan: &AwsTargetPlan) -> String {
     );
     let digest = perimeter_core::plan::sha256_hex(nonce.as_bytes());
     format!("perimeter-{}", &digest[..32])
+}
+
+impl AwsBackend {
+    /// Moves a subnet, by its current association, to `acl`.
+    pub(crate) async fn move_subnet(
+        &self,
+        association_id: &str,
+        acl: &str,
+    ) -> Result<(), AwsError> {
+        self.client()
+            .replace_network_acl_association()
+            .association_id(association_id)
+            .network_acl_id(acl)
+            .send()
+            .await
+            .map(drop)
+            .map_err(api_err("ReplaceNetworkAclAssociation"))
+    }
+
+    /// Deletes a network ACL no subnet is associated with any more.
+    pub(crate) async fn delete_acl(&self, acl: &str) -> Result<(), AwsError> {
+        self.client()
+            .delete_network_acl()
+            .network_acl_id(acl)
+            .send()
+            .await
+            .map(drop)
+            .map_err(api_err("DeleteNetworkAcl"))
+    }
 }

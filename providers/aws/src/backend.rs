@@ -20,7 +20,7 @@ use perimeter_core::target::AwsTarget;
 
 use crate::convert::{convert_rule, filter, normalize_protocol};
 use crate::model::{MetadataOptions, SgPeer};
-use crate::paginate::{PageError, paginate};
+use crate::paginate::{PageError, describe_all, paginate};
 use crate::state::{
     OWNER_TAG, ObservedAws, ObservedInstance, ObservedSecurityGroup, ObservedSgRule,
 };
@@ -180,23 +180,15 @@ impl AwsBackend {
         // Security groups by name, owned or not, in the targets' VPCs: one paginated call.
         let client = &self.client;
         let (names, vpcs) = (&names, &vpcs);
-        let groups = paginate(|token| async move {
-            let o = client
+        let groups = describe_all!(
+            client
                 .describe_security_groups()
                 .filters(filter("group-name", names.iter().copied()))
-                .filters(filter("vpc-id", vpcs.iter().copied()))
-                .max_results(1000)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(api_err("DescribeSecurityGroups"))?;
-            Ok((
-                o.security_groups().to_vec(),
-                o.next_token().map(str::to_string),
-            ))
-        })
-        .await
-        .map_err(page_err("DescribeSecurityGroups"))?;
+                .filters(filter("vpc-id", vpcs.iter().copied())),
+            1000,
+            security_groups,
+            "DescribeSecurityGroups"
+        )?;
         let mut owned_ids: Vec<String> = Vec::new();
         for (t, obs) in targets.iter().zip(out.iter_mut()) {
             for g in &groups {
@@ -225,22 +217,14 @@ impl AwsBackend {
         // Rules of every owned group: one paginated call per 200 groups.
         let mut rules_by_group: BTreeMap<String, Vec<ObservedSgRule>> = BTreeMap::new();
         for chunk in owned_ids.chunks(FILTER_VALUES_MAX) {
-            let rules = paginate(move |token| async move {
-                let o = client
+            let rules = describe_all!(
+                client
                     .describe_security_group_rules()
-                    .filters(filter("group-id", chunk.iter().cloned()))
-                    .max_results(1000)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(api_err("DescribeSecurityGroupRules"))?;
-                Ok((
-                    o.security_group_rules().to_vec(),
-                    o.next_token().map(str::to_string),
-                ))
-            })
-            .await
-            .map_err(page_err("DescribeSecurityGroupRules"))?;
+                    .filters(filter("group-id", chunk.iter().cloned())),
+                1000,
+                security_group_rules,
+                "DescribeSecurityGroupRules"
+            )?;
             for r in rules {
                 let group_id = r.group_id().unwrap_or_default().to_string();
                 let rule = convert_rule(&r, &group_id)?;

@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use perimeter_core::Cidr;
 use perimeter_core::target::AwsTarget;
 
-use crate::backend::{AwsBackend, AwsError, FILTER_VALUES_MAX, api_err, page_err};
+use crate::backend::{AwsBackend, AwsError, FILTER_VALUES_MAX};
 use crate::convert::{convert_nacl_entry, convert_rule, filter};
 use crate::model::{NaclEntry, SgRule};
-use crate::paginate::paginate;
+use crate::paginate::describe_all;
 use crate::state::{
     OWNER_TAG, ObservedAws, ObservedInterface, ObservedNetworkAcl, ObservedOtherGroup,
     ObservedSubnetAcl, OrphanGroup, SubnetAssociation,
@@ -27,22 +27,14 @@ impl AwsBackend {
         out: &mut [ObservedAws],
     ) -> Result<(), AwsError> {
         let client = self.client();
-        let owned = paginate(move |token| async move {
-            let o = client
+        let owned = describe_all!(
+            client
                 .describe_security_groups()
-                .filters(filter(&format!("tag:{OWNER_TAG}"), [policy]))
-                .max_results(1000)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(api_err("DescribeSecurityGroups"))?;
-            Ok((
-                o.security_groups().to_vec(),
-                o.next_token().map(str::to_string),
-            ))
-        })
-        .await
-        .map_err(page_err("DescribeSecurityGroups"))?;
+                .filters(filter(&format!("tag:{OWNER_TAG}"), [policy])),
+            1000,
+            security_groups,
+            "DescribeSecurityGroups"
+        )?;
         let declared = |vpc: &str, name: &str| {
             targets
                 .iter()
@@ -78,22 +70,14 @@ impl AwsBackend {
             .collect();
         let mut by_instance: BTreeMap<String, Vec<ObservedInterface>> = BTreeMap::new();
         for chunk in ids.chunks(FILTER_VALUES_MAX) {
-            let enis = paginate(move |token| async move {
-                let o = client
+            let enis = describe_all!(
+                client
                     .describe_network_interfaces()
-                    .filters(filter("attachment.instance-id", chunk.iter().cloned()))
-                    .max_results(1000)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(api_err("DescribeNetworkInterfaces"))?;
-                Ok((
-                    o.network_interfaces().to_vec(),
-                    o.next_token().map(str::to_string),
-                ))
-            })
-            .await
-            .map_err(page_err("DescribeNetworkInterfaces"))?;
+                    .filters(filter("attachment.instance-id", chunk.iter().cloned())),
+                1000,
+                network_interfaces,
+                "DescribeNetworkInterfaces"
+            )?;
             for e in enis {
                 let Some(instance) = e.attachment().and_then(|a| a.instance_id()) else {
                     continue;
@@ -145,19 +129,14 @@ impl AwsBackend {
             .collect();
         let mut cidrs: BTreeMap<String, Vec<Cidr>> = BTreeMap::new();
         for chunk in ids.chunks(FILTER_VALUES_MAX) {
-            let found = paginate(move |token| async move {
-                let o = client
+            let found = describe_all!(
+                client
                     .describe_subnets()
-                    .filters(filter("subnet-id", chunk.iter().cloned()))
-                    .max_results(1000)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(api_err("DescribeSubnets"))?;
-                Ok((o.subnets().to_vec(), o.next_token().map(str::to_string)))
-            })
-            .await
-            .map_err(page_err("DescribeSubnets"))?;
+                    .filters(filter("subnet-id", chunk.iter().cloned())),
+                1000,
+                subnets,
+                "DescribeSubnets"
+            )?;
             for s in found {
                 let mut here: Vec<Cidr> = s
                     .cidr_block()
@@ -206,22 +185,14 @@ impl AwsBackend {
             .collect();
         let mut groups: BTreeMap<String, ObservedOtherGroup> = BTreeMap::new();
         for chunk in ids.chunks(FILTER_VALUES_MAX) {
-            let found = paginate(move |token| async move {
-                let o = client
+            let found = describe_all!(
+                client
                     .describe_security_groups()
-                    .filters(filter("group-id", chunk.iter().cloned()))
-                    .max_results(1000)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(api_err("DescribeSecurityGroups"))?;
-                Ok((
-                    o.security_groups().to_vec(),
-                    o.next_token().map(str::to_string),
-                ))
-            })
-            .await
-            .map_err(page_err("DescribeSecurityGroups"))?;
+                    .filters(filter("group-id", chunk.iter().cloned())),
+                1000,
+                security_groups,
+                "DescribeSecurityGroups"
+            )?;
             for g in found {
                 let id = g.group_id().unwrap_or_default().to_string();
                 groups.insert(
@@ -233,22 +204,14 @@ impl AwsBackend {
                     },
                 );
             }
-            let rules = paginate(move |token| async move {
-                let o = client
+            let rules = describe_all!(
+                client
                     .describe_security_group_rules()
-                    .filters(filter("group-id", chunk.iter().cloned()))
-                    .max_results(1000)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(api_err("DescribeSecurityGroupRules"))?;
-                Ok((
-                    o.security_group_rules().to_vec(),
-                    o.next_token().map(str::to_string),
-                ))
-            })
-            .await
-            .map_err(page_err("DescribeSecurityGroupRules"))?;
+                    .filters(filter("group-id", chunk.iter().cloned())),
+                1000,
+                security_group_rules,
+                "DescribeSecurityGroupRules"
+            )?;
             for r in rules {
                 let gid = r.group_id().unwrap_or_default().to_string();
                 let rule: SgRule = convert_rule(&r, &gid)?.rule;
@@ -294,22 +257,15 @@ impl AwsBackend {
             return Ok(());
         }
         let vpcs = &vpcs;
-        let acls = paginate(move |token| async move {
-            let o = client
+        let acls = describe_all!(
+            client
                 .describe_network_acls()
-                .filters(filter("vpc-id", vpcs.iter().cloned()))
-                .max_results(1000)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(api_err("DescribeNetworkAcls"))?;
-            Ok((
-                o.network_acls().to_vec(),
-                o.next_token().map(str::to_string),
-            ))
-        })
-        .await
-        .map_err(page_err("DescribeNetworkAcls"))?;
+                .filters(filter("vpc-id", vpcs.iter().cloned())),
+            // EC2 takes at most 100 here (5 to 1,000 for the other Describe calls).
+            100,
+            network_acls,
+            "DescribeNetworkAcls"
+        )?;
         let entries = |a: &aws_sdk_ec2::types::NetworkAcl| -> Vec<NaclEntry> {
             let mut e: Vec<NaclEntry> = a
                 .entries()

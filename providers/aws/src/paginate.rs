@@ -22,6 +22,27 @@ pub(crate) enum PageError<E> {
     },
 }
 
+/// Every page of one EC2 `Describe…` call, as one list: `$request` is the request builder
+/// (filters set), `$max` its `MaxResults` (EC2's range differs per call), `$items` the
+/// output's list, `$operation` the name errors carry. The builder is made again for each
+/// page, so the filters are the same on every page.
+macro_rules! describe_all {
+    ($request:expr, $max:expr, $items:ident, $operation:literal) => {
+        $crate::paginate::paginate(move |token| async move {
+            let o = $request
+                .max_results($max)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err($crate::backend::api_err($operation))?;
+            Ok((o.$items().to_vec(), o.next_token().map(str::to_string)))
+        })
+        .await
+        .map_err($crate::backend::page_err($operation))
+    };
+}
+pub(crate) use describe_all;
+
 /// Calls `fetch` with `None`, then with each returned token, until no (or an empty) token
 /// comes back, concatenating the items.
 pub(crate) async fn paginate<T, E, F, Fut>(mut fetch: F) -> Result<Vec<T>, PageError<E>>

@@ -137,12 +137,8 @@ impl AwsBackend {
             ));
         }
         for a in &r.restore {
-            c.replace_network_acl_association()
-                .association_id(&a.association_id)
-                .network_acl_id(&a.network_acl_id)
-                .send()
-                .await
-                .map_err(api_err("ReplaceNetworkAclAssociation"))?;
+            self.move_subnet(&a.association_id, &a.network_acl_id)
+                .await?;
             *writes += 1;
             progress(format!(
                 "~ subnet {} back on {}",
@@ -150,11 +146,7 @@ impl AwsBackend {
             ));
         }
         if let Some(acl) = &r.delete_network_acl {
-            c.delete_network_acl()
-                .network_acl_id(acl)
-                .send()
-                .await
-                .map_err(api_err("DeleteNetworkAcl"))?;
+            self.delete_acl(acl).await?;
             *writes += 1;
             progress(format!("- network ACL {acl} deleted"));
         }
