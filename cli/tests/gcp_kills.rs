@@ -64,6 +64,7 @@ fn assert_safe(old: &Vec<Firewall>, new: &Vec<Firewall>, during: &Vec<Firewall>,
     let ranges: Vec<Cidr> = vec!["10.10.0.0/20".parse().unwrap()];
     let world = GcpTransition {
         node_tags: &tags,
+        node_service_accounts: &[],
         node_ranges: &ranges,
     };
     let mut boxes = world.boxes(old);

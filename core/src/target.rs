@@ -64,6 +64,10 @@ pub struct GcpTarget {
     pub network: String,
     /// Network tags of the nodes: the rules' targets, and `self` as a source.
     pub target_tags: Vec<String>,
+    /// Service accounts the nodes run as: rules of others that target or come from service
+    /// accounts are checked against them (empty: such rules are assumed to concern the nodes).
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
     /// Node address ranges: what `self` means in egress rules (GCP egress rules cannot
     /// select destinations by tag).
     pub node_ranges: Vec<Cidr>,
@@ -123,6 +127,7 @@ impl GcpTarget {
             project: "placeholder-project".into(),
             network: "default".into(),
             target_tags: vec![policy.into()],
+            service_accounts: Vec::new(),
             node_ranges: Vec::new(),
             priority_base: 1000,
             placeholder: true,

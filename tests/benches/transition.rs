@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
     });
     let world = perimeter_gcp::transition::GcpTransition {
         node_tags: &db.target.target_tags,
+        node_service_accounts: &db.target.service_accounts,
         node_ranges: &db.target.node_ranges,
     };
     let steps: Vec<Vec<&perimeter_gcp::FirewallChange>> = (1..=plan.steps())

@@ -39,12 +39,14 @@ pub(crate) fn case(intent: &Intent, rng: &mut Rng, tally: &mut Tally) {
             &GcpWorld {
                 firewalls: &desired.firewalls,
                 node_tags: tags,
+                node_service_accounts: &[],
             },
             p,
         );
         let world = GcpWorld {
             firewalls: &all,
             node_tags: tags,
+            node_service_accounts: &[],
         };
         let blamed = winner(&world, p)
             .map(|f| format!("firewall rule {} ", f.name))

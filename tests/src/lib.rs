@@ -262,6 +262,7 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
             let world = perimeter_gcp::evaluate::GcpWorld {
                 firewalls: &c.firewalls,
                 node_tags: &gcp_target.target_tags,
+                node_service_accounts: &gcp_target.service_accounts,
             };
             compare("gcp", &c.notes, &|p| {
                 perimeter_gcp::evaluate::decide(&world, p)

@@ -55,6 +55,7 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
             &GcpWorld {
                 firewalls: rules,
                 node_tags: tags,
+                node_service_accounts: &[],
             },
             p,
         )
@@ -113,6 +114,7 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
     check(
         &GcpTransition {
             node_tags: tags,
+            node_service_accounts: &[],
             node_ranges: &target.node_ranges,
         },
         &old,

@@ -91,6 +91,7 @@ const GCP_KEYS: &[&str] = &[
     "project",
     "network",
     "target_tags",
+    "service_accounts",
     "node_ranges",
     "priority_base",
 ];
@@ -493,7 +494,7 @@ impl Decoder<'_> {
                         "a gcp target",
                         GCP_KEYS,
                         &["project", "network"],
-                        &["target_tags", "node_ranges"],
+                        &["target_tags", "service_accounts", "node_ranges"],
                         &["priority_base"],
                     ),
                     _ => self

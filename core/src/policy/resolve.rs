@@ -601,6 +601,11 @@ impl<'d> Resolver<'d> {
                     .get("target_tags")
                     .map(|l| l.iter().map(|s| s.value.clone()).collect())
                     .unwrap_or_else(|| vec![name.clone()]),
+                service_accounts: t
+                    .lists
+                    .get("service_accounts")
+                    .map(|l| l.iter().map(|s| s.value.clone()).collect())
+                    .unwrap_or_default(),
                 node_ranges,
                 priority_base,
                 placeholder: false,

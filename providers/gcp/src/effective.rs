@@ -26,6 +26,8 @@ pub(crate) struct GcpEstate<'a> {
     pub(crate) foreign: &'a [Firewall],
     /// The nodes' tags.
     pub(crate) node_tags: &'a [String],
+    /// The nodes' service accounts (empty: not declared).
+    pub(crate) node_service_accounts: &'a [String],
     /// The nodes' ranges (empty: any address).
     pub(crate) node_ranges: &'a [Cidr],
 }
@@ -35,6 +37,7 @@ impl<'a> GcpEstate<'a> {
         desired: &'a [Firewall],
         foreign: &'a [Firewall],
         node_tags: &'a [String],
+        node_service_accounts: &'a [String],
         node_ranges: &'a [Cidr],
     ) -> Self {
         let all = desired.iter().chain(foreign).cloned().collect();
@@ -43,6 +46,7 @@ impl<'a> GcpEstate<'a> {
             all,
             foreign,
             node_tags,
+            node_service_accounts,
             node_ranges,
         }
     }
@@ -50,6 +54,7 @@ impl<'a> GcpEstate<'a> {
     fn world(&self) -> GcpTransition<'a> {
         GcpTransition {
             node_tags: self.node_tags,
+            node_service_accounts: self.node_service_accounts,
             node_ranges: self.node_ranges,
         }
     }
@@ -74,6 +79,7 @@ impl Estate for GcpEstate<'_> {
             &GcpWorld {
                 firewalls: self.desired,
                 node_tags: self.node_tags,
+                node_service_accounts: self.node_service_accounts,
             },
             packet,
         )
@@ -84,6 +90,7 @@ impl Estate for GcpEstate<'_> {
             &GcpWorld {
                 firewalls: &self.all,
                 node_tags: self.node_tags,
+                node_service_accounts: self.node_service_accounts,
             },
             packet,
         )
@@ -93,6 +100,7 @@ impl Estate for GcpEstate<'_> {
         let world = GcpWorld {
             firewalls: &self.all,
             node_tags: self.node_tags,
+            node_service_accounts: self.node_service_accounts,
         };
         match winner(&world, packet) {
             Some(f) => Culprit {

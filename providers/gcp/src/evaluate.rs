@@ -21,6 +21,8 @@ pub struct GcpWorld<'a> {
     pub firewalls: &'a [Firewall],
     /// Tags of the nodes.
     pub node_tags: &'a [String],
+    /// Service accounts the nodes run as (empty: not known).
+    pub node_service_accounts: &'a [String],
 }
 
 fn in_ranges(ranges: &[String], addr: IpAddr) -> bool {
@@ -73,13 +75,22 @@ fn applies(fw: &Firewall, world: &GcpWorld<'_>, packet: &Packet) -> bool {
     if fw.disabled || fw.direction != dir {
         return false;
     }
-    // Which instances run as a service account is not known here: a rule that targets
-    // service accounts is assumed to apply to the nodes, and one whose sources are service
-    // accounts to match the nodes as peers.
+    // A rule targets instances by tag or by service account. When the nodes' service
+    // accounts are not declared, a rule that targets service accounts is assumed to apply to
+    // the nodes, and one whose sources are service accounts to match the nodes as peers.
+    let runs_as = |accounts: &[String]| {
+        world.node_service_accounts.is_empty()
+            || accounts
+                .iter()
+                .any(|a| world.node_service_accounts.contains(a))
+    };
     if fw.target_service_accounts.is_empty()
         && !fw.target_tags.is_empty()
         && !fw.target_tags.iter().any(|t| world.node_tags.contains(t))
     {
+        return false;
+    }
+    if !fw.target_service_accounts.is_empty() && !runs_as(&fw.target_service_accounts) {
         return false;
     }
     let addr = packet.peer.addr;
@@ -87,7 +98,8 @@ fn applies(fw: &Firewall, world: &GcpWorld<'_>, packet: &Packet) -> bool {
         Direction::Ingress => {
             let by_tag = packet.peer.is_node
                 && (fw.source_tags.iter().any(|t| world.node_tags.contains(t))
-                    || !fw.source_service_accounts.is_empty());
+                    || (!fw.source_service_accounts.is_empty()
+                        && runs_as(&fw.source_service_accounts)));
             let no_source = fw.source_ranges.is_empty()
                 && fw.source_tags.is_empty()
                 && fw.source_service_accounts.is_empty();

@@ -285,7 +285,7 @@ pub(crate) fn plan(
     } else {
         violations(desired, observed, target)
     };
-    let (violations, findings) = match checked {
+    let (violations, mut findings) = match checked {
         Ok(v) => (v, Vec::new()),
         Err(e) => (
             Vec::new(),
@@ -298,6 +298,9 @@ pub(crate) fn plan(
             }],
         ),
     };
+    if !desired.retired {
+        findings.extend(assumed_accounts(observed, target));
+    }
     Ok(GcpTargetPlan {
         target: target.clone(),
         desired: desired.clone(),
@@ -322,9 +325,32 @@ fn violations(
         &desired.firewalls,
         &observed.foreign,
         &target.target_tags,
+        &target.service_accounts,
         &target.node_ranges,
     );
     perimeter_core::violation::violations(&estate)
+}
+
+/// Rules of others that select instances by service account, when the target does not say
+/// which accounts the nodes run as: checked as if they did, and said so.
+fn assumed_accounts(observed: &ObservedGcp, target: &GcpTarget) -> Vec<Finding> {
+    if !target.service_accounts.is_empty() {
+        return Vec::new();
+    }
+    observed
+        .foreign
+        .iter()
+        .filter(|f| !f.disabled)
+        .filter(|f| !f.target_service_accounts.is_empty() || !f.source_service_accounts.is_empty())
+        .map(|f| Finding {
+            code: "assumed-service-account".into(),
+            resource: f.name.clone(),
+            message: format!(
+                "firewall rule {} selects instances by service account; the target does not declare `service_accounts`, so perimeter checked it as if the nodes ran as them",
+                f.name
+            ),
+        })
+        .collect()
 }
 
 /// Most writes of one step (the backend's default concurrency).
@@ -348,6 +374,7 @@ fn in_safe_steps(
     });
     let world = GcpTransition {
         node_tags: &desired.target.target_tags,
+        node_service_accounts: &desired.target.service_accounts,
         node_ranges: &desired.target.node_ranges,
     };
     let old: Vec<Firewall> = observed

@@ -14,6 +14,9 @@ use crate::plan::{FirewallChange, WriteMethod};
 pub struct GcpTransition<'a> {
     /// Tags of the protected nodes.
     pub node_tags: &'a [String],
+    /// Service accounts of the protected nodes (empty: not declared; rules that target or
+    /// come from service accounts are then assumed to concern the nodes).
+    pub node_service_accounts: &'a [String],
     /// The target's `node_ranges` (empty: nodes may have any address).
     pub node_ranges: &'a [Cidr],
 }
@@ -34,6 +37,7 @@ impl Transition for GcpTransition<'_> {
             &GcpWorld {
                 firewalls: state,
                 node_tags: self.node_tags,
+                node_service_accounts: self.node_service_accounts,
             },
             packet,
         )
@@ -84,7 +88,13 @@ impl GcpTransition<'_> {
         let other_instances = f.target_service_accounts.is_empty()
             && !f.target_tags.is_empty()
             && !f.target_tags.iter().any(|t| self.node_tags.contains(t));
-        if f.disabled || other_instances {
+        let other_accounts = !self.node_service_accounts.is_empty()
+            && !f.target_service_accounts.is_empty()
+            && !f
+                .target_service_accounts
+                .iter()
+                .any(|a| self.node_service_accounts.contains(a));
+        if f.disabled || other_instances || other_accounts {
             return Vec::new();
         }
         let ipv4_any = || AddrSet::from_cidrs(&["0.0.0.0/0".parse::<Cidr>().expect("a CIDR")]);

@@ -378,6 +378,7 @@ fn the_old_insert_first_order_is_proven_unsafe() {
     let p = plan(&d, vec![], &o, "web").unwrap();
     let world = GcpTransition {
         node_tags: &d.target.target_tags,
+        node_service_accounts: &d.target.service_accounts,
         node_ranges: &d.target.node_ranges,
     };
     let old = o.owned.clone();
@@ -391,4 +392,44 @@ fn the_old_insert_first_order_is_proven_unsafe() {
     let err = perimeter_core::transition::check(&world, &old, &d.firewalls, &[vec![patch, insert]])
         .unwrap_err();
     assert!(err.to_string().starts_with("step 1 "), "{err}");
+}
+
+#[test]
+fn rules_that_target_service_accounts_are_checked_against_the_nodes_accounts() {
+    let with_accounts = POLICY.replace(
+        "node_ranges: [10.10.0.0/20]}",
+        "node_ranges: [10.10.0.0/20], service_accounts: [nodes@proj-1.iam.gserviceaccount.com]}",
+    );
+    let load = |text: &str| {
+        let intent =
+            perimeter_core::policy::load(&SourceFile::new("t.yaml", text)).expect("policy");
+        GcpDesired::from_compiled(
+            &crate::compile(&intent, &intent.targets.gcp[0]).expect("compiles"),
+        )
+    };
+    let for_account = |account: &str| {
+        let mut f = foreign("open-ssh", 100, true, &["0.0.0.0/0"], "22", &[]);
+        f.target_service_accounts = vec![account.into()];
+        f
+    };
+    let declared = load(&with_accounts);
+    let mut o = observed(declared.firewalls.clone());
+    o.foreign = vec![for_account("batch@proj-1.iam.gserviceaccount.com")];
+    let p = plan(&declared, vec![], &o, "web").unwrap();
+    assert!(
+        p.violations.is_empty(),
+        "another account's rule: {:#?}",
+        p.violations
+    );
+    o.foreign = vec![for_account("nodes@proj-1.iam.gserviceaccount.com")];
+    let p = plan(&declared, vec![], &o, "web").unwrap();
+    assert_eq!(p.violations.len(), 1);
+    assert!(p.findings.is_empty());
+    // Not declared: assumed to apply, and said so.
+    let undeclared = desired();
+    let mut o = observed(undeclared.firewalls.clone());
+    o.foreign = vec![for_account("batch@proj-1.iam.gserviceaccount.com")];
+    let p = plan(&undeclared, vec![], &o, "web").unwrap();
+    assert_eq!(p.violations.len(), 1);
+    assert_eq!(p.findings[0].code, "assumed-service-account");
 }
