@@ -41,8 +41,8 @@ fn plan_apply_plan_converges_and_leaves_foreign_rules_alone() {
         "{out}"
     );
     assert!(
-        out.contains("API calls: 3"),
-        "one projects.get, one networks.get, one list:\n{out}"
+        out.contains("API calls: 4"),
+        "one projects.get, one networks.get, one list of the network, one list of the policy's rules in the project:\n{out}"
     );
     assert!(
         !out.contains("gke-prod-abc123-hc"),
@@ -414,8 +414,9 @@ fn observe_reads_every_page_of_a_busy_network() {
     emulator.reset_calls();
     let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
     assert_eq!(code(&plan), 0, "{}", text(&plan));
-    assert!(text(&plan).contains("API calls: 4"), "{}", text(&plan));
-    assert_eq!(emulator.calls()["by_route"]["GET firewalls.list"], 2);
+    // Two pages of the network, one of the policy's rules in the project (orphans).
+    assert!(text(&plan).contains("API calls: 5"), "{}", text(&plan));
+    assert_eq!(emulator.calls()["by_route"]["GET firewalls.list"], 3);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -580,5 +581,46 @@ fn two_applies_at_once_one_writes_the_other_is_refused() {
     emulator.call("DELETE", "/_emulator/faults", None);
     let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
     assert_eq!(code(&again), 0, "{}", text(&again));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_rule_of_the_policy_in_a_network_no_target_declares_is_reported() {
+    let emulator = Emulator::start();
+    let (status, _) = emulator.call(
+        "POST",
+        "/compute/v1/projects/acme-prod/global/networks",
+        Some(json!({"name": "old-vpc", "autoCreateSubnetworks": false})),
+    );
+    assert_eq!(status, 200);
+    // What an earlier version of the policy, with a target on old-vpc, left behind.
+    emulator.insert(
+        json!({"name": "gke-workers-i-legacy", "network": "global/networks/old-vpc",
+        "priority": 1000, "sourceRanges": ["0.0.0.0/0"], "targetTags": ["gke-workers"],
+        "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}],
+        "description": "perimeter:gke-workers legacy"}),
+    );
+    let dir = scratch("orphans");
+    let policy = policy(&dir);
+    let p = policy.to_str().unwrap();
+    assert_eq!(
+        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
+        0
+    );
+    let drift = emulator.perimeter(&["drift", p, "--format", "json"]);
+    assert_eq!(code(&drift), 2, "{}", text(&drift));
+    let report: Value = serde_json::from_slice(&drift.stdout).expect("json");
+    let keys: Vec<&str> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "posture")
+        .filter_map(|i| i["key"].as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        ["gcp/acme-prod/prod-vpc/posture/orphaned-rule/gke-workers-i-legacy (network old-vpc)"],
+        "{report:#}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -53,6 +53,7 @@ fn bench(c: &mut Criterion) {
         owned: da.firewalls.clone(),
         foreign: Vec::new(),
         quota: None,
+        orphans: Vec::new(),
     };
     let plan = perimeter_gcp::Gcp::plan(&db, Vec::new(), &observed, "bench").expect("plans");
     eprintln!(

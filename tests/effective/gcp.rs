@@ -26,6 +26,7 @@ pub(crate) fn case(intent: &Intent, rng: &mut Rng, tally: &mut Tally) {
         owned: desired.firewalls.clone(),
         foreign: foreign.clone(),
         quota: None,
+        orphans: Vec::new(),
     };
     let Ok(plan) = Gcp::plan(&desired, Vec::new(), &observed, &intent.name) else {
         tally.skipped += 1;

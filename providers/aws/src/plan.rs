@@ -582,6 +582,8 @@ fn attach_changes(observed: &ObservedAws) -> Result<Vec<AttachChange>, PlanError
             groups: i.groups.clone(),
         });
     }
+    // In instance order, as the metadata changes are (interface ids are random).
+    out.sort_by(|a, b| (&a.instance_id, &a.interface_id).cmp(&(&b.instance_id, &b.interface_id)));
     Ok(out)
 }
 

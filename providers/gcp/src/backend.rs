@@ -16,7 +16,8 @@ use google_cloud_gax::retry_policy::NeverRetry;
 use perimeter_core::target::GcpTarget;
 
 use crate::convert::from_api;
-use crate::state::{FirewallQuota, ObservedGcp, canonical, is_owned};
+use crate::model::Firewall;
+use crate::state::{FirewallQuota, ObservedGcp, canonical, is_owned, network_name};
 
 /// How the backend reaches GCP.
 #[derive(Clone, Debug)]
@@ -226,6 +227,30 @@ impl GcpBackend {
             observed.quota = quotas.get(&t.project).copied().flatten();
             out.push(observed);
         }
+        // Rules of the policy in networks no target declares any more: one filtered list
+        // per project, reported on the project's first target.
+        for project in quotas.keys() {
+            let declared: Vec<&str> = targets
+                .iter()
+                .filter(|t| &t.project == project)
+                .map(|t| t.network.as_str())
+                .collect();
+            let filter = format!("name eq \"{}.*\"", crate::state::name_prefix(policy));
+            let what = format!("listing the rules of policy {policy} in project {project}");
+            let orphans: Vec<Firewall> = self
+                .list_rules(project, &filter, &what)
+                .await?
+                .into_iter()
+                .filter(|r| is_owned(policy, &r.name, &r.description))
+                .filter(|r| !declared.contains(&network_name(&r.network)))
+                .collect();
+            if let Some(first) = targets.iter().position(|t| &t.project == project) {
+                out[first].orphans = orphans
+                    .iter()
+                    .map(|r| format!("{} (network {})", r.name, network_name(&r.network)))
+                    .collect();
+            }
+        }
         Ok(out)
     }
 
@@ -243,6 +268,45 @@ impl GcpBackend {
                 limit: q.limit.unwrap_or(0.0).max(0.0) as u64,
                 usage: q.usage.unwrap_or(0.0).max(0.0) as u64,
             }))
+    }
+
+    /// Every rule of a project that `filter` selects, following page tokens (a repeated token
+    /// is an error, not a loop).
+    async fn list_rules(
+        &self,
+        project: &str,
+        filter: &str,
+        what: &str,
+    ) -> Result<Vec<Firewall>, GcpError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen_tokens = std::collections::HashSet::new();
+        loop {
+            let page = self
+                .call(what, || {
+                    self.firewalls
+                        .list()
+                        .set_project(project)
+                        .set_filter(filter.to_string())
+                        .set_max_results(500u32)
+                        .set_or_clear_page_token(token.clone())
+                        .send()
+                })
+                .await?;
+            out.extend(page.items.iter().map(from_api));
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                // A server that hands back a token it gave before would loop forever.
+                Some(next) if seen_tokens.insert(next.clone()) => token = Some(next),
+                Some(_) => {
+                    return Err(GcpError::Api {
+                        what: what.to_string(),
+                        status: None,
+                        message: "the API returned a page token it had returned before".into(),
+                    });
+                }
+                None => return Ok(out),
+            }
+        }
     }
 
     async fn observe_network(&self, policy: &str, t: &GcpTarget) -> Result<ObservedGcp, GcpError> {
@@ -272,43 +336,15 @@ impl GcpBackend {
             network_exists: true,
             ..ObservedGcp::default()
         };
-        let mut token: Option<String> = None;
-        let mut seen_tokens = std::collections::HashSet::new();
         let what = format!(
             "listing firewall rules of network {} in project {}",
             t.network, t.project
         );
-        loop {
-            let page = self
-                .call(&what, || {
-                    self.firewalls
-                        .list()
-                        .set_project(&t.project)
-                        .set_filter(filter.clone())
-                        .set_max_results(500u32)
-                        .set_or_clear_page_token(token.clone())
-                        .send()
-                })
-                .await?;
-            for item in &page.items {
-                let rule = from_api(item);
-                if is_owned(policy, &rule.name, &rule.description) {
-                    observed.owned.push(canonical(&rule));
-                } else {
-                    observed.foreign.push(canonical(&rule));
-                }
-            }
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                // A server that hands back a token it gave before would loop forever.
-                Some(next) if seen_tokens.insert(next.clone()) => token = Some(next),
-                Some(_) => {
-                    return Err(GcpError::Api {
-                        what,
-                        status: None,
-                        message: "the API returned a page token it had returned before".into(),
-                    });
-                }
-                None => break,
+        for rule in self.list_rules(&t.project, &filter, &what).await? {
+            if is_owned(policy, &rule.name, &rule.description) {
+                observed.owned.push(canonical(&rule));
+            } else {
+                observed.foreign.push(canonical(&rule));
             }
         }
         observed.owned.sort_by(|a, b| a.name.cmp(&b.name));

@@ -300,6 +300,13 @@ pub(crate) fn plan(
     };
     if !desired.retired {
         findings.extend(assumed_accounts(observed, target));
+        findings.extend(observed.orphans.iter().map(|o| Finding {
+            code: "orphaned-rule".into(),
+            resource: o.clone(),
+            message: format!(
+                "firewall rule {o} belongs to policy {policy} but no target declares its network: it still enforces the policy it was written for; declare the network in a target and run `perimeter destroy`, or delete the rule"
+            ),
+        }));
     }
     Ok(GcpTargetPlan {
         target: target.clone(),

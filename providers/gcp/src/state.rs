@@ -49,6 +49,10 @@ pub struct ObservedGcp {
     pub foreign: Vec<Firewall>,
     /// The project's quota, when the API told it.
     pub quota: Option<FirewallQuota>,
+    /// Rules of the policy in networks of the project that no target declares any more
+    /// (`name (network N)`), reported on the project's first target.
+    #[serde(default)]
+    pub orphans: Vec<String>,
 }
 
 /// The form in which desired and observed rules are compared: the network by name, ranges in
