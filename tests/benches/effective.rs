@@ -95,7 +95,6 @@ fn estate() -> (AwsDesired, ObservedAws) {
                 interface_id: format!("eni-{i:04}"),
                 instance_id: format!("i-{i:04}"),
                 subnet_id: "subnet-0123456789abcdef0".into(),
-                primary: true,
                 groups,
             }
         })

@@ -124,7 +124,6 @@ pub(crate) fn case(intent: &Intent, rng: &mut Rng, tally: &mut Tally) {
                 interface_id: format!("eni-{i}"),
                 instance_id: "i-1".into(),
                 subnet_id: subnet.clone(),
-                primary: i == 0,
                 groups,
             }
         })

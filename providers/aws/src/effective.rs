@@ -153,13 +153,8 @@ impl Estate for AwsEstate<'_> {
     }
 
     fn boxes(&self) -> Vec<MatchBox> {
-        let mut out: Vec<MatchBox> = self
-            .desired_group
-            .rules
-            .iter()
-            .chain(self.others.iter().flat_map(|g| g.rules.iter()))
-            .filter_map(rule_box)
-            .collect();
+        // The group rules (the regions), the NACL entries, and the unfiltered services.
+        let mut out = self.regions();
         for acl in self
             .desired_acl
             .into_iter()
@@ -167,14 +162,8 @@ impl Estate for AwsEstate<'_> {
         {
             out.extend(acl.entries.iter().flat_map(entry_boxes));
         }
-        let services: Vec<Cidr> = UNFILTERED.iter().filter_map(|c| c.parse().ok()).collect();
         for d in Direction::BOTH {
-            out.push(MatchBox::any_port(
-                d,
-                None,
-                AddrSet::from_cidrs(&services),
-                false,
-            ));
+            out.push(MatchBox::any_port(d, None, self.unfiltered(), false));
         }
         out
     }

@@ -96,7 +96,6 @@ impl AwsBackend {
                         interface_id: e.network_interface_id().unwrap_or_default().to_string(),
                         instance_id: instance.to_string(),
                         subnet_id: e.subnet_id().unwrap_or_default().to_string(),
-                        primary: e.attachment().and_then(|a| a.device_index()) == Some(0),
                         groups,
                     });
             }

@@ -73,8 +73,6 @@ pub struct ObservedInterface {
     pub instance_id: String,
     /// Its subnet (whose NACL it passes).
     pub subnet_id: String,
-    /// True for the primary interface (device index 0).
-    pub primary: bool,
     /// Every security group on it, sorted.
     pub groups: Vec<String>,
 }

@@ -6,7 +6,7 @@
 //! priority order, then the default rules. A packet no foreign rule matches is decided by the
 //! same owned rule, or the same default, with or without them.
 
-use perimeter_core::plan::sha256_hex;
+use perimeter_core::plan::fingerprint;
 use perimeter_core::transition::{MatchBox, Transition};
 use perimeter_core::violation::{Culprit, Estate};
 use perimeter_core::{Packet, Verdict};
@@ -58,9 +58,7 @@ impl<'a> AzureEstate<'a> {
 fn content_key(r: &SecurityRule) -> String {
     let mut decides = r.properties.clone();
     decides.description = String::new();
-    let digest = serde_json::to_vec(&decides)
-        .map(|b| sha256_hex(&b))
-        .unwrap_or_default();
+    let digest = fingerprint(&decides).unwrap_or_default();
     format!("{}/{}", r.name, &digest[..digest.len().min(12)])
 }
 

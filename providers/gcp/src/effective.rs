@@ -6,7 +6,7 @@
 //! rule matches is decided by the same owned rule, or the same implied rule, with or without
 //! them.
 
-use perimeter_core::plan::sha256_hex;
+use perimeter_core::plan::fingerprint;
 use perimeter_core::transition::{MatchBox, Transition};
 use perimeter_core::violation::{Culprit, Estate};
 use perimeter_core::{AddrSet, Cidr, Packet, Verdict};
@@ -67,9 +67,7 @@ fn content_key(f: &Firewall) -> String {
         description: String::new(),
         ..f.clone()
     };
-    let digest = serde_json::to_vec(&decides)
-        .map(|b| sha256_hex(&b))
-        .unwrap_or_default();
+    let digest = fingerprint(&decides).unwrap_or_default();
     format!("{}/{}", f.name, &digest[..digest.len().min(12)])
 }
 

@@ -33,7 +33,6 @@ fn interface(id: &str, groups: &[&str], subnet: &str) -> ObservedInterface {
         interface_id: id.into(),
         instance_id: "i-1".into(),
         subnet_id: subnet.into(),
-        primary: true,
         groups: groups.iter().map(|g| g.to_string()).collect(),
     }
 }
@@ -164,10 +163,7 @@ fn an_interface_without_the_owned_group_blocks_what_the_policy_allows() {
     let o = observed(
         vec![
             interface("eni-1", &["sg-own"], "subnet-1"),
-            ObservedInterface {
-                primary: false,
-                ..interface("eni-2", &["sg-other"], "subnet-1")
-            },
+            interface("eni-2", &["sg-other"], "subnet-1"),
         ],
         vec![ObservedOtherGroup {
             group_id: "sg-other".into(),

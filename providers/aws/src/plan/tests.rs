@@ -141,14 +141,12 @@ fn attach_replaces_the_unattached_finding_and_findings_need_private() {
                 interface_id: "eni-1".into(),
                 instance_id: "i-1".into(),
                 subnet_id: "subnet-1".into(),
-                primary: true,
                 groups: vec!["sg-default".into()],
             },
             crate::state::ObservedInterface {
                 interface_id: "eni-2".into(),
                 instance_id: "i-1".into(),
                 subnet_id: "subnet-1".into(),
-                primary: false,
                 groups: vec!["sg-1".into()],
             },
         ],
@@ -186,7 +184,6 @@ fn retiring_takes_the_group_off_moves_subnets_back_and_deletes_in_that_order() {
         interface_id: id.into(),
         instance_id: "i-1".into(),
         subnet_id: "subnet-1".into(),
-        primary: true,
         groups: groups.iter().map(|g| g.to_string()).collect(),
     };
     let mut observed = ObservedAws {
