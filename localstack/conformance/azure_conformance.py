@@ -19,9 +19,14 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import (
+    AddressSpace,
     ApplicationSecurityGroup,
+    NetworkInterface,
+    NetworkInterfaceIPConfiguration,
     NetworkSecurityGroup,
     SecurityRule,
+    Subnet,
+    VirtualNetwork,
 )
 
 URL = sys.argv[1].rstrip("/")
@@ -182,6 +187,62 @@ def api_version_and_token_are_required():
         except urllib.error.HTTPError as error:
             body = json.load(error)
             assert (error.code, body["error"]["code"]) == (status, code), (error.code, body)
+
+
+@check
+def subnets_and_nics_carry_nsgs_and_the_nsg_shows_them():
+    nsg = client.network_security_groups.get(GROUP, NSG, **HTTP)
+    vnet = client.virtual_networks.begin_create_or_update(GROUP, "vnet", VirtualNetwork(
+        location="westeurope", address_space=AddressSpace(address_prefixes=["10.20.0.0/16"]),
+        subnets=[Subnet(name="workers", address_prefix="10.20.1.0/24")]), **HTTP).result()
+    assert [s.name for s in vnet.subnets] == ["workers"], vnet.subnets
+    subnet = client.subnets.get(GROUP, "vnet", "workers", **HTTP)
+    assert subnet.network_security_group is None
+    subnet.network_security_group = NetworkSecurityGroup(id=nsg.id)
+    subnet = client.subnets.begin_create_or_update(GROUP, "vnet", "workers", subnet, **HTTP).result()
+    assert subnet.network_security_group.id == nsg.id, subnet.network_security_group
+    asg = client.application_security_groups.get(GROUP, "nodes", **HTTP)
+    nic = client.network_interfaces.begin_create_or_update(GROUP, "node-0", NetworkInterface(
+        location="westeurope", tags={"role": "worker"}, network_security_group=NetworkSecurityGroup(id=nsg.id),
+        ip_configurations=[NetworkInterfaceIPConfiguration(
+            name="ipconfig1", subnet=Subnet(id=subnet.id), application_security_groups=[asg])]), **HTTP).result()
+    config = nic.ip_configurations[0]
+    assert config.private_ip_address == "10.20.1.4", config.private_ip_address
+    assert config.application_security_groups[0].id == asg.id
+    listed = [n.name for n in client.network_interfaces.list(GROUP, **HTTP)]
+    assert listed == ["node-0"], listed
+    shown = client.network_security_groups.get(GROUP, NSG, **HTTP)
+    assert [s.id for s in shown.subnets] == [subnet.id], shown.subnets
+    assert [n.id for n in shown.network_interfaces] == [nic.id], shown.network_interfaces
+    missing = NetworkSecurityGroup(id=nsg.id.replace(NSG, "absent"))
+    subnet.network_security_group = missing
+    expect_error(HttpResponseError, lambda: client.subnets.begin_create_or_update(
+        GROUP, "vnet", "workers", subnet, **HTTP).result(), code="InvalidResourceReference")
+
+
+@check
+def effective_security_groups_list_both_layers_with_default_rules():
+    result = client.network_interfaces.begin_list_effective_network_security_groups(GROUP, "node-0", **HTTP).result()
+    layers = result.value
+    assert len(layers) == 2, layers
+    assert layers[0].association.subnet.id.endswith("/subnets/workers"), layers[0].association
+    assert layers[1].association.network_interface.id.endswith("/networkInterfaces/node-0"), layers[1].association
+    names = [r.name for r in layers[0].effective_security_rules]
+    assert "securityRules/allow-ssh" in names and "defaultSecurityRules/DenyAllInBound" in names, names
+    ssh = next(r for r in layers[0].effective_security_rules if r.name == "securityRules/allow-ssh")
+    assert (ssh.protocol, ssh.destination_port_ranges, ssh.access) == ("Tcp", ["22-22"], "Allow"), ssh
+
+
+@check
+def an_nsg_in_use_cannot_be_deleted_until_dissociated():
+    expect_error(HttpResponseError, lambda: client.network_security_groups.begin_delete(GROUP, NSG, **HTTP).result(),
+                 code="InUseNetworkSecurityGroupCannotBeDeleted", status=400)
+    client.network_interfaces.begin_delete(GROUP, "node-0", **HTTP).result()
+    subnet = client.subnets.get(GROUP, "vnet", "workers", **HTTP)
+    subnet.network_security_group = None
+    subnet = client.subnets.begin_create_or_update(GROUP, "vnet", "workers", subnet, **HTTP).result()
+    assert subnet.network_security_group is None
+    assert client.network_security_groups.get(GROUP, NSG, **HTTP).subnets == []
 
 
 @check

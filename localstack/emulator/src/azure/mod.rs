@@ -1,7 +1,10 @@
 //! The Azure Resource Manager surface perimeter uses: `Microsoft.Network/networkSecurityGroups`
 //! (GET, PUT with inline `securityRules`, DELETE, list per resource group), their
 //! `securityRules` (list with `nextLink` paging, GET, PUT, DELETE) and `defaultSecurityRules`,
-//! `applicationSecurityGroups` (GET, PUT, DELETE), and long-running operations the ARM way:
+//! `applicationSecurityGroups` (GET, PUT, DELETE), `virtualNetworks` and their `subnets`
+//! (with an NSG association), `networkInterfaces` (NSG, subnet and ASG membership; list per
+//! resource group with paging) and their `effectiveNetworkSecurityGroups` (see `network`),
+//! and long-running operations the ARM way:
 //! PUT answers 201/200 with `provisioningState` and an `Azure-AsyncOperation` header, DELETE
 //! answers 202 with `Azure-AsyncOperation` and `Location` (204 when there was nothing), and
 //! the operation status is polled at `/subscriptions/{s}/providers/Microsoft.Network/
@@ -12,6 +15,7 @@
 //! change takes effect when accepted (its operation can be made to report InProgress for a
 //! few polls); `Retry-After` on operations is 0 unless a test asks for delays.
 
+mod network;
 mod nsg;
 mod routes;
 mod rule;
@@ -101,6 +105,10 @@ pub(crate) struct State {
     /// By lower-case resource id (ARM ids are case-insensitive).
     nsgs: BTreeMap<String, Nsg>,
     asgs: BTreeMap<String, Value>,
+    /// Virtual networks with their subnets inline, as ARM JSON.
+    vnets: BTreeMap<String, Value>,
+    /// Network interfaces, as ARM JSON.
+    nics: BTreeMap<String, Value>,
     operations: BTreeMap<String, Operation>,
     /// Polls an operation answers InProgress before Succeeded (0: done when created).
     pub(crate) polls_until_done: u64,
@@ -119,6 +127,8 @@ struct Nsg {
 
 struct Operation {
     polls_left: u64,
+    /// What the operation's `Location` answers when done (a POST's result), if anything.
+    result: Option<Value>,
 }
 
 impl State {
@@ -144,6 +154,7 @@ impl State {
             id.clone(),
             Operation {
                 polls_left: self.polls_until_done,
+                result: None,
             },
         );
         id
@@ -151,6 +162,7 @@ impl State {
 
     fn nsg_json(&self, nsg: &Nsg, state: &str) -> Value {
         let rules: Vec<Value> = nsg.rules.iter().map(|r| with_state(r, state)).collect();
+        let (subnets, nics) = network::nsg_users(self, &nsg.id);
         json!({
             "name": nsg.name,
             "id": nsg.id,
@@ -163,6 +175,8 @@ impl State {
                 "resourceGuid": nsg.guid,
                 "securityRules": rules,
                 "defaultSecurityRules": default_rules(&nsg.id, &nsg.etag),
+                "subnets": subnets,
+                "networkInterfaces": nics,
             }
         })
     }
@@ -326,6 +340,11 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
     let mut state = lock(&emulator.azure);
     let state = &mut *state;
     let method = request.method.as_str();
+    let network_id = |group: &str, kind: &str, name: &str| {
+        format!(
+            "/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Network/{kind}/{name}"
+        )
+    };
     let nsg_id = |group: &str, nsg: &str| {
         format!(
             "/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Network/networkSecurityGroups/{nsg}"
@@ -379,6 +398,23 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
             Ok(Response::json(200, &state.nsg_json(found, "Succeeded")))
         }
         ("DELETE", Route::Nsg { group, nsg }) => {
+            let (subnets, nics) = network::nsg_users(state, &nsg_id(group, nsg));
+            if !subnets.is_empty() || !nics.is_empty() {
+                return Err(ArmError::new(
+                    400,
+                    "InUseNetworkSecurityGroupCannotBeDeleted",
+                    &format!(
+                        "Network security group {} cannot be deleted because it is in use by the following resources: {}.",
+                        nsg_id(group, nsg),
+                        subnets
+                            .iter()
+                            .chain(&nics)
+                            .filter_map(|v| v["id"].as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
             let removed = state.nsgs.remove(&nsg_id(group, nsg).to_ascii_lowercase());
             Ok(accepted_delete(
                 state,
@@ -523,6 +559,105 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
             let location = removed.map(|a| a["location"].as_str().unwrap_or_default().to_string());
             Ok(accepted_delete(state, base, sub, location))
         }
+        ("PUT", Route::Vnet { group, vnet }) => network::put_vnet(
+            state,
+            base,
+            sub,
+            request,
+            &network_id(group, "virtualNetworks", vnet),
+            vnet,
+        ),
+        ("GET", Route::Vnet { group, vnet }) => state
+            .vnets
+            .get(&network_id(group, "virtualNetworks", vnet).to_ascii_lowercase())
+            .map(|v| Response::json(200, v))
+            .ok_or_else(|| ArmError::not_found("Microsoft.Network/virtualNetworks", vnet, group)),
+        (
+            "GET",
+            Route::Subnet {
+                group,
+                vnet,
+                subnet,
+            },
+        ) => {
+            let id = format!(
+                "{}/subnets/{subnet}",
+                network_id(group, "virtualNetworks", vnet)
+            );
+            network::find_subnet(state, &id)
+                .map(|s| Response::json(200, s))
+                .ok_or_else(|| {
+                    ArmError::not_found(
+                        &format!("Microsoft.Network/virtualNetworks/{vnet}/subnets"),
+                        subnet,
+                        group,
+                    )
+                })
+        }
+        (
+            "PUT",
+            Route::Subnet {
+                group,
+                vnet,
+                subnet,
+            },
+        ) => network::put_subnet(
+            state,
+            base,
+            sub,
+            request,
+            &network_id(group, "virtualNetworks", vnet),
+            subnet,
+        ),
+        (
+            "DELETE",
+            Route::Subnet {
+                group,
+                vnet,
+                subnet,
+            },
+        ) => network::delete_subnet(
+            state,
+            base,
+            sub,
+            &network_id(group, "virtualNetworks", vnet),
+            subnet,
+        ),
+        ("GET", Route::NicList { group }) => network::list_nics(
+            state,
+            base,
+            request,
+            &network_id(group, "networkInterfaces", "")
+                .trim_end_matches('/')
+                .to_string(),
+        ),
+        ("GET", Route::Nic { group, nic }) => state
+            .nics
+            .get(&network_id(group, "networkInterfaces", nic).to_ascii_lowercase())
+            .map(|v| Response::json(200, v))
+            .ok_or_else(|| ArmError::not_found("Microsoft.Network/networkInterfaces", nic, group)),
+        ("PUT", Route::Nic { group, nic }) => network::put_nic(
+            state,
+            base,
+            sub,
+            request,
+            &network_id(group, "networkInterfaces", nic),
+            nic,
+        ),
+        ("DELETE", Route::Nic { group, nic }) => Ok(network::delete_nic(
+            state,
+            base,
+            sub,
+            &network_id(group, "networkInterfaces", nic),
+        )),
+        ("POST", Route::EffectiveNsgs { group, nic }) => network::effective_nsgs(
+            state,
+            base,
+            sub,
+            &network_id(group, "networkInterfaces", nic),
+            group,
+            nic,
+        ),
         ("GET", Route::Operation { id }) => {
             let op = state.operations.get_mut(id).ok_or_else(|| {
                 ArmError::new(
@@ -558,6 +693,8 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
                     headers: vec![("Retry-After".into(), "0".into())],
                     body: Vec::new(),
                 })
+            } else if let Some(result) = &op.result {
+                Ok(Response::json(200, result))
             } else {
                 Ok(Response {
                     status: 204,

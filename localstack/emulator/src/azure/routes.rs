@@ -38,6 +38,26 @@ pub(super) enum Route<'a> {
         group: &'a str,
         asg: &'a str,
     },
+    Vnet {
+        group: &'a str,
+        vnet: &'a str,
+    },
+    Subnet {
+        group: &'a str,
+        vnet: &'a str,
+        subnet: &'a str,
+    },
+    NicList {
+        group: &'a str,
+    },
+    Nic {
+        group: &'a str,
+        nic: &'a str,
+    },
+    EffectiveNsgs {
+        group: &'a str,
+        nic: &'a str,
+    },
     Operation {
         id: &'a str,
     },
@@ -52,14 +72,31 @@ pub(super) fn parse(path: &str) -> Option<(&str, Route<'_>)> {
     let is = |part: &str, word: &str| part.eq_ignore_ascii_case(word);
     let sub = *parts.first().filter(|s| !s.is_empty())?;
     let rest = &parts[1..];
+    let network = |rg: &str, p: &str, ns: &str| {
+        is(rg, "resourceGroups") && is(p, "providers") && is(ns, "Microsoft.Network")
+    };
     let route = match rest {
-        [rg, g, p, ns, kind]
-            if is(rg, "resourceGroups")
-                && is(p, "providers")
-                && is(ns, "Microsoft.Network")
-                && is(kind, "networkSecurityGroups") =>
-        {
+        [rg, g, p, ns, kind] if network(rg, p, ns) && is(kind, "networkSecurityGroups") => {
             Route::NsgList { group: g }
+        }
+        [rg, g, p, ns, kind] if network(rg, p, ns) && is(kind, "networkInterfaces") => {
+            Route::NicList { group: g }
+        }
+        [rg, g, p, ns, kind, v, subnets, s]
+            if network(rg, p, ns) && is(kind, "virtualNetworks") && is(subnets, "subnets") =>
+        {
+            Route::Subnet {
+                group: g,
+                vnet: v,
+                subnet: s,
+            }
+        }
+        [rg, g, p, ns, kind, n, effective]
+            if network(rg, p, ns)
+                && is(kind, "networkInterfaces")
+                && is(effective, "effectiveNetworkSecurityGroups") =>
+        {
+            Route::EffectiveNsgs { group: g, nic: n }
         }
         [rg, g, p, ns, kind, n]
             if is(rg, "resourceGroups") && is(p, "providers") && is(ns, "Microsoft.Network") =>
@@ -68,6 +105,10 @@ pub(super) fn parse(path: &str) -> Option<(&str, Route<'_>)> {
                 Route::Nsg { group: g, nsg: n }
             } else if is(kind, "applicationSecurityGroups") {
                 Route::Asg { group: g, asg: n }
+            } else if is(kind, "virtualNetworks") {
+                Route::Vnet { group: g, vnet: n }
+            } else if is(kind, "networkInterfaces") {
+                Route::Nic { group: g, nic: n }
             } else {
                 return None;
             }
@@ -187,6 +228,25 @@ pub(crate) fn route_name(request: &Request) -> Option<String> {
             "DELETE" => "applicationSecurityGroups.delete",
             _ => return None,
         },
+        Route::Vnet { .. } => match request.method.as_str() {
+            "GET" => "virtualNetworks.get",
+            "PUT" => "virtualNetworks.createOrUpdate",
+            _ => return None,
+        },
+        Route::Subnet { .. } => match request.method.as_str() {
+            "GET" => "subnets.get",
+            "PUT" => "subnets.createOrUpdate",
+            "DELETE" => "subnets.delete",
+            _ => return None,
+        },
+        Route::NicList { .. } => "networkInterfaces.list",
+        Route::Nic { .. } => match request.method.as_str() {
+            "GET" => "networkInterfaces.get",
+            "PUT" => "networkInterfaces.createOrUpdate",
+            "DELETE" => "networkInterfaces.delete",
+            _ => return None,
+        },
+        Route::EffectiveNsgs { .. } => "networkInterfaces.listEffectiveNetworkSecurityGroups",
         Route::Operation { .. } => "operations.get",
         Route::OperationResult { .. } => "operationResults.get",
     };
