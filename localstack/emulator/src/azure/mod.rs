@@ -627,9 +627,7 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
             state,
             base,
             request,
-            &network_id(group, "networkInterfaces", "")
-                .trim_end_matches('/')
-                .to_string(),
+            network_id(group, "networkInterfaces", "").trim_end_matches('/'),
         ),
         ("GET", Route::Nic { group, nic }) => state
             .nics
