@@ -71,10 +71,14 @@ curl -fsS -X POST "$gcp_url/compute/v1/projects/acme-prod/global/firewalls" \
   -d '{"name": "gke-prod-1a2b3c-hc", "network": "global/networks/prod", "sourceRanges": ["35.191.0.0/16", "130.211.0.0/22"],
        "targetTags": ["prod-workers"], "allowed": [{"IPProtocol": "tcp", "ports": ["10256"]}]}' >/dev/null
 
-echo "== local Azure ($gcp_url): the nodes' application security group prod-workers-nodes"
+echo "== local Azure ($gcp_url): the nodes' application security group prod-workers-nodes and subnet prod-vnet/workers"
 curl -fsS -X PUT -H "Authorization: Bearer local-demo-token" \
   "$gcp_url/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-prod/providers/Microsoft.Network/applicationSecurityGroups/prod-workers-nodes?api-version=2024-05-01" \
   -d '{"location": "westeurope"}' >/dev/null
+curl -fsS -X PUT -H "Authorization: Bearer local-demo-token" \
+  "$gcp_url/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-prod/providers/Microsoft.Network/virtualNetworks/prod-vnet?api-version=2024-05-01" \
+  -d '{"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.20.0.0/16"]},
+       "subnets": [{"name": "workers", "properties": {"addressPrefix": "10.20.0.0/20"}}]}}' >/dev/null
 
 work="$(mktemp -d)"
 # The demo's copy also attaches the owned security group to the workers (`attach: true`).

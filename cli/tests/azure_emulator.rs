@@ -36,14 +36,20 @@ fn an_owned_nsg_is_created_in_one_put_and_converges() {
         "{out}"
     );
     assert!(
-        out.contains("API calls: 2"),
-        "one GET for the NSG, one for the ASG:\n{out}"
+        out.contains(
+            "+ subnet aks-vnet/aks-nodes: associate NSG aks-workers (declared in subnets)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("API calls: 4"),
+        "one GET for the NSG, one for the ASG, one NIC list, one GET of the nodes' subnet:\n{out}"
     );
     emulator.reset_calls();
     let apply = emulator.perimeter(&["apply", plan_file.to_str().unwrap()]);
     assert_eq!(code(&apply), 0, "{}", text(&apply));
     assert!(
-        text(&apply).contains("in 1 write call(s); 0 change(s) left"),
+        text(&apply).contains("in 2 write call(s); 0 change(s) left"),
         "{}",
         text(&apply)
     );
@@ -54,6 +60,7 @@ fn an_owned_nsg_is_created_in_one_put_and_converges() {
     let (_, nsg) = emulator.nsg();
     assert_eq!(nsg["tags"]["perimeter:policy"], "aks-workers");
     assert_eq!(rule_names(&nsg).len(), 12);
+    assert_eq!(emulator.subnet_nsg().as_deref(), Some("aks-workers"));
     let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
     assert_eq!(code(&again), 0, "{}", text(&again));
     emulator.reset_calls();
@@ -115,7 +122,7 @@ fn a_shared_aks_nsg_gets_only_perimeters_rules_and_keeps_the_others() {
     assert_eq!(code(&again), 2, "{}", text(&again));
     assert!(
         // (ARM names are case-insensitive; perimeter compares and shows them lower-cased.)
-        text(&again).contains("! security rule k8s-azure-lb_allow_ipv4_443 of NSG aks-workers (not managed by perimeter) Inbound Allow Tcp 443 from Internet"),
+        text(&again).contains("! security rule k8s-azure-lb_allow_ipv4_443 of NSG aks-workers on subnet aks-vnet/aks-nodes (not managed by perimeter; for network interface aks-node-0, aks-node-1) Inbound Allow Tcp 443 from Internet"),
         "{}",
         text(&again)
     );
@@ -338,8 +345,8 @@ fn a_service_principal_gets_its_token_from_the_authority_host() {
     );
     assert_eq!(code(&plan), 0, "{}", text(&plan));
     assert!(
-        text(&plan).contains("API calls: 3"),
-        "one token, then two reads (cached token):\n{}",
+        text(&plan).contains("API calls: 5"),
+        "one token, then four reads (cached token):\n{}",
         text(&plan)
     );
     assert_eq!(emulator.count(&["POST entra.token"]), 1);

@@ -102,6 +102,14 @@ fn clouds() -> Clouds {
         Some(json!({"location": "westeurope"})),
     );
     assert!(status == 200 || status == 201, "{status}");
+    let status = clouds.azure(
+        "PUT",
+        "virtualNetworks/prod-vnet",
+        Some(json!({"location": "westeurope", "properties": {
+            "addressSpace": {"addressPrefixes": ["10.20.0.0/16"]},
+            "subnets": [{"name": "workers", "properties": {"addressPrefix": "10.20.0.0/20"}}]}})),
+    );
+    assert!(status == 200 || status == 201, "{status}");
     let policy = std::fs::read_to_string(root().join("policies/multi-cloud.yaml"))
         .unwrap()
         .replace("us-east-1", REGION)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the plan document (`plan --format json`, `plan --out`). Documented in
 /// docs/plan-format.md; bumped only on incompatible change. 2 added GCP targets and 3 Azure
 /// targets: an older reader would apply only the parts it knows, so it must refuse the plan.
-pub const PLAN_FORMAT_VERSION: u32 = 5;
+pub const PLAN_FORMAT_VERSION: u32 = 6;
 
 /// A fingerprint of observed state: the SHA-256 of its canonical JSON. A saved plan records
 /// one per resource; apply re-observes and refuses to write if any differs ("stale plan").
@@ -146,6 +146,34 @@ pub struct Finding {
     pub resource: String,
     /// What is wrong and why it matters.
     pub message: String,
+}
+
+impl Finding {
+    /// The findings of one target as plan text (`Findings (n):` and one line each); empty when
+    /// there are none.
+    pub fn render_text(findings: &[Finding]) -> String {
+        if findings.is_empty() {
+            return String::new();
+        }
+        let mut out = format!("Findings ({}):\n", findings.len());
+        for f in findings {
+            out.push_str(&format!("  {} {}: {}\n", f.code, f.resource, f.message));
+        }
+        out
+    }
+
+    /// The findings as Markdown list items.
+    pub fn render_markdown(findings: &[Finding]) -> String {
+        findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "- :warning: **{}** `{}`: {}\n",
+                    f.code, f.resource, f.message
+                )
+            })
+            .collect()
+    }
 }
 
 /// A native rule with an identity. Rules with the same key are the same cloud object; rules

@@ -99,9 +99,29 @@ pub struct AzureTarget {
     /// it, and writes only the rules named with its prefix, one by one.
     #[serde(default)]
     pub shared: bool,
+    /// Subnets the owned NSG is associated with: `vnet/subnet` in the target's resource
+    /// group, or a full subnet resource id. Without any, an owned NSG enforces nothing until
+    /// someone associates it.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// The nodes' network interfaces, read for their enforcement path (the NSG of their
+    /// subnet and their own, and their ASG membership).
+    #[serde(default)]
+    pub nics: Option<AzureNics>,
     /// Where the target is declared.
     #[serde(skip)]
     pub span: Span,
+}
+
+/// Which network interfaces are the nodes'.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureNics {
+    /// Resource group of the NICs (AKS: the `MC_…` node resource group); the target's when
+    /// absent.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// Tags every node NIC carries.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl AwsTarget {
@@ -146,6 +166,8 @@ impl AzureTarget {
             location: None,
             application_security_group: format!("{policy}-nodes"),
             shared: false,
+            subnets: Vec::new(),
+            nics: None,
             span: Span::default(),
         }
     }

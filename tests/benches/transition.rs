@@ -88,8 +88,10 @@ fn bench(c: &mut Criterion) {
             location: "westeurope".into(),
             tags: Default::default(),
             rules: za.rules.clone(),
+            ..Default::default()
         }),
         asg_exists: true,
+        ..Default::default()
     };
     let plan = <perimeter_azure::Azure as Cloud>::plan(&zb, Vec::new(), &observed, "bench")
         .expect("plans");

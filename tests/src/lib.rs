@@ -280,6 +280,7 @@ pub fn check(intent: &Intent, packets: &[Packet]) -> (Vec<Mismatch>, Stats) {
             let world = perimeter_azure::evaluate::AzureWorld {
                 rules: &c.rules,
                 node_asg: &asg,
+                nic: None,
             };
             compare("azure", &c.notes, &|p| {
                 perimeter_azure::evaluate::decide(&world, p)

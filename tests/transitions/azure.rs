@@ -92,8 +92,10 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
             location: "westeurope".into(),
             tags: Default::default(),
             rules: da.rules.iter().chain(&foreign).cloned().collect(),
+            ..Default::default()
         }),
         asg_exists: true,
+        ..Default::default()
     };
     let plan = match <perimeter_azure::Azure as Cloud>::plan(&db, Vec::new(), &observed, "gen") {
         Ok(p) => p,
@@ -118,6 +120,7 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
             &AzureWorld {
                 rules,
                 node_asg: &asg,
+                nic: None,
             },
             p,
         )

@@ -35,7 +35,71 @@ impl Emulator {
         );
         let (status, body) = emulator.arm("PUT", &asg, Some(json!({"location": "westeurope"})));
         assert_eq!(status, 201, "{body}");
+        emulator.node_network(2);
         emulator
+    }
+
+    /// The nodes' VNet `aks-vnet` with subnet `aks-nodes`, and `count` node NICs in it
+    /// (tagged `aks-nodepool: workers`, in the nodes' ASG).
+    pub(crate) fn node_network(&self, count: usize) {
+        let group =
+            format!("/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network");
+        let (status, body) = self.arm(
+            "PUT",
+            &format!("{group}/virtualNetworks/aks-vnet?api-version=2024-05-01"),
+            Some(json!({"location": "westeurope", "properties": {
+                "addressSpace": {"addressPrefixes": ["10.224.0.0/12"]},
+                "subnets": [{"name": "aks-nodes", "properties": {"addressPrefix": "10.224.0.0/16"}}]}})),
+        );
+        assert_eq!(status, 201, "{body}");
+        for i in 0..count {
+            self.node_nic(&format!("aks-node-{i}"), None);
+        }
+    }
+
+    /// A node NIC in `aks-vnet/aks-nodes`, optionally with an NSG of its own.
+    pub(crate) fn node_nic(&self, name: &str, nsg: Option<&str>) {
+        let group =
+            format!("/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network");
+        let mut properties = json!({"ipConfigurations": [{"name": "ipconfig1", "properties": {
+            "subnet": {"id": format!("{group}/virtualNetworks/aks-vnet/subnets/aks-nodes")},
+            "applicationSecurityGroups": [{"id": format!("{group}/applicationSecurityGroups/aks-workers-nodes")}]}}]});
+        if let Some(nsg) = nsg {
+            properties["networkSecurityGroup"] =
+                json!({"id": format!("{group}/networkSecurityGroups/{nsg}")});
+        }
+        let (status, body) = self.arm(
+            "PUT",
+            &format!("{group}/networkInterfaces/{name}?api-version=2024-05-01"),
+            Some(json!({"location": "westeurope", "tags": {"aks-nodepool": "workers"}, "properties": properties})),
+        );
+        assert!(status == 200 || status == 201, "{status} {body}");
+    }
+
+    /// Sets (or with `None` removes) the NSG of the nodes' subnet, out of band.
+    pub(crate) fn set_subnet_nsg(&self, nsg: Option<&str>) {
+        let group =
+            format!("/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network");
+        let path =
+            format!("{group}/virtualNetworks/aks-vnet/subnets/aks-nodes?api-version=2024-05-01");
+        let mut properties = json!({"addressPrefix": "10.224.0.0/16"});
+        if let Some(nsg) = nsg {
+            properties["networkSecurityGroup"] =
+                json!({"id": format!("{group}/networkSecurityGroups/{nsg}")});
+        }
+        let (status, body) = self.arm("PUT", &path, Some(json!({"properties": properties})));
+        assert!(status == 200 || status == 201, "{status} {body}");
+    }
+
+    /// The NSG id on the nodes' subnet.
+    pub(crate) fn subnet_nsg(&self) -> Option<String> {
+        let path = format!(
+            "/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network/virtualNetworks/aks-vnet/subnets/aks-nodes?api-version=2024-05-01"
+        );
+        let (_, body) = self.arm("GET", &path, None);
+        body.pointer("/properties/networkSecurityGroup/id")
+            .and_then(Value::as_str)
+            .map(|id| id.rsplit('/').next().unwrap_or(id).to_string())
     }
 
     pub(crate) fn arm(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -83,6 +147,17 @@ impl Emulator {
             Some(json!({"location": "westeurope", "properties": {"securityRules": rules}})),
         );
         assert_eq!(status, 201, "{body}");
+        // AKS puts its NSG on the nodes' subnet (or their NICs).
+        self.set_subnet_nsg(Some("aks-workers"));
+    }
+
+    /// An NSG of someone else, with no rules of its own.
+    pub(crate) fn aks_nsg_named(&self, name: &str) {
+        let path = format!(
+            "/subscriptions/{SUB}/resourceGroups/rg-aks-prod/providers/Microsoft.Network/networkSecurityGroups/{name}?api-version=2024-05-01"
+        );
+        let (status, body) = self.arm("PUT", &path, Some(json!({"location": "westeurope"})));
+        assert_eq!(status, 201, "{body}");
     }
 
     pub(crate) fn writes(&self) -> u64 {
@@ -91,6 +166,7 @@ impl Emulator {
             "PUT securityRules.createOrUpdate",
             "DELETE securityRules.delete",
             "DELETE networkSecurityGroups.delete",
+            "PUT subnets.createOrUpdate",
         ])
     }
 
@@ -120,7 +196,9 @@ pub(crate) fn policy(dir: &Path, shared: bool) -> PathBuf {
             "    nsg: aks-workers\n",
             "    nsg: aks-workers\n    shared: true\n",
         );
-        assert!(text.contains("shared: true"));
+        // A shared NSG's associations are its owner's.
+        text = text.replace("    subnets: [aks-vnet/aks-nodes]\n", "");
+        assert!(text.contains("shared: true") && !text.contains("subnets:"));
     }
     let path = dir.join("aks-workers.yaml");
     std::fs::write(&path, text).expect("write policy");

@@ -51,6 +51,9 @@ pub(crate) struct TargetsDoc {
 pub(crate) type NaclDoc = (Span, Vec<Spanned<String>>, Vec<Spanned<String>>);
 
 /// One target's fields, already shape-checked.
+/// An azure target's `nics`: where it is declared, its resource group, its tags.
+pub(crate) type NicsDoc = (Span, Option<Spanned<String>>, BTreeMap<String, String>);
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TargetDoc {
     pub span: Span,
@@ -62,6 +65,8 @@ pub(crate) struct TargetDoc {
     pub attach: bool,
     /// Azure: the NSG belongs to someone else (AKS); perimeter manages only its own rules.
     pub shared: bool,
+    /// Azure: the node NICs' resource group (if given) and tags.
+    pub nics: Option<NicsDoc>,
 }
 
 pub(crate) const TOP_KEYS: &[&str] = &[
@@ -102,6 +107,8 @@ const AZURE_KEYS: &[&str] = &[
     "location",
     "application_security_group",
     "shared",
+    "subnets",
+    "nics",
 ];
 
 /// The decoder: walks the tree, pushing diagnostics instead of stopping.
@@ -503,11 +510,12 @@ impl Decoder<'_> {
                             "an azure target",
                             AZURE_KEYS,
                             &["subscription", "resource_group"],
-                            &[],
+                            &["subnets"],
                             &[],
                         )
                         .map(|mut doc| {
                             doc.shared = self.shared_flag(item);
+                            doc.nics = self.azure_nics(item);
                             doc
                         }),
                 };
@@ -552,6 +560,7 @@ impl Decoder<'_> {
                     doc.integers.insert(key, i);
                 }
             } else if key == "instances"
+                || key == "nics"
                 || key == "network_acl"
                 || key == "attach"
                 || key == "shared"
@@ -574,6 +583,54 @@ impl Decoder<'_> {
             .find(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if value == "shared"))
             .and_then(|(_, v)| self.boolean(v, "`shared`"))
             .unwrap_or(false)
+    }
+
+    /// A mapping of tag keys to values; a key given twice is an error.
+    fn tag_map(&mut self, tags: &Node, what: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let NodeKind::Map(pairs) = &tags.kind else {
+            self.expected(tags, "`tags`", "a mapping of tag keys to values");
+            return out;
+        };
+        for (tk, tv) in pairs {
+            let (Some(a), Some(b)) = (self.string(tk, "a tag key"), self.string(tv, "a tag value"))
+            else {
+                continue;
+            };
+            if out.contains_key(&a.value) {
+                let d = self.err(
+                    "policy::duplicate-key",
+                    a.span,
+                    format!("tag `{}` is given twice in {what}", a.value),
+                );
+                d.label = "second occurrence".into();
+                d.help = Some("a resource has one value per tag key: remove one of them".into());
+                continue;
+            }
+            out.insert(a.value, b.value);
+        }
+        out
+    }
+
+    /// The `nics:` of an azure target: `tags` (required) and `resource_group`.
+    fn azure_nics(
+        &mut self,
+        node: &Node,
+    ) -> Option<NicsDoc> {
+        let NodeKind::Map(entries) = &node.kind else {
+            return None;
+        };
+        let (_, v) = entries
+            .iter()
+            .find(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if value == "nics"))?;
+        let f = self.fields(v, "`nics`", &["tags", "resource_group"])?;
+        let group = match f.get("resource_group") {
+            Some((_, g)) => Some(self.string(g, "`nics.resource_group`")?),
+            None => None,
+        };
+        let tags = self.require(&f, "tags", v, "`nics`")?;
+        let tags = self.tag_map(tags, "`nics.tags`");
+        Some((v.span, group, tags))
     }
 
     fn aws_target(&mut self, node: &Node) -> Option<TargetDoc> {
@@ -599,32 +656,7 @@ impl Decoder<'_> {
                         continue;
                     };
                     if let Some(tags) = self.require(&f, "tags", v, "`instances`") {
-                        match &tags.kind {
-                            NodeKind::Map(pairs) => {
-                                for (tk, tv) in pairs {
-                                    if let (Some(a), Some(b)) = (
-                                        self.string(tk, "a tag key"),
-                                        self.string(tv, "a tag value"),
-                                    ) {
-                                        if doc.tags.contains_key(&a.value) {
-                                            let d = self.err(
-                                                "policy::duplicate-key",
-                                                a.span,
-                                                format!(
-                                                    "tag `{}` is given twice in `instances.tags`",
-                                                    a.value
-                                                ),
-                                            );
-                                            d.label = "second occurrence".into();
-                                            d.help = Some("an instance has one value per tag key: remove one of them".into());
-                                            continue;
-                                        }
-                                        doc.tags.insert(a.value, b.value);
-                                    }
-                                }
-                            }
-                            _ => self.expected(tags, "`tags`", "a mapping of tag keys to values"),
-                        }
+                        doc.tags = self.tag_map(tags, "`instances.tags`");
                     }
                 }
                 "network_acl" => {

@@ -10,7 +10,7 @@ use super::presets::{self, PROTOCOL_NAMES};
 use crate::addr::{AddrSet, Cidr, CidrError};
 use crate::diag::{Diagnostic, Span, did_you_mean};
 use crate::intent::{Direction, Intent, Peers, Rule, Service, Verdict};
-use crate::target::{AwsNaclTarget, AwsTarget, AzureTarget, GcpTarget, Targets};
+use crate::target::{AwsNaclTarget, AwsTarget, AzureNics, AzureTarget, GcpTarget, Targets};
 
 /// Longest policy or rule name: cloud names are built as `<policy>-<dir>-<rule>` and must stay
 /// within GCP's 63 characters in the common case.
@@ -613,6 +613,35 @@ impl<'d> Resolver<'d> {
             });
         }
         for t in &doc.azure {
+            let subnets = t.lists.get("subnets").cloned().unwrap_or_default();
+            for subnet in &subnets {
+                if !is_azure_subnet(&subnet.value) {
+                    let d = self.err(
+                        "policy::bad-target-value",
+                        subnet.span,
+                        format!("{} is not an Azure subnet", quoted(&subnet.value)),
+                    );
+                    d.label = "`vnet/subnet` or a subnet resource id".into();
+                    d.help = Some(
+                        "for example `vnet-workers/workers` (in the target's resource group) or `/subscriptions/…/resourceGroups/…/providers/Microsoft.Network/virtualNetworks/vnet-workers/subnets/workers`".into(),
+                    );
+                }
+            }
+            if t.shared
+                && let Some(first) = subnets.first()
+            {
+                let d = self.err(
+                    "policy::bad-target-value",
+                    first.span,
+                    "`subnets` cannot be used with `shared: true`".to_string(),
+                );
+                d.label = "a shared NSG's associations are its owner's".into();
+                d.help = Some("remove `subnets`: perimeter reads where a shared NSG is associated (declare `nics` to check the nodes' path), it does not move it".into());
+            }
+            let nics = t.nics.as_ref().map(|(_, group, tags)| AzureNics {
+                resource_group: group.as_ref().map(|g| g.value.clone()),
+                tags: tags.clone(),
+            });
             targets.azure.push(AzureTarget {
                 subscription: string(t, "subscription").unwrap_or_default(),
                 resource_group: string(t, "resource_group").unwrap_or_default(),
@@ -621,10 +650,40 @@ impl<'d> Resolver<'d> {
                 application_security_group: string(t, "application_security_group")
                     .unwrap_or_else(|| format!("{name}-nodes")),
                 shared: t.shared,
+                subnets: subnets.iter().map(|s| s.value.clone()).collect(),
+                nics,
                 span: t.span,
             });
         }
         targets
+    }
+}
+
+/// `vnet/subnet`, or `/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.Network/
+/// virtualNetworks/{v}/subnets/{n}`.
+fn is_azure_subnet(value: &str) -> bool {
+    let name = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 80
+            && n.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    };
+    let parts: Vec<&str> = value.split('/').collect();
+    match parts.as_slice() {
+        [vnet, subnet] => name(vnet) && name(subnet),
+        ["", subs, s, rg, g, p, ns, vn, v, sn, n] => {
+            subs.eq_ignore_ascii_case("subscriptions")
+                && !s.is_empty()
+                && rg.eq_ignore_ascii_case("resourceGroups")
+                && !g.is_empty()
+                && p.eq_ignore_ascii_case("providers")
+                && ns.eq_ignore_ascii_case("Microsoft.Network")
+                && vn.eq_ignore_ascii_case("virtualNetworks")
+                && name(v)
+                && sn.eq_ignore_ascii_case("subnets")
+                && name(n)
+        }
+        _ => false,
     }
 }
 

@@ -318,12 +318,7 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
         }
     }
     out.push_str(&perimeter_core::violation::render_text(&p.violations));
-    if !p.findings.is_empty() {
-        let _ = writeln!(out, "Findings ({}):", p.findings.len());
-        for f in &p.findings {
-            let _ = writeln!(out, "  {} {}: {}", f.code, f.resource, f.message);
-        }
-    }
+    out.push_str(&perimeter_core::plan::Finding::render_text(&p.findings));
     out
 }
 
@@ -461,12 +456,6 @@ pub(crate) fn markdown(p: &AwsTargetPlan) -> String {
         }
     }
     out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
-    for f in &p.findings {
-        let _ = writeln!(
-            out,
-            "- :warning: **{}** `{}`: {}",
-            f.code, f.resource, f.message
-        );
-    }
+    out.push_str(&perimeter_core::plan::Finding::render_markdown(&p.findings));
     out
 }

@@ -105,13 +105,85 @@ impl AzureBackend {
                     exists
                 }
             };
-            out.push(ObservedAzure { nsg, asg_exists });
+            let mut observed = ObservedAzure {
+                nsg,
+                asg_exists,
+                ..ObservedAzure::default()
+            };
+            self.observe_path(t, &mut observed).await?;
+            out.push(observed);
         }
         Ok(out)
     }
 
-    /// Executes one NSG's plan; returns the writes that took effect.
+    /// Executes one target's plan; returns the writes that took effect. Subnets are
+    /// dissociated before the NSG is deleted, and associated after it is written.
     pub async fn apply(
+        &self,
+        plan: &AzureTargetPlan,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<usize, ApplyStopped> {
+        if matches!(plan.write, NsgWrite::Delete { .. }) {
+            let written = self.write_subnets(plan, 0, progress).await?;
+            let deleted = self.write_nsg(plan, progress).await.map_err(|mut s| {
+                s.written += written;
+                s
+            })?;
+            return Ok(written + deleted);
+        }
+        let written = self.write_nsg(plan, progress).await?;
+        self.write_subnets(plan, written, progress).await
+    }
+
+    /// The subnet association writes, in the plan's order, each conditional on the subnet's
+    /// observed etag. `before` counts the writes already made, for the stop report.
+    async fn write_subnets(
+        &self,
+        plan: &AzureTargetPlan,
+        before: usize,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<usize, ApplyStopped> {
+        let mut written = before;
+        for w in &plan.subnet_writes {
+            let label = w.label();
+            let what = if w.associate {
+                format!("associating NSG {} with subnet {label}", plan.target.nsg)
+            } else {
+                format!("dissociating NSG {} from subnet {label}", plan.target.nsg)
+            };
+            let stop = |error| ApplyStopped { written, error };
+            let body = json!({"properties": w.properties});
+            let condition = ("If-Match", w.if_match.clone());
+            match self
+                .client
+                .send(&what, Method::PUT, &w.subnet, Some(&body), &[condition])
+                .await
+            {
+                Ok(started) => self.client.wait(&what, &started).await.map_err(stop)?,
+                // Refused because the subnet changed: by this write's own first attempt whose
+                // answer was lost, or by someone else. Done only if the NSG is now as planned.
+                Err(e) if e.status() == Some(412) => {
+                    if !self.subnet_as_planned(plan, w).await {
+                        return Err(stop(e));
+                    }
+                }
+                Err(e) => return Err(stop(e)),
+            }
+            written += 1;
+            progress(if w.associate {
+                format!("  + subnet {label} associated with NSG {}", plan.target.nsg)
+            } else {
+                format!(
+                    "  - subnet {label} dissociated from NSG {} ({})",
+                    plan.target.nsg, w.reason
+                )
+            });
+        }
+        Ok(written)
+    }
+
+    /// The NSG's own write.
+    async fn write_nsg(
         &self,
         plan: &AzureTargetPlan,
         progress: &mut (dyn FnMut(String) + Send),
@@ -247,6 +319,30 @@ impl AzureBackend {
 }
 
 impl AzureBackend {
+    /// True when the subnet's NSG is now what the write would have made it.
+    async fn subnet_as_planned(
+        &self,
+        plan: &AzureTargetPlan,
+        w: &crate::path::SubnetWrite,
+    ) -> bool {
+        let what = format!("re-reading subnet {}", w.label());
+        let Ok(r) = self
+            .client
+            .send(&what, Method::GET, &w.subnet, None, &[])
+            .await
+        else {
+            return false;
+        };
+        let nsg = r
+            .body
+            .pointer("/properties/networkSecurityGroup/id")
+            .and_then(Value::as_str);
+        match nsg {
+            Some(id) => w.associate && id.eq_ignore_ascii_case(&nsg_id(&plan.target)),
+            None => !w.associate,
+        }
+    }
+
     /// True when the owned NSG now holds exactly the planned rules and tags.
     async fn already_written(
         &self,
@@ -279,7 +375,7 @@ fn rule_body(rule: &SecurityRule) -> Value {
 
 /// The NSG of a GET answer; `None` when the answer is not an NSG (then nothing may be
 /// concluded from it: an empty rule list read from a broken answer would plan every rule).
-fn observed_nsg(body: &Value) -> Option<ObservedNsg> {
+pub(crate) fn observed_nsg(body: &Value) -> Option<ObservedNsg> {
     body.pointer("/properties/securityRules")?.as_array()?;
     let tags: BTreeMap<String, String> = body
         .get("tags")
@@ -315,7 +411,22 @@ fn observed_nsg(body: &Value) -> Option<ObservedNsg> {
             .to_string(),
         tags,
         rules,
+        subnets: ids(body, "/properties/subnets"),
+        nics: ids(body, "/properties/networkInterfaces"),
     })
+}
+
+/// The `id`s of a list of resource references.
+fn ids(body: &Value, pointer: &str) -> Vec<String> {
+    body.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|r| r.get("id")?.as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A rule as ARM returns it, read leniently: any rule someone else wrote must be readable.

@@ -42,6 +42,25 @@ pub(crate) fn items(p: &AzureTargetPlan) -> Vec<DriftItem> {
             detail,
         ));
     }
+    for w in &p.subnet_writes {
+        let (kind, detail) = if w.associate {
+            (
+                DriftKind::Missing,
+                format!("subnet {} does not have NSG {}", w.label(), t.nsg),
+            )
+        } else {
+            (
+                DriftKind::Unexpected,
+                format!("subnet {} has NSG {} ({})", w.label(), t.nsg, w.reason),
+            )
+        };
+        out.push(item(
+            kind,
+            "subnet-association",
+            &format!("subnet/{}", w.label().to_ascii_lowercase()),
+            detail,
+        ));
+    }
     out.extend(violation_items("azure", &target, &p.violations));
     out.extend(posture_items("azure", &target, &p.findings));
     out
@@ -55,6 +74,11 @@ pub(crate) fn problem_item(t: &AzureTarget, e: &PlanError) -> DriftItem {
             DriftKind::Missing,
             "network-security-group",
             "nsg".to_string(),
+        ),
+        PlanError::UnknownSubnet { subnet, .. } | PlanError::SubnetHasOtherNsg { subnet, .. } => (
+            DriftKind::Missing,
+            "subnet-association",
+            format!("subnet/{}", subnet.to_ascii_lowercase()),
         ),
         PlanError::AsgMissing { asg, .. } => (
             DriftKind::Missing,

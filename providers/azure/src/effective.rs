@@ -9,9 +9,9 @@
 use perimeter_core::plan::fingerprint;
 use perimeter_core::transition::{MatchBox, Transition};
 use perimeter_core::violation::{Culprit, Estate};
-use perimeter_core::{Packet, Verdict};
+use perimeter_core::{AddrSet, Direction, Packet, Verdict};
 
-use crate::evaluate::{AzureWorld, decide, winner};
+use crate::evaluate::{AzureWorld, NicIdentity, decide, winner};
 use crate::model::SecurityRule;
 use crate::render_plan::rule_line;
 use crate::transition::AzureTransition;
@@ -68,6 +68,7 @@ impl Estate for AzureEstate<'_> {
             &AzureWorld {
                 rules: self.desired,
                 node_asg: self.node_asg,
+                nic: None,
             },
             packet,
         )
@@ -78,6 +79,7 @@ impl Estate for AzureEstate<'_> {
             &AzureWorld {
                 rules: &self.all,
                 node_asg: self.node_asg,
+                nic: None,
             },
             packet,
         )
@@ -87,6 +89,7 @@ impl Estate for AzureEstate<'_> {
         let world = AzureWorld {
             rules: &self.all,
             node_asg: self.node_asg,
+            nic: None,
         };
         match winner(&world, packet) {
             Some(r) => Culprit {
@@ -114,6 +117,187 @@ impl Estate for AzureEstate<'_> {
         self.foreign
             .iter()
             .flat_map(|r| world.boxes_of(r))
+            .collect()
+    }
+}
+
+/// One NSG on a NIC's path: the subnet's or the NIC's own.
+pub(crate) struct PathLayer<'a> {
+    /// How people find it: `NSG aks-agentpool on subnet vnet/nodes`.
+    pub(crate) label: String,
+    /// The NSG's name.
+    pub(crate) nsg: String,
+    /// Its rules as they will be (for the target's NSG: as planned).
+    pub(crate) rules: &'a [SecurityRule],
+    /// True for the target's NSG.
+    pub(crate) own: bool,
+}
+
+/// One node NIC's path: inbound, the subnet's NSG then the NIC's; outbound, the NIC's then the
+/// subnet's; a packet passes only when every NSG on the path allows it (cloud-facts.md A2). A
+/// layer without an NSG lets everything through.
+///
+/// Why the regions are what they are: with the target's NSG alone on the path, only its
+/// foreign rules can make a difference (as in [`AzureEstate`]). Any other arrangement — a
+/// second NSG, whose default rules deny everything they do not allow, or no NSG of the policy
+/// at all — can differ anywhere, so the region is all of packet space and the cells are cut by
+/// every rule on the path, default rules included.
+pub(crate) struct AzurePathEstate<'a> {
+    /// The target's NSG name.
+    pub(crate) nsg: &'a str,
+    /// The rules perimeter plans (the policy).
+    pub(crate) desired: &'a [SecurityRule],
+    /// The subnet's NSG, if any.
+    pub(crate) subnet: Option<PathLayer<'a>>,
+    /// The NIC's NSG, if any.
+    pub(crate) nic: Option<PathLayer<'a>>,
+    /// The subnet, as `vnet/subnet`.
+    pub(crate) subnet_label: String,
+    /// Id of the nodes' application security group.
+    pub(crate) node_asg: &'a str,
+    /// What the rules' near side sees of the NIC.
+    pub(crate) identity: NicIdentity,
+    /// Where node peers can be: the addresses of the nodes' NICs.
+    pub(crate) node_addrs: AddrSet,
+}
+
+impl AzurePathEstate<'_> {
+    fn world<'w>(&'w self, rules: &'w [SecurityRule]) -> AzureWorld<'w> {
+        AzureWorld {
+            rules,
+            node_asg: self.node_asg,
+            nic: Some(&self.identity),
+        }
+    }
+
+    /// The layers a packet of this direction crosses, in order.
+    fn layers(&self, direction: Direction) -> Vec<&PathLayer<'_>> {
+        let order = match direction {
+            Direction::Ingress => [&self.subnet, &self.nic],
+            Direction::Egress => [&self.nic, &self.subnet],
+        };
+        order.into_iter().flatten().collect()
+    }
+
+    fn own_alone(&self) -> bool {
+        let layers = self.layers(Direction::Ingress);
+        layers.len() == 1 && layers[0].own
+    }
+}
+
+impl Estate for AzurePathEstate<'_> {
+    fn policy(&self, packet: &Packet) -> Verdict {
+        decide(&self.world(self.desired), packet)
+    }
+
+    fn effective(&self, packet: &Packet) -> Verdict {
+        let denied = self
+            .layers(packet.direction)
+            .iter()
+            .any(|l| decide(&self.world(l.rules), packet) == Verdict::Deny);
+        if denied {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }
+    }
+
+    fn culprit(&self, packet: &Packet) -> Culprit {
+        let layers = self.layers(packet.direction);
+        let direction = match packet.direction {
+            Direction::Ingress => "inbound",
+            Direction::Egress => "outbound",
+        };
+        // Denied: the first NSG on the path that denies. Allowed: the target's NSG when it is
+        // on the path (a foreign rule in it), otherwise the path itself lacks the policy.
+        let denying = layers
+            .iter()
+            .find(|l| decide(&self.world(l.rules), packet) == Verdict::Deny);
+        let layer = match denying {
+            Some(l) => Some(*l),
+            None => layers.iter().find(|l| l.own).copied(),
+        };
+        let Some(layer) = layer else {
+            let on_path: Vec<String> = layers.iter().map(|l| l.label.clone()).collect();
+            return Culprit {
+                object: format!("subnet {}", self.subnet_label),
+                rule: format!(
+                    "has NSG {} neither on it nor on the network interface ({})",
+                    self.nsg,
+                    if on_path.is_empty() {
+                        "no NSG on the path: Azure lets everything through".to_string()
+                    } else {
+                        format!("{} decides", on_path.join(", then "))
+                    }
+                ),
+                key: format!(
+                    "unenforced/{}/{}",
+                    self.subnet_label,
+                    layers
+                        .iter()
+                        .map(|l| l.nsg.to_ascii_lowercase())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                ),
+            };
+        };
+        match winner(&self.world(layer.rules), packet) {
+            Some(r) => Culprit {
+                object: format!(
+                    "security rule {} of {}{}",
+                    r.name,
+                    layer.label,
+                    if layer.own {
+                        " (not managed by perimeter)"
+                    } else {
+                        ""
+                    }
+                ),
+                rule: rule_line(r),
+                key: format!("{}/{}", layer.nsg.to_ascii_lowercase(), content_key(r)),
+            },
+            None => Culprit {
+                object: layer.label.clone(),
+                rule: format!("{direction} default rules decide"),
+                key: format!("{}/defaults/{direction}", layer.nsg.to_ascii_lowercase()),
+            },
+        }
+    }
+
+    fn boxes(&self) -> Vec<MatchBox> {
+        let world = AzureTransition {
+            node_asg: self.node_asg,
+        };
+        let all: Vec<SecurityRule> = self
+            .desired
+            .iter()
+            .chain(self.subnet.iter().flat_map(|l| l.rules))
+            .chain(self.nic.iter().flat_map(|l| l.rules))
+            .cloned()
+            .collect();
+        world.boxes(&all)
+    }
+
+    fn node_addrs(&self) -> AddrSet {
+        self.node_addrs.clone()
+    }
+
+    fn regions(&self) -> Vec<MatchBox> {
+        if self.own_alone() {
+            let world = AzureTransition {
+                node_asg: self.node_asg,
+            };
+            let layer = self.subnet.as_ref().or(self.nic.as_ref());
+            return layer
+                .into_iter()
+                .flat_map(|l| l.rules)
+                .filter(|r| !self.desired.contains(r))
+                .flat_map(|r| world.boxes_of(r))
+                .collect();
+        }
+        [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .map(|d| MatchBox::any_port(d, None, AddrSet::everything(), true))
             .collect()
     }
 }

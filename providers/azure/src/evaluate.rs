@@ -24,6 +24,16 @@ pub struct AzureWorld<'a> {
     pub rules: &'a [SecurityRule],
     /// Id of the application security group the nodes' NICs are in.
     pub node_asg: &'a str,
+    /// The protected NIC, when known: a rule's near side (the destination of inbound, the
+    /// source of outbound) must match it. Unknown: every rule is taken to concern the node.
+    pub nic: Option<&'a NicIdentity>,
+}
+
+/// What a rule's near side can select a NIC by.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NicIdentity {
+    /// Ids of the application security groups its IP configurations are in.
+    pub asgs: Vec<String>,
 }
 
 /// A built-in default rule: (priority, direction, source, destination, access).
@@ -79,7 +89,32 @@ fn peer_matches(
     let addr = packet.peer.addr;
     single.is_some_and(|p| selector_matches(p, addr))
         || many.iter().any(|p| selector_matches(p, addr))
-        || (packet.peer.is_node && asgs.iter().any(|a| a.id == world.node_asg))
+        // ARM ids are case-insensitive.
+        || (packet.peer.is_node
+            && asgs
+                .iter()
+                .any(|a| a.id.eq_ignore_ascii_case(world.node_asg)))
+}
+
+/// Whether the rule's near side can select the protected NIC. Addresses always can: with a
+/// load balancer's floating IP (AKS's services) a packet reaches the node with the frontend's
+/// address as its destination, not the NIC's, so a rule naming any address may decide the
+/// node's packets (the model errs towards reporting). Application security groups select by
+/// membership, which is known.
+fn near_matches(
+    single: Option<&String>,
+    many: &[String],
+    asgs: &[crate::model::ResourceRef],
+    nic: Option<&NicIdentity>,
+) -> bool {
+    let Some(nic) = nic else {
+        return true;
+    };
+    single.is_some()
+        || !many.is_empty()
+        || asgs
+            .iter()
+            .any(|a| nic.asgs.iter().any(|n| n.eq_ignore_ascii_case(&a.id)))
 }
 
 fn protocol_matches(p: &SecurityRuleProperties, proto: &PacketProtocol) -> bool {
@@ -118,20 +153,23 @@ fn protocol_matches(p: &SecurityRuleProperties, proto: &PacketProtocol) -> bool 
 }
 
 fn rule_matches(p: &SecurityRuleProperties, world: &AzureWorld<'_>, packet: &Packet) -> bool {
-    let (far_single, far_many, far_asgs) = match packet.direction {
-        Direction::Ingress => (
-            &p.source_address_prefix,
-            &p.source_address_prefixes,
-            &p.source_application_security_groups,
-        ),
-        Direction::Egress => (
-            &p.destination_address_prefix,
-            &p.destination_address_prefixes,
-            &p.destination_application_security_groups,
-        ),
+    let source = (
+        &p.source_address_prefix,
+        &p.source_address_prefixes,
+        &p.source_application_security_groups,
+    );
+    let destination = (
+        &p.destination_address_prefix,
+        &p.destination_address_prefixes,
+        &p.destination_application_security_groups,
+    );
+    let (far, near) = match packet.direction {
+        Direction::Ingress => (source, destination),
+        Direction::Egress => (destination, source),
     };
     protocol_matches(p, &packet.protocol)
-        && peer_matches(far_single.as_ref(), far_many, far_asgs, world, packet)
+        && peer_matches(far.0.as_ref(), far.1, far.2, world, packet)
+        && near_matches(near.0.as_ref(), near.1, near.2, world.nic)
 }
 
 fn verdict(access: &str) -> Verdict {

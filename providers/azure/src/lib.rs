@@ -12,6 +12,8 @@ mod effective;
 pub mod evaluate;
 mod lease;
 pub mod model;
+mod observe_path;
+mod path;
 mod plan;
 pub mod render;
 mod render_plan;
@@ -22,5 +24,6 @@ pub use cloud::Azure;
 pub use compile::{AzureCompiled, asg_id, compile};
 // The plan and observation types, for the transition property tests (tests/transitions.rs)
 // that replay plans with the evaluators.
+pub use path::SubnetWrite;
 pub use plan::{AzureDesired, AzureTargetPlan, NsgWrite, RuleStep};
-pub use state::{ObservedAzure, ObservedNsg};
+pub use state::{ObservedAzure, ObservedNic, ObservedNsg, ObservedSubnet, OtherNsg};

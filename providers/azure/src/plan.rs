@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::compile::{AzureCompiled, PRIORITY_MAX, PRIORITY_MIN, RULES_PER_NSG};
 use crate::effective::AzureEstate;
 use crate::model::SecurityRule;
+use crate::path::SubnetWrite;
 use crate::state::{OWNER_TAG, ObservedAzure, canonical, is_owned_rule};
 use crate::transition::AzureTransition;
 use perimeter_core::transition::{Checker, Transition as _, Unsafe};
@@ -122,7 +123,11 @@ pub struct AzureTargetPlan {
     pub write: NsgWrite,
     /// Rules of a shared NSG that perimeter leaves alone.
     pub foreign_rules: Vec<String>,
-    /// Where those rules make the nodes' perimeter differ from the policy (exact).
+    /// Subnet associations to write: after the NSG's own write, or before its deletion.
+    #[serde(default)]
+    pub subnet_writes: Vec<SubnetWrite>,
+    /// Where the nodes' perimeter differs from the policy (exact): foreign rules in a shared
+    /// NSG, other NSGs on the nodes' path, or a path without the policy's NSG.
     #[serde(default)]
     pub violations: Vec<Violation>,
     /// Compiler notes, in their JSON form.
@@ -140,6 +145,13 @@ impl AzureTargetPlan {
         }
         if matches!(self.write, NsgWrite::Delete { .. }) {
             s.destroy += 1;
+        }
+        for w in &self.subnet_writes {
+            if w.associate {
+                s.add += 1;
+            } else {
+                s.destroy += 1;
+            }
         }
         s
     }
@@ -242,6 +254,38 @@ pub enum PlanError {
         /// `Inbound` or `Outbound`.
         direction: String,
     },
+    /// A declared subnet does not exist.
+    #[error(
+        "subnet `{subnet}` named in `subnets` of the target for NSG `{nsg}` does not exist; check the VNet and subnet names (or give the subnet's resource id)"
+    )]
+    UnknownSubnet {
+        /// As declared.
+        subnet: String,
+        /// The target's NSG.
+        nsg: String,
+    },
+    /// A declared subnet carries another NSG.
+    #[error(
+        "subnet `{subnet}` already has NSG `{other}`; a subnet has one NSG and perimeter does not replace someone else's. Remove that association first, or manage NSG `{other}` with `shared: true` instead of `{nsg}`"
+    )]
+    SubnetHasOtherNsg {
+        /// As declared.
+        subnet: String,
+        /// The NSG it has.
+        other: String,
+        /// The target's NSG.
+        nsg: String,
+    },
+    /// The NSG to delete is on network interfaces (perimeter never puts it there).
+    #[error(
+        "NSG `{nsg}` is on network interface(s) {nics:?}, which perimeter did not associate it with; remove it from them before destroying the policy"
+    )]
+    NsgOnNics {
+        /// The target's NSG.
+        nsg: String,
+        /// NIC names.
+        nics: Vec<String>,
+    },
     /// No order of rule writes keeps every moment of the change safe.
     #[error(
         "no safe order of rule writes for NSG `{nsg}`: {unsafe_}; nothing was planned for writing. Change the policy in two smaller edits (apply one, then the other)"
@@ -256,6 +300,24 @@ pub enum PlanError {
 
 /// What apply compares before writing: the owned rules (shared) or the whole NSG (owned).
 pub(crate) fn observed_fingerprint(
+    observed: &ObservedAzure,
+    target: &AzureTarget,
+    policy: &str,
+) -> Result<String, FingerprintError> {
+    let nsg = nsg_fingerprint(observed, target, policy)?;
+    if observed.subnets.is_empty() {
+        return Ok(nsg);
+    }
+    // The subnets' NSGs and etags decide the association writes.
+    let subnets: Vec<_> = observed
+        .subnets
+        .iter()
+        .map(|(k, s)| (k, s.as_ref().map(|s| (s.etag.as_str(), &s.nsg))))
+        .collect();
+    fingerprint(&(nsg, subnets))
+}
+
+fn nsg_fingerprint(
     observed: &ObservedAzure,
     target: &AzureTarget,
     policy: &str,
@@ -287,8 +349,61 @@ pub(crate) fn observed_fingerprint(
     }
 }
 
-/// Plans one NSG.
+/// Plans one target: its NSG, its subnet associations, and the check of the nodes' path.
 pub(crate) fn plan(
+    desired: &AzureDesired,
+    notes: Vec<Note>,
+    observed: &ObservedAzure,
+    policy: &str,
+) -> Result<AzureTargetPlan, PlanError> {
+    let t = &desired.target;
+    let mut plan = plan_nsg(desired, notes, observed, policy)?;
+    plan.subnet_writes = crate::path::plan_subnets(t, observed, desired.retired)?;
+    if desired.retired {
+        return Ok(plan);
+    }
+    let foreign: Vec<SecurityRule> = match &observed.nsg {
+        Some(nsg) if t.shared => nsg
+            .rules
+            .iter()
+            .filter(|r| !is_owned_rule(policy, r))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let node_asg = crate::compile::asg_id(t);
+    if t.shared && t.nics.is_none() {
+        // Without the nodes' NICs, the shared NSG is taken to be on their path.
+        let estate = AzureEstate::new(&t.nsg, &desired.rules, &foreign, &node_asg);
+        match perimeter_core::violation::violations(&estate) {
+            Ok(v) => plan.violations = v,
+            Err(e) => plan.findings.push(Finding {
+                code: "effective-unchecked".into(),
+                resource: t.nsg.clone(),
+                message: format!(
+                    "{e}: the NSG's foreign rules were not checked against the policy"
+                ),
+            }),
+        }
+    }
+    let own_rules: Vec<SecurityRule> = foreign.iter().chain(&desired.rules).cloned().collect();
+    let path = crate::path::PlannedPath {
+        target: t,
+        observed,
+        own_rules: &own_rules,
+        desired: &desired.rules,
+        writes: &plan.subnet_writes,
+    };
+    let (violations, findings) = path.check();
+    if t.nics.is_some() {
+        plan.violations = violations;
+    }
+    plan.findings.extend(findings);
+    Ok(plan)
+}
+
+/// Plans the NSG's own write.
+fn plan_nsg(
     desired: &AzureDesired,
     notes: Vec<Note>,
     observed: &ObservedAzure,
@@ -318,6 +433,7 @@ pub(crate) fn plan(
         create_nsg,
         write,
         foreign_rules,
+        subnet_writes: Vec::new(),
         violations: Vec::new(),
         notes: notes.clone(),
         findings: Vec::new(),
@@ -366,23 +482,7 @@ pub(crate) fn plan(
             NsgWrite::Steps { steps }
         };
         let foreign_names = foreign.iter().map(|r| r.name.clone()).collect();
-        let mut plan = base(changes, false, write, foreign_names);
-        if desired.retired {
-            return Ok(plan);
-        }
-        let node_asg = crate::compile::asg_id(t);
-        let estate = AzureEstate::new(&t.nsg, &desired.rules, &foreign, &node_asg);
-        match perimeter_core::violation::violations(&estate) {
-            Ok(v) => plan.violations = v,
-            Err(e) => plan.findings.push(Finding {
-                code: "effective-unchecked".into(),
-                resource: t.nsg.clone(),
-                message: format!(
-                    "{e}: the NSG's foreign rules were not checked against the policy"
-                ),
-            }),
-        }
-        return Ok(plan);
+        return Ok(base(changes, false, write, foreign_names));
     }
     if desired.rules.len() > RULES_PER_NSG {
         return Err(PlanError::TooManyRules {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use perimeter_core::plan::Action;
 
 use crate::model::{ResourceRef, SecurityRule};
+use crate::path::SubnetWrite;
 use crate::plan::{AzureTargetPlan, NsgWrite, RuleStep};
 
 fn side(single: &Option<String>, list: &[String], asgs: &[ResourceRef]) -> String {
@@ -182,11 +183,42 @@ pub(crate) fn text(p: &AzureTargetPlan, color: bool) -> String {
             }
         }
     }
+    for w in &p.subnet_writes {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(color, association_action(w), &subnet_line(p, w))
+        );
+    }
     if let Some(how) = how(p) {
         let _ = writeln!(out, "  write: {how}");
     }
     out.push_str(&perimeter_core::violation::render_text(&p.violations));
+    out.push_str(&perimeter_core::plan::Finding::render_text(&p.findings));
     out
+}
+
+fn association_action(w: &SubnetWrite) -> Action {
+    if w.associate {
+        Action::Create
+    } else {
+        Action::Delete
+    }
+}
+
+/// `  + subnet vnet/workers: associate NSG workers (declared in subnets)`.
+fn subnet_line(p: &AzureTargetPlan, w: &SubnetWrite) -> String {
+    let (symbol, verb) = if w.associate {
+        ("+", "associate")
+    } else {
+        ("-", "dissociate")
+    };
+    format!(
+        "  {symbol} subnet {}: {verb} NSG {} ({})",
+        w.label(),
+        p.target.nsg,
+        w.reason
+    )
 }
 
 fn paint(color: bool, action: Action, text: &str) -> String {
@@ -208,6 +240,7 @@ pub(crate) fn markdown(p: &AzureTargetPlan) -> String {
     if p.is_empty() {
         out.push_str("No changes.\n");
         out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
+        out.push_str(&perimeter_core::plan::Finding::render_markdown(&p.findings));
         out.push('\n');
         return out;
     }
@@ -227,11 +260,15 @@ pub(crate) fn markdown(p: &AzureTargetPlan) -> String {
             .unwrap_or_default();
         let _ = writeln!(out, "{} {name}: {rule}", c.action.symbol());
     }
+    for w in &p.subnet_writes {
+        let _ = writeln!(out, "{}", subnet_line(p, w).trim_start());
+    }
     out.push_str("```\n");
     if let Some(how) = how(p) {
         let _ = writeln!(out, "\nWrite: {how}.");
     }
     out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
+    out.push_str(&perimeter_core::plan::Finding::render_markdown(&p.findings));
     out.push('\n');
     out
 }

@@ -37,6 +37,54 @@ pub struct ObservedNsg {
     pub tags: BTreeMap<String, String>,
     /// Every security rule, canonical, by name.
     pub rules: Vec<SecurityRule>,
+    /// Ids of the subnets it is associated with (ARM lists them on the NSG).
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Ids of the network interfaces it is associated with.
+    #[serde(default)]
+    pub nics: Vec<String>,
+}
+
+/// A subnet as observed: its NSG, and what a PUT that changes only the NSG sends back.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ObservedSubnet {
+    /// Resource id, as ARM spells it.
+    pub id: String,
+    /// Its etag: the association write is conditional on it.
+    pub etag: String,
+    /// Id of the NSG associated with it.
+    pub nsg: Option<String>,
+    /// Its `properties` as read (address prefixes, route table, delegations…): ARM's PUT
+    /// replaces the subnet, so everything else is sent back unchanged.
+    pub properties: serde_json::Value,
+}
+
+/// A node's network interface as observed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ObservedNic {
+    /// Resource id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Id of the NSG on the NIC.
+    pub nsg: Option<String>,
+    /// Id of the subnet of its primary IP configuration.
+    pub subnet: Option<String>,
+    /// Its private addresses.
+    pub addrs: Vec<std::net::IpAddr>,
+    /// Application security groups of its IP configurations.
+    pub asgs: Vec<String>,
+}
+
+/// An NSG on the nodes' path that is not the target's.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OtherNsg {
+    /// Resource id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Its rules, canonical.
+    pub rules: Vec<SecurityRule>,
 }
 
 /// One target as observed.
@@ -46,6 +94,42 @@ pub struct ObservedAzure {
     pub nsg: Option<ObservedNsg>,
     /// Whether the target's application security group exists.
     pub asg_exists: bool,
+    /// The subnets perimeter needs to know, by lower-case id (declared, on the nodes' path,
+    /// or carrying the NSG); `None`: it does not exist.
+    #[serde(default)]
+    pub subnets: BTreeMap<String, Option<ObservedSubnet>>,
+    /// The nodes' NICs (the target's `nics`); `None` when the target declares none.
+    #[serde(default)]
+    pub nics: Option<Vec<ObservedNic>>,
+    /// The other NSGs on the nodes' path, by lower-case id.
+    #[serde(default)]
+    pub other_nsgs: BTreeMap<String, OtherNsg>,
+}
+
+/// The resource id of a declared subnet: `vnet/subnet` lives in the target's resource group.
+pub(crate) fn subnet_id(t: &perimeter_core::target::AzureTarget, declared: &str) -> String {
+    if declared.starts_with('/') {
+        return declared.to_string();
+    }
+    let (vnet, subnet) = declared.split_once('/').unwrap_or((declared, ""));
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}",
+        t.subscription, t.resource_group
+    )
+}
+
+/// The last path segments people name a subnet by: `vnet/subnet`.
+pub(crate) fn subnet_label(id: &str) -> String {
+    let parts: Vec<&str> = id.rsplit('/').collect();
+    match parts.as_slice() {
+        [subnet, _, vnet, ..] => format!("{vnet}/{subnet}"),
+        _ => id.to_string(),
+    }
+}
+
+/// The last segment of a resource id.
+pub(crate) fn resource_name(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
 }
 
 fn sorted(list: &[String]) -> Vec<String> {

@@ -70,7 +70,9 @@ impl AzureTransition<'_> {
             .chain(many)
             .map(|s| selector(s))
             .fold(AddrSet::empty(), |a, b| a.union(&b));
-        let nodes = asgs.iter().any(|a| a.id == self.node_asg);
+        let nodes = asgs
+            .iter()
+            .any(|a| a.id.eq_ignore_ascii_case(self.node_asg));
         let dports = ports(
             p.destination_port_range
                 .iter()
@@ -123,6 +125,7 @@ impl Transition for AzureTransition<'_> {
             &AzureWorld {
                 rules: state,
                 node_asg: self.node_asg,
+                nic: None,
             },
             packet,
         )

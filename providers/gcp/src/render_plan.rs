@@ -202,6 +202,7 @@ pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
         let _ = writeln!(out, "  {}", steps_line(p.steps()));
     }
     out.push_str(&perimeter_core::violation::render_text(&p.violations));
+    out.push_str(&perimeter_core::plan::Finding::render_text(&p.findings));
     if let Some(q) = p.quota {
         let s = p.summary();
         let _ = writeln!(
@@ -222,6 +223,7 @@ pub(crate) fn markdown(p: &GcpTargetPlan) -> String {
     if p.changes.is_empty() {
         out.push_str("No changes.\n");
         out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
+        out.push_str(&perimeter_core::plan::Finding::render_markdown(&p.findings));
         out.push('\n');
         return out;
     }
@@ -251,6 +253,7 @@ pub(crate) fn markdown(p: &GcpTargetPlan) -> String {
         let _ = writeln!(out, "\n{}", steps_line(p.steps()));
     }
     out.push_str(&perimeter_core::violation::render_markdown(&p.violations));
+    out.push_str(&perimeter_core::plan::Finding::render_markdown(&p.findings));
     out.push('\n');
     out
 }

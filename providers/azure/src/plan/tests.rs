@@ -40,8 +40,10 @@ fn nsg(rules: Vec<SecurityRule>, owned: bool) -> ObservedAzure {
             location: "westeurope".into(),
             tags,
             rules,
+            ..Default::default()
         }),
         asg_exists: true,
+        ..Default::default()
     }
 }
 
@@ -63,6 +65,7 @@ fn a_missing_owned_nsg_is_created_in_one_put() {
         &ObservedAzure {
             nsg: None,
             asg_exists: true,
+            ..Default::default()
         },
         "web",
     )
@@ -243,6 +246,7 @@ fn a_missing_asg_or_shared_nsg_is_refused() {
         &ObservedAzure {
             nsg: None,
             asg_exists: true,
+            ..Default::default()
         },
         "web",
     )
@@ -386,6 +390,7 @@ fn retiring_deletes_an_owned_nsg_and_only_perimeters_rules_of_a_shared_one() {
     let gone = ObservedAzure {
         nsg: None,
         asg_exists: false,
+        ..Default::default()
     };
     assert!(plan(&d.retired(), vec![], &gone, "web").unwrap().is_empty());
     // An NSG of someone else is still refused, never deleted.
