@@ -214,6 +214,41 @@ def networks_are_created_and_guarded():
 
 
 @check
+def firewall_policies_apply_in_order_in_get_effective_firewalls():
+    policies = client(compute_v1.FirewallPoliciesClient)
+    network_policies = client(compute_v1.NetworkFirewallPoliciesClient)
+    networks.insert(project=PROJECT, network_resource=compute_v1.Network(
+        name="fp-net", auto_create_subnetworks=False)).result()
+    admin("POST", "gcp/ancestry", {"project": PROJECT, "ancestors": ["organizations/123", "folders/456"]})
+    # An organization policy that is not associated anywhere applies to nothing.
+    policies.insert(request=compute_v1.InsertFirewallPolicyRequest(
+        parent_id="organizations/123", firewall_policy_resource=compute_v1.FirewallPolicy(short_name="org-unused"))).result()
+    operation = policies.insert(request=compute_v1.InsertFirewallPolicyRequest(
+        parent_id="folders/456", firewall_policy_resource=compute_v1.FirewallPolicy(short_name="folder-open")))
+    operation.result()
+    policy_id = operation.target_link.rsplit("/", 1)[-1]
+    policies.add_rule(firewall_policy=policy_id, firewall_policy_rule_resource=compute_v1.FirewallPolicyRule(
+        priority=100, direction="INGRESS", action="allow", match=compute_v1.FirewallPolicyRuleMatcher(
+            src_ip_ranges=["0.0.0.0/0"], layer4_configs=[compute_v1.FirewallPolicyRuleMatcherLayer4Config(
+                ip_protocol="tcp", ports=["22"])]))).result()
+    policies.add_association(firewall_policy=policy_id, firewall_policy_association_resource=compute_v1.FirewallPolicyAssociation(
+        name="folder", attachment_target="folders/456")).result()
+    got = policies.get(firewall_policy=policy_id)
+    assert [r.priority for r in got.rules][:1] == [100] and len(got.rules) == 5, got.rules
+    network_policies.insert(project=PROJECT, firewall_policy_resource=compute_v1.FirewallPolicy(name="net-policy")).result()
+    network_policies.add_association(project=PROJECT, firewall_policy="net-policy",
+        firewall_policy_association_resource=compute_v1.FirewallPolicyAssociation(
+            name="net", attachment_target=f"projects/{PROJECT}/global/networks/fp-net")).result()
+    effective = networks.get_effective_firewalls(project=PROJECT, network="fp-net")
+    kinds = [(p.short_name, p.type_) for p in effective.firewall_policys]
+    assert kinds == [("folder-open", "HIERARCHY"), ("net-policy", "NETWORK")], kinds
+    first = effective.firewall_policys[0].rules[0]
+    assert (first.action, first.match.layer4_configs[0].ports) == ("allow", ["22"]), first
+    assert list(effective.firewalls) == [], effective.firewalls
+    expect_error(exceptions.NotFound, lambda: networks.get_effective_firewalls(project=PROJECT, network="absent"))
+
+
+@check
 def delete_removes_the_rule():
     for fw in list(firewalls.list(request=compute_v1.ListFirewallsRequest(project=PROJECT, filter='name = "conf-*"'))):
         firewalls.delete(project=PROJECT, firewall=fw.name).result(timeout=30)

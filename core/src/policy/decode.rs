@@ -613,10 +613,7 @@ impl Decoder<'_> {
     }
 
     /// The `nics:` of an azure target: `tags` (required) and `resource_group`.
-    fn azure_nics(
-        &mut self,
-        node: &Node,
-    ) -> Option<NicsDoc> {
+    fn azure_nics(&mut self, node: &Node) -> Option<NicsDoc> {
         let NodeKind::Map(entries) = &node.kind else {
             return None;
         };

@@ -12,6 +12,7 @@
 //! | `DELETE /_emulator/calls` | zero the counters |
 //! | `POST /_emulator/gcp/projects/{p}/quota` | `{"FIREWALLS": n}`: the project's rule quota |
 //! | `POST /_emulator/gcp/operations` | `{"polls_until_done": n}`: operations stay RUNNING for n polls |
+//! | `POST /_emulator/gcp/ancestry` | `{"project": p, "ancestors": ["organizations/1", "folders/2"]}`: the project's organization and folders, top down (which hierarchical firewall policies apply) |
 //! | `POST /_emulator/azure/operations` | `{"polls_until_done": n}`: operations stay InProgress for n polls |
 
 use serde_json::{Value, json};
@@ -73,6 +74,30 @@ pub(crate) fn handle(emulator: &Emulator, request: &Request) -> Response {
                     ok(json!({"polls_until_done": polls}))
                 }
                 None => bad("expected {\"polls_until_done\": <n>}"),
+            }
+        }
+        ("POST", ["gcp", "ancestry"]) => {
+            let body = match request.json() {
+                Ok(body) => body,
+                Err(message) => return bad(&message),
+            };
+            let project = body.get("project").and_then(Value::as_str);
+            let ancestors: Option<Vec<String>> = body.get("ancestors").and_then(|a| {
+                a.as_array()?
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            });
+            match (project, ancestors) {
+                (Some(project), Some(ancestors)) => {
+                    lock(&emulator.gcp)
+                        .ancestry
+                        .insert(project.to_string(), ancestors.clone());
+                    ok(json!({"project": project, "ancestors": ancestors}))
+                }
+                _ => bad(
+                    "expected {\"project\": p, \"ancestors\": [\"organizations/1\", \"folders/2\"]}",
+                ),
             }
         }
         ("POST", ["gcp", "operations"]) => {

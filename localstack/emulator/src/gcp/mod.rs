@@ -1,6 +1,7 @@
 //! The Compute Engine v1 API surface perimeter uses: `projects/{p}` (quotas),
 //! `global/firewalls` (list, get, insert, patch, update, delete), `global/operations` (get,
-//! wait, delete, list) and a minimal `global/networks` (list, get, insert, delete).
+//! wait, delete, list), a minimal `global/networks` (list, get, insert, delete,
+//! getEffectiveFirewalls) and firewall policies, hierarchical and global network (`policies`).
 //!
 //! Differences from the real API, on purpose: projects exist on first use, each with an
 //! auto-mode `default` network and its four `default-allow-*` rules as a new project has;
@@ -10,6 +11,7 @@
 
 mod filter;
 mod firewall;
+mod policies;
 mod writes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -128,6 +130,10 @@ pub(crate) struct State {
     /// Polls an operation answers RUNNING before DONE (0: done when created).
     pub(crate) polls_until_done: u64,
     next_id: u64,
+    /// Hierarchical firewall policies, by name.
+    hierarchical: BTreeMap<String, Value>,
+    /// Each project's organization and folders, from the top down (admin-set).
+    pub(crate) ancestry: BTreeMap<String, Vec<String>>,
 }
 
 pub(crate) struct Project {
@@ -137,6 +143,8 @@ pub(crate) struct Project {
     /// requestId → the operation it created: a retried request is answered, not repeated.
     request_ids: HashMap<String, String>,
     pub(crate) firewall_quota: u64,
+    /// Global network firewall policies, by name.
+    network_policies: BTreeMap<String, Value>,
 }
 
 struct Operation {
@@ -151,12 +159,16 @@ impl State {
             projects: BTreeMap::new(),
             polls_until_done: 0,
             next_id: seed_id(),
+            hierarchical: BTreeMap::new(),
+            ancestry: BTreeMap::new(),
         }
     }
 
     pub(crate) fn reset(&mut self) {
         self.projects.clear();
         self.polls_until_done = 0;
+        self.hierarchical.clear();
+        self.ancestry.clear();
     }
 
     fn id(&mut self) -> String {
@@ -179,6 +191,7 @@ impl State {
             operations: BTreeMap::new(),
             request_ids: HashMap::new(),
             firewall_quota: DEFAULT_FIREWALL_QUOTA,
+            network_policies: BTreeMap::new(),
         };
         let id = self.id();
         let network = self.network_body(name, "default", true, id);
@@ -279,8 +292,18 @@ pub(crate) fn timestamp() -> String {
 
 /// The route a request takes, for call counting; `None` when it is not an API call.
 pub(crate) fn route_name(request: &Request) -> Option<String> {
-    let segments = segments(&request.path)?;
     let method = request.method.as_str();
+    if let Some(rest) = hierarchical_path(&request.path) {
+        let name = match (method, rest.as_slice()) {
+            ("POST", []) => "firewallPolicies.insert",
+            ("GET", [_]) => "firewallPolicies.get",
+            ("POST", [_, "addRule"]) => "firewallPolicies.addRule",
+            ("POST", [_, "addAssociation"]) => "firewallPolicies.addAssociation",
+            _ => return None,
+        };
+        return Some(format!("{method} {name}"));
+    }
+    let segments = segments(&request.path)?;
     let name = match (method, segments.rest.as_slice()) {
         ("GET", []) => "projects.get",
         ("GET", ["global", "firewalls"]) => "firewalls.list",
@@ -297,6 +320,15 @@ pub(crate) fn route_name(request: &Request) -> Option<String> {
         ("POST", ["global", "networks"]) => "networks.insert",
         ("GET", ["global", "networks", _]) => "networks.get",
         ("DELETE", ["global", "networks", _]) => "networks.delete",
+        ("GET", ["global", "networks", _, "getEffectiveFirewalls"]) => {
+            "networks.getEffectiveFirewalls"
+        }
+        ("POST", ["global", "firewallPolicies"]) => "networkFirewallPolicies.insert",
+        ("GET", ["global", "firewallPolicies", _]) => "networkFirewallPolicies.get",
+        ("POST", ["global", "firewallPolicies", _, "addRule"]) => "networkFirewallPolicies.addRule",
+        ("POST", ["global", "firewallPolicies", _, "addAssociation"]) => {
+            "networkFirewallPolicies.addAssociation"
+        }
         _ => return None,
     };
     Some(format!("{method} {name}"))
@@ -317,7 +349,27 @@ fn segments(path: &str) -> Option<Segments<'_>> {
     })
 }
 
+/// The segments after `/compute/v1/locations/global/firewallPolicies`.
+fn hierarchical_path(path: &str) -> Option<Vec<&str>> {
+    let tail = path.strip_prefix("/compute/v1/locations/global/firewallPolicies")?;
+    Some(
+        tail.trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect(),
+    )
+}
+
 pub(crate) fn handle(emulator: &Emulator, request: &Request) -> Response {
+    if let Some(rest) = hierarchical_path(&request.path) {
+        let mut state = lock(&emulator.gcp);
+        return reply(policies::hierarchical(
+            &mut state,
+            request.method.as_str(),
+            &rest,
+            request,
+        ));
+    }
     let Some(segments) = segments(&request.path) else {
         return error(404, "notFound", "no such API");
     };
@@ -384,6 +436,12 @@ pub(crate) fn handle(emulator: &Emulator, request: &Request) -> Response {
             }))
         }
         ("POST", ["global", "networks"]) => reply(insert_network(state, project, request)),
+        ("GET", ["global", "networks", name, "getEffectiveFirewalls"]) => {
+            reply(policies::effective(state, project, name))
+        }
+        (method, ["global", "firewallPolicies", rest @ ..]) => {
+            reply(policies::network(state, project, method, rest, request))
+        }
         ("DELETE", ["global", "networks", name]) => {
             reply(delete_network(state, project, name, request))
         }

@@ -259,7 +259,18 @@ pub(super) fn insert_network(
         .and_then(Value::as_bool)
         .unwrap_or(true);
     let id = state.id();
-    let network = state.network_body(project, &name, auto, id.clone());
+    let mut network = state.network_body(project, &name, auto, id.clone());
+    if let Some(order) = body
+        .get("networkFirewallPolicyEnforcementOrder")
+        .and_then(Value::as_str)
+    {
+        if !matches!(order, "AFTER_CLASSIC_FIREWALL" | "BEFORE_CLASSIC_FIREWALL") {
+            return Err(GcpError::invalid(&format!(
+                "Invalid value for field 'resource.networkFirewallPolicyEnforcementOrder': '{order}'."
+            )));
+        }
+        network["networkFirewallPolicyEnforcementOrder"] = json!(order);
+    }
     let p = state.project(project);
     if p.networks.contains_key(&name) {
         return Err(GcpError::already_exists(&format!(
