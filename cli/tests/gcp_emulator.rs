@@ -41,8 +41,8 @@ fn plan_apply_plan_converges_and_leaves_foreign_rules_alone() {
         "{out}"
     );
     assert!(
-        out.contains("API calls: 4"),
-        "one projects.get, one networks.get, one list of the network, one list of the policy's rules in the project:\n{out}"
+        out.contains("API calls: 5"),
+        "one projects.get, one networks.get, one getEffectiveFirewalls, one list of the network, one list of the policy's rules in the project:\n{out}"
     );
     assert!(
         !out.contains("gke-prod-abc123-hc"),
@@ -414,8 +414,9 @@ fn observe_reads_every_page_of_a_busy_network() {
     emulator.reset_calls();
     let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
     assert_eq!(code(&plan), 0, "{}", text(&plan));
-    // Two pages of the network, one of the policy's rules in the project (orphans).
-    assert!(text(&plan).contains("API calls: 5"), "{}", text(&plan));
+    // Two pages of the network, one of the policy's rules in the project (orphans), one read
+    // of the firewall policies.
+    assert!(text(&plan).contains("API calls: 6"), "{}", text(&plan));
     assert_eq!(emulator.calls()["by_route"]["GET firewalls.list"], 3);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::process::Output;
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
-use common::aws::{client, launch, runtime, vpc_with_subnets};
+use common::aws::{client, forget_earlier_runs, launch, runtime, vpc_with_subnets};
 use common::{LocalCloud, code, root, scratch, text};
 use serde_json::json;
 
@@ -67,6 +67,7 @@ impl Clouds {
 /// In moto: a VPC, a node subnet and two workers tagged as nodes, IMDSv1 allowed.
 async fn aws_vpc_with_two_workers() -> (String, String) {
     let c = client(REGION).await;
+    forget_earlier_runs(&c).await;
     let (vpc, mut subnets) = vpc_with_subnets(&c, &["10.0.16.0/20"]).await;
     let subnet = subnets.remove(0);
     launch(&c, &subnet, 2, Some(("kubernetes.io/role", "node"))).await;

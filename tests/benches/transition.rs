@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
         foreign: Vec::new(),
         quota: None,
         orphans: Vec::new(),
+        ..Default::default()
     };
     let plan = perimeter_gcp::Gcp::plan(&db, Vec::new(), &observed, "bench").expect("plans");
     eprintln!(

@@ -197,3 +197,45 @@ pub fn gcp_foreign_rule(rng: &mut Rng, i: usize) -> Firewall {
         target_service_accounts: vec![],
     }
 }
+
+/// A random firewall policy of `kind` with one to three rules (allow, deny or goto_next, any
+/// direction, tcp/udp/all, ranges around the generated policies' networks).
+pub fn gcp_firewall_policy(
+    rng: &mut Rng,
+    i: usize,
+    kind: perimeter_gcp::firewall_policy::PolicyKind,
+) -> perimeter_gcp::firewall_policy::FirewallPolicy {
+    use perimeter_gcp::firewall_policy::{FirewallPolicy, PolicyRule};
+    let rules = (0..1 + rng.below(3) as usize)
+        .map(|j| {
+            let ingress = rng.below(3) != 0;
+            let range: String =
+                (*rng.pick(&["10.70.3.0/24", "10.70.0.0/16", "0.0.0.0/0", "10.0.16.0/24"])).into();
+            PolicyRule {
+                priority: 100 * j as i64 + rng.below(100) as i64,
+                action: (*rng.pick(&["allow", "deny", "goto_next"])).into(),
+                direction: if ingress { "INGRESS" } else { "EGRESS" }.into(),
+                disabled: rng.below(8) == 0,
+                src_ip_ranges: if ingress { vec![range.clone()] } else { vec![] },
+                dest_ip_ranges: if ingress { vec![] } else { vec![range] },
+                layer4: vec![ProtocolPorts {
+                    ip_protocol: (*rng.pick(&["tcp", "udp", "all"])).into(),
+                    ports: if rng.below(2) == 0 {
+                        vec![(*rng.pick(&["22", "53", "8000-8080", "10250"])).into()]
+                    } else {
+                        vec![]
+                    },
+                }],
+                target_service_accounts: vec![],
+                target_secure_tags: vec![],
+                src_secure_tags: vec![],
+            }
+        })
+        .collect();
+    FirewallPolicy {
+        name: format!("{}", 9000 + i),
+        label: format!("generated-{i}"),
+        kind,
+        rules,
+    }
+}

@@ -36,6 +36,7 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
         foreign: foreign.clone(),
         quota: None,
         orphans: Vec::new(),
+        ..Default::default()
     };
     let plan = match Gcp::plan(&db, Vec::new(), &observed, "gen") {
         Ok(p) => p,

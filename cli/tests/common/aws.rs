@@ -56,6 +56,29 @@ pub(crate) async fn client(region: &str) -> Client {
     Client::from_conf(conf)
 }
 
+/// Deletes the groups perimeter owns in this region, left by an earlier run of a test in the
+/// same moto process: otherwise they are rightly reported as orphaned, and a test's output
+/// would depend on whether it ran before.
+#[allow(dead_code)]
+pub(crate) async fn forget_earlier_runs(c: &Client) {
+    let groups = c
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag-key")
+                .values("perimeter:policy")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe groups");
+    for g in groups.security_groups() {
+        if let Some(id) = g.group_id() {
+            let _ = c.delete_security_group().group_id(id).send().await;
+        }
+    }
+}
+
 /// Launches `count` instances into `subnet`, tagged `key=value` when a tag is given, with
 /// IMDSv1 allowed and hop limit 2 (as AMIs often are); returns their ids.
 pub(crate) async fn launch(

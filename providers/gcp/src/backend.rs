@@ -320,13 +320,37 @@ impl GcpBackend {
                     .send()
             })
             .await;
-        match network {
-            Ok(_) => {}
+        let policies_first = match network {
+            Ok(n) => serde_json::to_value(&n)
+                .ok()
+                .and_then(|v| {
+                    v.get("networkFirewallPolicyEnforcementOrder")
+                        .and_then(|o| o.as_str().map(|o| o == "BEFORE_CLASSIC_FIREWALL"))
+                })
+                .unwrap_or(false),
             Err(GcpError::Api {
                 status: Some(404), ..
             }) => return Ok(ObservedGcp::default()),
             Err(e) => return Err(e),
-        }
+        };
+        // The firewall policies around the VPC rules: hierarchical ones (organization,
+        // folders) and the network's, in one call.
+        let what = format!(
+            "reading the firewall policies of network {} in project {}",
+            t.network, t.project
+        );
+        let effective = self
+            .call(&what, || {
+                self.networks
+                    .get_effective_firewalls()
+                    .set_project(&t.project)
+                    .set_network(&t.network)
+                    .send()
+            })
+            .await?;
+        let firewall_policies = serde_json::to_value(&effective)
+            .map(|v| crate::firewall_policy::from_effective(&v))
+            .unwrap_or_default();
         // RE2 against the stored URL: any endpoint's form of it matches.
         let filter = format!(
             "network eq \".*/projects/{}/global/networks/{}\"",
@@ -334,6 +358,8 @@ impl GcpBackend {
         );
         let mut observed = ObservedGcp {
             network_exists: true,
+            firewall_policies,
+            policies_first,
             ..ObservedGcp::default()
         };
         let what = format!(

@@ -6,12 +6,18 @@
 //!   one with the lowest priority number wins; at equal priority a deny beats an allow;
 //! * an ingress rule's source is its source ranges OR its source tags (a missing source means
 //!   0.0.0.0/0); an egress rule's destination is its destination ranges (missing: 0.0.0.0/0);
-//! * implied rules at 65535: deny all ingress, allow all egress. Rules are stateful.
+//! * implied rules at 65535: deny all ingress, allow all egress. Rules are stateful;
+//! * firewall policies (`path_decider`): hierarchical ones from the organization down, then
+//!   the VPC rules, then the network's policy (or the network's before the VPC rules with
+//!   `BEFORE_CLASSIC_FIREWALL`); in each policy the lowest priority that matches decides, and
+//!   `goto_next` or no match passes to the next step
+//!   (https://docs.cloud.google.com/firewall/docs/firewall-policies-rule-eval-order).
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use perimeter_core::{Cidr, Direction, Packet, PacketProtocol, Verdict};
 
+use crate::firewall_policy::{FirewallPolicy, PolicyRule};
 use crate::model::{Firewall, ProtocolPorts};
 
 /// The network tags carried by the protected node (and by every node peer).
@@ -164,4 +170,116 @@ pub fn winner<'a>(world: &GcpWorld<'a>, packet: &Packet) -> Option<&'a Firewall>
         };
     }
     best
+}
+
+/// What decided a packet on the whole path (cloud-facts.md A4, firewall policies): a rule of
+/// a firewall policy, a VPC rule, or the implied rules.
+#[derive(Clone, Copy, Debug)]
+pub enum Decider<'a> {
+    /// An `allow` or `deny` rule of a firewall policy.
+    Policy(&'a FirewallPolicy, &'a PolicyRule),
+    /// A VPC firewall rule.
+    Rule(&'a Firewall),
+    /// The implied rules (deny ingress, allow egress), or the metadata server's exemption.
+    Implied,
+}
+
+/// The firewall policies around the VPC rules, in evaluation order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PolicyPath<'a> {
+    /// Evaluated before the VPC rules: hierarchical policies top down, then (with
+    /// `BEFORE_CLASSIC_FIREWALL`) the network's.
+    pub before: &'a [&'a FirewallPolicy],
+    /// Evaluated after the VPC rules when none matched (`AFTER_CLASSIC_FIREWALL`, the
+    /// default): the network's.
+    pub after: &'a [&'a FirewallPolicy],
+}
+
+fn policy_rule_matches(r: &PolicyRule, world: &GcpWorld<'_>, packet: &Packet) -> bool {
+    let dir = match packet.direction {
+        Direction::Ingress => "INGRESS",
+        Direction::Egress => "EGRESS",
+    };
+    if r.disabled || r.direction != dir {
+        return false;
+    }
+    // Service accounts as for VPC rules; secure tags are not known for the nodes, so a rule
+    // that targets them is taken to apply (the planner says so in a finding).
+    if !r.target_service_accounts.is_empty()
+        && !world.node_service_accounts.is_empty()
+        && !r
+            .target_service_accounts
+            .iter()
+            .any(|a| world.node_service_accounts.contains(a))
+    {
+        return false;
+    }
+    let addr = packet.peer.addr;
+    let peer_ok = match packet.direction {
+        Direction::Ingress => {
+            (r.src_ip_ranges.is_empty() && r.src_secure_tags.is_empty())
+                || in_ranges(&r.src_ip_ranges, addr)
+                || (packet.peer.is_node && !r.src_secure_tags.is_empty())
+        }
+        Direction::Egress => r.dest_ip_ranges.is_empty() || in_ranges(&r.dest_ip_ranges, addr),
+    };
+    peer_ok
+        && (r.layer4.is_empty()
+            || r.layer4
+                .iter()
+                .any(|pp| protocol_matches(pp, &packet.protocol)))
+}
+
+/// The first rule of `policies`, in order, that decides `packet`: within a policy the lowest
+/// priority that matches; `goto_next`, or no match, passes to the next policy.
+fn policy_decider<'a>(
+    policies: &[&'a FirewallPolicy],
+    world: &GcpWorld<'_>,
+    packet: &Packet,
+) -> Option<(&'a FirewallPolicy, &'a PolicyRule)> {
+    for &policy in policies {
+        let first = policy
+            .rules
+            .iter()
+            .filter(|r| policy_rule_matches(r, world, packet))
+            .min_by_key(|r| r.priority);
+        if let Some(r) = first
+            && matches!(r.action.as_str(), "allow" | "deny")
+        {
+            return Some((policy, r));
+        }
+    }
+    None
+}
+
+/// Who decides `packet` on the whole path: the policies before the VPC rules, the VPC rules,
+/// the policies after them, then the implied rules. Metadata traffic is never filtered.
+pub fn path_decider<'a>(
+    world: &GcpWorld<'a>,
+    path: &PolicyPath<'a>,
+    packet: &Packet,
+) -> Decider<'a> {
+    if packet.peer.addr == IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)) {
+        return Decider::Implied;
+    }
+    if let Some((p, r)) = policy_decider(path.before, world, packet) {
+        return Decider::Policy(p, r);
+    }
+    if let Some(fw) = winner(world, packet) {
+        return Decider::Rule(fw);
+    }
+    match policy_decider(path.after, world, packet) {
+        Some((p, r)) => Decider::Policy(p, r),
+        None => Decider::Implied,
+    }
+}
+
+/// GCP's decision on the whole path.
+pub fn decide_path(world: &GcpWorld<'_>, path: &PolicyPath<'_>, packet: &Packet) -> Verdict {
+    match path_decider(world, path, packet) {
+        Decider::Policy(_, r) if r.action == "allow" => Verdict::Allow,
+        Decider::Policy(..) => Verdict::Deny,
+        Decider::Rule(fw) => verdict_of(fw),
+        Decider::Implied => decide(world, packet),
+    }
 }

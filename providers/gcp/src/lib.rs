@@ -12,6 +12,7 @@ mod convert;
 mod drift;
 mod effective;
 pub mod evaluate;
+pub mod firewall_policy;
 mod lease;
 pub mod model;
 mod plan;

@@ -300,6 +300,7 @@ pub(crate) fn plan(
     };
     if !desired.retired {
         findings.extend(assumed_accounts(observed, target));
+        findings.extend(assumed_secure_tags(observed));
         findings.extend(observed.orphans.iter().map(|o| Finding {
             code: "orphaned-rule".into(),
             resource: o.clone(),
@@ -334,8 +335,28 @@ fn violations(
         &target.target_tags,
         &target.service_accounts,
         &target.node_ranges,
-    );
+    )
+    .with_policies(&observed.firewall_policies, observed.policies_first);
     perimeter_core::violation::violations(&estate)
+}
+
+/// Firewall-policy rules that select by secure tag: the nodes' secure tags are not read, so
+/// they are checked as if they applied, and said so.
+fn assumed_secure_tags(observed: &ObservedGcp) -> Vec<Finding> {
+    observed
+        .firewall_policies
+        .iter()
+        .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+        .filter(|(_, r)| !r.disabled && (!r.target_secure_tags.is_empty() || !r.src_secure_tags.is_empty()))
+        .map(|(p, r)| Finding {
+            code: "assumed-secure-tag".into(),
+            resource: format!("{}/{}", p.label, r.priority),
+            message: format!(
+                "rule {} of firewall policy {} selects instances by secure tag; perimeter does not read the nodes' secure tags, so it checked the rule as if they carried them",
+                r.priority, p.label
+            ),
+        })
+        .collect()
 }
 
 /// Rules of others that select instances by service account, when the target does not say

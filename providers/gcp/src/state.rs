@@ -53,6 +53,14 @@ pub struct ObservedGcp {
     /// (`name (network N)`), reported on the project's first target.
     #[serde(default)]
     pub orphans: Vec<String>,
+    /// The firewall policies that apply to the network (`getEffectiveFirewalls`), hierarchical
+    /// ones top down, then the network's.
+    #[serde(default)]
+    pub firewall_policies: Vec<crate::firewall_policy::FirewallPolicy>,
+    /// True when the network evaluates its network firewall policy before the VPC rules
+    /// (`networkFirewallPolicyEnforcementOrder: BEFORE_CLASSIC_FIREWALL`).
+    #[serde(default)]
+    pub policies_first: bool,
 }
 
 /// The form in which desired and observed rules are compared: the network by name, ranges in
