@@ -206,3 +206,34 @@ fn a_subnet_removed_from_the_policy_is_dissociated_and_bad_subnets_are_refused()
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_nsg_no_target_declares_any_more_is_removed_and_its_subnet_moves_first() {
+    let emulator = Emulator::start();
+    let dir = scratch("renamed");
+    let path = owned(&dir);
+    let p = path.to_str().unwrap();
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    // The target now names another NSG: the old one is the policy's, declared by no target.
+    edit(&path, "    nsg: aks-workers\n", "    nsg: aks-workers-v2\n");
+    let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    let out = text(&plan);
+    for line in [
+        "+ network security group aks-workers-v2",
+        "+ subnet aks-vnet/aks-nodes: associate NSG aks-workers-v2 (declared in subnets; moved from NSG aks-workers, the policy's, no longer declared)",
+        "NSG aks-workers (no target of the policy declares it any more: it is removed)",
+        "- network security group aks-workers (destroy)",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(emulator.subnet_nsg().as_deref(), Some("aks-workers-v2"));
+    let (status, _) = emulator.nsg();
+    assert_eq!(status, 404, "the old NSG is gone");
+    let again = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -586,7 +586,7 @@ fn two_applies_at_once_one_writes_the_other_is_refused() {
 }
 
 #[test]
-fn a_rule_of_the_policy_in_a_network_no_target_declares_is_reported() {
+fn a_rule_of_the_policy_in_a_network_no_target_declares_is_removed() {
     let emulator = Emulator::start();
     let (status, _) = emulator.call(
         "POST",
@@ -604,24 +604,28 @@ fn a_rule_of_the_policy_in_a_network_no_target_declares_is_reported() {
     let dir = scratch("orphans");
     let policy = policy(&dir);
     let p = policy.to_str().unwrap();
-    assert_eq!(
-        code(&emulator.perimeter(&["apply", p, "--auto-approve"])),
-        0
-    );
+    // Before apply, drift reports it as a rule to remove.
     let drift = emulator.perimeter(&["drift", p, "--format", "json"]);
     assert_eq!(code(&drift), 2, "{}", text(&drift));
     let report: Value = serde_json::from_slice(&drift.stdout).expect("json");
-    let keys: Vec<&str> = report["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["kind"] == "posture")
-        .filter_map(|i| i["key"].as_str())
-        .collect();
-    assert_eq!(
-        keys,
-        ["gcp/acme-prod/prod-vpc/posture/orphaned-rule/gke-workers-i-legacy (network old-vpc)"],
+    assert!(
+        report["items"].as_array().unwrap().iter().any(|i| i["key"]
+            == "gcp/acme-prod/old-vpc/firewall/gke-workers-i-legacy"
+            && i["kind"] == "unexpected"),
         "{report:#}"
     );
+    let plan = emulator.perimeter(&["plan", p]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let out = text(&plan);
+    assert!(
+        out.contains("gcp project acme-prod network old-vpc (no target of the policy declares it any more: perimeter's rules there are removed)")
+            && out.contains("- firewall gke-workers-i-legacy: INGRESS allow tcp:22 from 0.0.0.0/0 on tags gke-workers priority 1000 (network no longer declared)"),
+        "{out}"
+    );
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(emulator.firewall("gke-workers-i-legacy").0, 404, "removed");
+    let drift = emulator.perimeter(&["drift", p]);
+    assert_eq!(code(&drift), 0, "{}", text(&drift));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -94,6 +94,28 @@ pub trait Cloud {
         policy: &str,
         targets: &[Self::Target],
     ) -> impl Future<Output = Result<Vec<Self::Observed>, Self::Error>>;
+    /// Targets for objects of the policy that observe found outside every declared target
+    /// (found by the ownership marker): they are observed and planned retired, so that
+    /// removing a target from the policy removes what perimeter wrote there.
+    fn orphan_targets(
+        _policy: &str,
+        _targets: &[Self::Target],
+        _observed: &[Self::Observed],
+    ) -> Vec<Self::Target> {
+        Vec::new()
+    }
+    /// The desired state of an orphan target: nothing of perimeter's, retired.
+    fn orphan_desired(_target: &Self::Target) -> Option<Self::Desired> {
+        None
+    }
+    /// Whether orphan targets are applied before the declared ones (GCP: their removal frees
+    /// rule names) or after them (Azure: a subnet moves to a declared NSG first).
+    const ORPHANS_FIRST: bool = true;
+    /// True for the desired state of an orphan target (it is not one of the policy's, so the
+    /// checks across declared targets leave it out).
+    fn is_orphan(_desired: &Self::Desired) -> bool {
+        false
+    }
     /// Requests sent so far, retries included.
     fn api_calls(backend: &Self::Backend) -> u64;
     /// Requests that were retries (0 where the SDK retries unseen).

@@ -189,7 +189,13 @@ impl<C: Cloud> Session<C> {
             .iter()
             .map(|(d, _)| C::target_of(d).clone())
             .collect();
-        C::check_targets(&targets).map_err(LifecycleError::Targets)?;
+        let declared: Vec<C::Target> = self
+            .desired
+            .iter()
+            .filter(|(d, _)| !C::is_orphan(d))
+            .map(|(d, _)| C::target_of(d).clone())
+            .collect();
+        C::check_targets(&declared).map_err(LifecycleError::Targets)?;
         self.connect().await?;
         let Some(backend) = self.backend.as_mut() else {
             return Ok(());
@@ -201,7 +207,41 @@ impl<C: Cloud> Session<C> {
                     cloud: C::TITLE,
                     source: e.into(),
                 })?;
-        for ((d, notes), obs) in self.desired.iter().zip(&observed) {
+        // Objects of the policy outside every declared target: observed as targets of their
+        // own and planned retired (a target removed from the policy is removed from the cloud).
+        let orphans: Vec<(C::Target, C::Desired)> = C::orphan_targets(policy, &targets, &observed)
+            .into_iter()
+            .filter_map(|t| C::orphan_desired(&t).map(|d| (t, d)))
+            .collect();
+        let mut planned: Vec<(C::Desired, Vec<Note>, C::Observed)> = self
+            .desired
+            .iter()
+            .cloned()
+            .zip(observed)
+            .map(|((d, n), o)| (d, n, o))
+            .collect();
+        if !orphans.is_empty() {
+            let orphan_targets: Vec<C::Target> = orphans.iter().map(|(t, _)| t.clone()).collect();
+            let more = C::observe(backend, policy, &orphan_targets)
+                .await
+                .map_err(|e| LifecycleError::Observe {
+                    cloud: C::TITLE,
+                    source: e.into(),
+                })?;
+            // Before the declared targets (GCP: their removal frees rule names a declared
+            // target may need) or after them (Azure: subnets move to a declared NSG first).
+            let removals: Vec<(C::Desired, Vec<Note>, C::Observed)> = orphans
+                .into_iter()
+                .zip(more)
+                .map(|((_, d), o)| (d, Vec::new(), o))
+                .collect();
+            if C::ORPHANS_FIRST {
+                planned.splice(0..0, removals);
+            } else {
+                planned.extend(removals);
+            }
+        }
+        for (d, notes, obs) in &planned {
             match C::plan(d, notes.clone(), obs, policy) {
                 Ok(p) => self.plans.push(p),
                 Err(e)

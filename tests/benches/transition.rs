@@ -53,7 +53,6 @@ fn bench(c: &mut Criterion) {
         owned: da.firewalls.clone(),
         foreign: Vec::new(),
         quota: None,
-        orphans: Vec::new(),
         ..Default::default()
     };
     let plan = perimeter_gcp::Gcp::plan(&db, Vec::new(), &observed, "bench").expect("plans");

@@ -35,7 +35,6 @@ pub(super) fn case(a: &Intent, b: &Intent, rng: &mut Rng, tally: &mut Tally) {
         owned: da.firewalls.clone(),
         foreign: foreign.clone(),
         quota: None,
-        orphans: Vec::new(),
         ..Default::default()
     };
     let plan = match Gcp::plan(&db, Vec::new(), &observed, "gen") {

@@ -63,7 +63,11 @@ impl AzureBackend {
     }
 
     /// Observes every target.
-    pub async fn observe(&self, targets: &[AzureTarget]) -> Result<Vec<ObservedAzure>, ArmError> {
+    pub async fn observe(
+        &self,
+        policy: &str,
+        targets: &[AzureTarget],
+    ) -> Result<Vec<ObservedAzure>, ArmError> {
         let mut out = Vec::with_capacity(targets.len());
         let mut asgs: BTreeMap<String, bool> = BTreeMap::new();
         for t in targets {
@@ -83,9 +87,11 @@ impl AzureBackend {
                 Err(e) if e.status() == Some(404) => None,
                 Err(e) => return Err(e),
             };
-            // Targets usually share one ASG (the nodes'): read each once.
+            // Targets usually share one ASG (the nodes'): read each once. A target without
+            // one (an orphaned NSG being removed) needs none.
             let asg = asg_id(t).to_ascii_lowercase();
             let asg_exists = match asgs.get(&asg) {
+                _ if t.application_security_group.is_empty() => false,
                 Some(&known) => known,
                 None => {
                     let what = format!(
@@ -113,6 +119,7 @@ impl AzureBackend {
             self.observe_path(t, &mut observed).await?;
             out.push(observed);
         }
+        self.observe_orphans(policy, targets, &mut out).await?;
         Ok(out)
     }
 

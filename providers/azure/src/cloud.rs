@@ -81,11 +81,52 @@ impl Cloud for Azure {
 
     async fn observe(
         backend: &mut AzureBackend,
-        _policy: &str,
+        policy: &str,
         targets: &[AzureTarget],
     ) -> Result<Vec<ObservedAzure>, ArmError> {
-        backend.observe(targets).await
+        backend.observe(policy, targets).await
     }
+
+    fn orphan_targets(
+        _policy: &str,
+        targets: &[AzureTarget],
+        observed: &[ObservedAzure],
+    ) -> Vec<AzureTarget> {
+        // The subnets declared targets take over, by resource id: the orphan's plan leaves them.
+        let taken_over: Vec<String> = targets
+            .iter()
+            .flat_map(|t| t.subnets.iter().map(|s| crate::state::subnet_id(t, s)))
+            .collect();
+        targets
+            .iter()
+            .zip(observed)
+            .flat_map(|(t, o)| {
+                o.orphan_nsgs.iter().map(|nsg| AzureTarget {
+                    subscription: t.subscription.clone(),
+                    resource_group: t.resource_group.clone(),
+                    nsg: nsg.clone(),
+                    location: None,
+                    application_security_group: String::new(),
+                    shared: false,
+                    subnets: taken_over.clone(),
+                    nics: None,
+                    span: Default::default(),
+                })
+            })
+            .collect()
+    }
+
+    fn orphan_desired(target: &AzureTarget) -> Option<AzureDesired> {
+        Some(AzureDesired::orphaned(target.clone()))
+    }
+
+    fn is_orphan(desired: &AzureDesired) -> bool {
+        desired.orphaned
+    }
+
+    // After the declared targets: a subnet moves to a declared NSG before the orphaned one,
+    // no longer associated with anything, is deleted.
+    const ORPHANS_FIRST: bool = false;
 
     fn api_calls(backend: &AzureBackend) -> u64 {
         backend.api_calls()

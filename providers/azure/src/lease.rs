@@ -61,7 +61,9 @@ impl AzureBackend {
             Ok(true)
         })
         .await?;
-        let observed = self.observe(std::slice::from_ref(&plan.target)).await?;
+        let observed = self
+            .observe(&plan.policy, std::slice::from_ref(&plan.target))
+            .await?;
         let same = observed
             .first()
             .and_then(|o| observed_fingerprint(o, &plan.target, &plan.policy).ok())

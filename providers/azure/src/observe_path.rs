@@ -76,6 +76,63 @@ fn has_tags(body: &Value, wanted: &BTreeMap<String, String>) -> bool {
 }
 
 impl AzureBackend {
+    /// NSGs tagged as the policy's that no target declares: one paged NSG list per resource
+    /// group, noted on the group's first target.
+    pub(crate) async fn observe_orphans(
+        &self,
+        policy: &str,
+        targets: &[AzureTarget],
+        out: &mut [ObservedAzure],
+    ) -> Result<(), ArmError> {
+        let mut groups: Vec<(String, String)> = Vec::new();
+        for t in targets {
+            let key = (
+                t.subscription.to_ascii_lowercase(),
+                t.resource_group.to_ascii_lowercase(),
+            );
+            if !groups.contains(&key) {
+                groups.push(key);
+            }
+        }
+        for (sub, group) in groups {
+            let in_group = |t: &&AzureTarget| {
+                t.subscription.eq_ignore_ascii_case(&sub)
+                    && t.resource_group.eq_ignore_ascii_case(&group)
+            };
+            let Some(first) = targets.iter().position(|t| in_group(&t)) else {
+                continue;
+            };
+            let t = &targets[first];
+            let path = format!(
+                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/networkSecurityGroups",
+                t.subscription, t.resource_group
+            );
+            let what = format!("listing NSGs in resource group {}", t.resource_group);
+            let declared: Vec<&str> = targets
+                .iter()
+                .filter(in_group)
+                .map(|t| t.nsg.as_str())
+                .collect();
+            let mut orphans: Vec<String> = self
+                .list_all(&what, &path)
+                .await?
+                .iter()
+                .filter(|n| {
+                    n.get("tags")
+                        .and_then(|tags| tags.get(crate::state::OWNER_TAG))
+                        .and_then(Value::as_str)
+                        == Some(policy)
+                })
+                .filter_map(|n| n.get("name").and_then(Value::as_str))
+                .filter(|name| !declared.iter().any(|d| d.eq_ignore_ascii_case(name)))
+                .map(str::to_string)
+                .collect();
+            orphans.sort();
+            out[first].orphan_nsgs = orphans;
+        }
+        Ok(())
+    }
+
     /// Every item of a paged ARM list, following `nextLink` only on the configured endpoint
     /// (the bearer token goes with each request).
     async fn list_all(&self, what: &str, path: &str) -> Result<Vec<Value>, ArmError> {
@@ -171,6 +228,14 @@ impl AzureBackend {
                 others.extend(s.nsg.clone());
             }
         }
+        // And the NSG on a declared subnet, when it is not the target's: it may be another NSG
+        // of the policy that the subnet moves from.
+        for s in &t.subnets {
+            if let Some(Some(subnet)) = observed.subnets.get(&subnet_id(t, s).to_ascii_lowercase())
+            {
+                others.extend(subnet.nsg.clone());
+            }
+        }
         let mut seen = BTreeSet::new();
         for id in others {
             let key = id.to_ascii_lowercase();
@@ -189,6 +254,7 @@ impl AzureBackend {
                     id: id.clone(),
                     name: resource_name(&id).to_string(),
                     rules: nsg.rules,
+                    tags: nsg.tags,
                 },
             );
         }

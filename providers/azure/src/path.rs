@@ -68,11 +68,16 @@ fn with_nsg(properties: &Value, nsg: Option<&str>) -> Value {
 }
 
 /// The subnet writes of one target (owned NSG; a shared NSG's associations are its owner's).
+/// A declared subnet may move from another NSG of the same policy (one no target declares any
+/// more); an orphaned NSG leaves the subnets a declared target takes over (its `subnets`) to
+/// that target's plan, which runs first.
 pub(crate) fn plan_subnets(
-    t: &AzureTarget,
+    desired: &crate::plan::AzureDesired,
     observed: &ObservedAzure,
-    retired: bool,
+    policy: &str,
 ) -> Result<Vec<SubnetWrite>, PlanError> {
+    let t = &desired.target;
+    let retired = desired.retired;
     if t.shared {
         return Ok(Vec::new());
     }
@@ -97,26 +102,45 @@ pub(crate) fn plan_subnets(
             {
                 continue;
             }
+            let mut reason = "declared in subnets".to_string();
             if let Some(other) = &subnet.nsg {
-                return Err(PlanError::SubnetHasOtherNsg {
-                    subnet: s.clone(),
-                    other: resource_name(other).to_string(),
-                    nsg: t.nsg.clone(),
-                });
+                let policys = observed
+                    .other_nsgs
+                    .get(&other.to_ascii_lowercase())
+                    .is_some_and(|n| {
+                        n.tags.get(crate::state::OWNER_TAG).map(String::as_str) == Some(policy)
+                    });
+                if !policys {
+                    return Err(PlanError::SubnetHasOtherNsg {
+                        subnet: s.clone(),
+                        other: resource_name(other).to_string(),
+                        nsg: t.nsg.clone(),
+                    });
+                }
+                reason = format!(
+                    "declared in subnets; moved from NSG {}, the policy's, no longer declared",
+                    resource_name(other)
+                );
             }
             out.push(SubnetWrite {
                 subnet: subnet.id.clone(),
                 associate: true,
                 if_match: subnet.etag.clone(),
                 properties: with_nsg(&subnet.properties, Some(&own)),
-                reason: "declared in subnets".into(),
+                reason,
             });
         }
     }
+    // An orphaned NSG's `subnets` are the ones declared targets take over.
+    let taken_over: Vec<String> = if desired.orphaned {
+        t.subnets.iter().map(|s| s.to_ascii_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
     let carrying = observed.nsg.iter().flat_map(|n| &n.subnets);
     for id in carrying {
         let key = id.to_ascii_lowercase();
-        if declared.contains(&key) {
+        if declared.contains(&key) || taken_over.contains(&key) {
             continue;
         }
         let Some(Some(subnet)) = observed.subnets.get(&key) else {
@@ -130,7 +154,9 @@ pub(crate) fn plan_subnets(
             associate: false,
             if_match: subnet.etag.clone(),
             properties: with_nsg(&subnet.properties, None),
-            reason: if retired {
+            reason: if desired.orphaned {
+                "no target of the policy declares the NSG any more".into()
+            } else if retired {
                 "the policy is retired".into()
             } else {
                 "no longer declared in subnets".into()

@@ -34,6 +34,9 @@ pub struct AzureDesired {
     /// NSG keeps only the rules of others.
     #[serde(default)]
     pub retired: bool,
+    /// True for an NSG of the policy that no target declares any more: it is removed.
+    #[serde(default)]
+    pub orphaned: bool,
 }
 
 impl AzureDesired {
@@ -43,6 +46,17 @@ impl AzureDesired {
             target: c.target.clone(),
             rules: c.rules.iter().map(canonical).collect(),
             retired: false,
+            orphaned: false,
+        }
+    }
+
+    /// An NSG of the policy that no target declares: removed.
+    pub fn orphaned(target: AzureTarget) -> Self {
+        Self {
+            target,
+            rules: Vec::new(),
+            retired: true,
+            orphaned: true,
         }
     }
 
@@ -52,6 +66,7 @@ impl AzureDesired {
             target: self.target.clone(),
             rules: Vec::new(),
             retired: true,
+            orphaned: self.orphaned,
         }
     }
 }
@@ -358,7 +373,7 @@ pub(crate) fn plan(
 ) -> Result<AzureTargetPlan, PlanError> {
     let t = &desired.target;
     let mut plan = plan_nsg(desired, notes, observed, policy)?;
-    plan.subnet_writes = crate::path::plan_subnets(t, observed, desired.retired)?;
+    plan.subnet_writes = crate::path::plan_subnets(desired, observed, policy)?;
     if desired.retired {
         return Ok(plan);
     }

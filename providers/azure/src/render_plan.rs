@@ -143,7 +143,9 @@ fn how(p: &AzureTargetPlan) -> Option<String> {
 /// The plan of one NSG as text.
 pub(crate) fn text(p: &AzureTargetPlan, color: bool) -> String {
     let t = &p.target;
-    let mode = if t.shared {
+    let mode = if p.desired.orphaned {
+        "no target of the policy declares it any more: it is removed".to_string()
+    } else if t.shared {
         format!(
             "shared: {} rule(s) of others left alone",
             p.foreign_rules.len()
@@ -237,6 +239,9 @@ fn paint(color: bool, action: Action, text: &str) -> String {
 pub(crate) fn markdown(p: &AzureTargetPlan) -> String {
     let t = &p.target;
     let mut out = format!("#### Azure `{}` / `{}`\n\n", t.resource_group, t.nsg);
+    if p.desired.orphaned {
+        out.push_str("No target of the policy declares this NSG any more: it is removed.\n\n");
+    }
     if p.is_empty() {
         out.push_str("No changes.\n");
         out.push_str(&perimeter_core::violation::render_markdown(&p.violations));

@@ -85,6 +85,9 @@ pub struct OtherNsg {
     pub name: String,
     /// Its rules, canonical.
     pub rules: Vec<SecurityRule>,
+    /// Its tags (an NSG of the same policy carries perimeter's ownership tag).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One target as observed.
@@ -104,6 +107,10 @@ pub struct ObservedAzure {
     /// The other NSGs on the nodes' path, by lower-case id.
     #[serde(default)]
     pub other_nsgs: BTreeMap<String, OtherNsg>,
+    /// NSGs of the resource group tagged as the policy's that no target declares any more (on
+    /// the resource group's first target): they are planned for removal.
+    #[serde(default)]
+    pub orphan_nsgs: Vec<String>,
 }
 
 /// The resource id of a declared subnet: `vnet/subnet` lives in the target's resource group.

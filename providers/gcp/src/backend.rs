@@ -228,7 +228,7 @@ impl GcpBackend {
             out.push(observed);
         }
         // Rules of the policy in networks no target declares any more: one filtered list
-        // per project, reported on the project's first target.
+        // per project; the session plans their removal.
         for project in quotas.keys() {
             let declared: Vec<&str> = targets
                 .iter()
@@ -245,10 +245,13 @@ impl GcpBackend {
                 .filter(|r| !declared.contains(&network_name(&r.network)))
                 .collect();
             if let Some(first) = targets.iter().position(|t| &t.project == project) {
-                out[first].orphans = orphans
+                let mut networks: Vec<String> = orphans
                     .iter()
-                    .map(|r| format!("{} (network {})", r.name, network_name(&r.network)))
+                    .map(|r| network_name(&r.network).to_string())
                     .collect();
+                networks.sort();
+                networks.dedup();
+                out[first].orphan_networks = networks;
             }
         }
         Ok(out)

@@ -132,6 +132,37 @@ impl Cloud for Gcp {
         desired.retired()
     }
 
+    fn orphan_targets(
+        policy: &str,
+        targets: &[GcpTarget],
+        observed: &[ObservedGcp],
+    ) -> Vec<GcpTarget> {
+        targets
+            .iter()
+            .zip(observed)
+            .flat_map(|(t, o)| {
+                o.orphan_networks.iter().map(|network| GcpTarget {
+                    project: t.project.clone(),
+                    network: network.clone(),
+                    target_tags: vec![policy.to_string()],
+                    service_accounts: Vec::new(),
+                    node_ranges: Vec::new(),
+                    priority_base: t.priority_base,
+                    placeholder: false,
+                    span: Default::default(),
+                })
+            })
+            .collect()
+    }
+
+    fn orphan_desired(target: &GcpTarget) -> Option<GcpDesired> {
+        Some(GcpDesired::orphaned(target.clone()))
+    }
+
+    fn is_orphan(desired: &GcpDesired) -> bool {
+        desired.orphaned
+    }
+
     fn findings(plan: &GcpTargetPlan) -> &[Finding] {
         &plan.findings
     }

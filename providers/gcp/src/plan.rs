@@ -67,6 +67,10 @@ pub struct GcpDesired {
     /// against an empty policy.
     #[serde(default)]
     pub retired: bool,
+    /// True when no target of the policy declares this network any more: its rules of the
+    /// policy are removed (retired).
+    #[serde(default)]
+    pub orphaned: bool,
 }
 
 impl GcpDesired {
@@ -76,6 +80,7 @@ impl GcpDesired {
             target: c.target.clone(),
             firewalls: c.firewalls.iter().map(canonical).collect(),
             retired: false,
+            orphaned: false,
         }
     }
 
@@ -85,6 +90,17 @@ impl GcpDesired {
             target: self.target.clone(),
             firewalls: Vec::new(),
             retired: true,
+            orphaned: self.orphaned,
+        }
+    }
+
+    /// The rules of the policy in a network no target declares: removed.
+    pub fn orphaned(target: GcpTarget) -> Self {
+        Self {
+            target,
+            firewalls: Vec::new(),
+            retired: true,
+            orphaned: true,
         }
     }
 }
@@ -301,13 +317,6 @@ pub(crate) fn plan(
     if !desired.retired {
         findings.extend(assumed_accounts(observed, target));
         findings.extend(assumed_secure_tags(observed));
-        findings.extend(observed.orphans.iter().map(|o| Finding {
-            code: "orphaned-rule".into(),
-            resource: o.clone(),
-            message: format!(
-                "firewall rule {o} belongs to policy {policy} but no target declares its network: it still enforces the policy it was written for; declare the network in a target and run `perimeter destroy`, or delete the rule"
-            ),
-        }));
     }
     Ok(GcpTargetPlan {
         target: target.clone(),

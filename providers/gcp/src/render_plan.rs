@@ -160,12 +160,19 @@ pub(crate) fn steps_line(steps: usize) -> String {
 /// The plan of one network as text.
 pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
     let t = &p.target;
-    let mut out = format!(
-        "gcp project {} network {} (nodes tagged {})\n",
-        t.project,
-        t.network,
-        list(&t.target_tags)
-    );
+    let mut out = if p.desired.orphaned {
+        format!(
+            "gcp project {} network {} (no target of the policy declares it any more: perimeter's rules there are removed)\n",
+            t.project, t.network
+        )
+    } else {
+        format!(
+            "gcp project {} network {} (nodes tagged {})\n",
+            t.project,
+            t.network,
+            list(&t.target_tags)
+        )
+    };
     if p.changes.is_empty() {
         let _ = writeln!(
             out,
@@ -188,8 +195,13 @@ pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
                 }
             }
             (Some(before), None) => {
+                let why = if p.desired.orphaned {
+                    "network no longer declared"
+                } else {
+                    "not in the policy"
+                };
                 let line = format!(
-                    "  {symbol} firewall {}: {} (not in the policy)",
+                    "  {symbol} firewall {}: {} ({why})",
                     c.name,
                     rule_line(before)
                 );
@@ -220,6 +232,9 @@ pub(crate) fn text(p: &GcpTargetPlan, color: bool) -> String {
 pub(crate) fn markdown(p: &GcpTargetPlan) -> String {
     let t = &p.target;
     let mut out = format!("#### GCP `{}` / `{}`\n\n", t.project, t.network);
+    if p.desired.orphaned {
+        out.push_str("No target of the policy declares this network any more: perimeter's rules there are removed.\n\n");
+    }
     if p.changes.is_empty() {
         out.push_str("No changes.\n");
         out.push_str(&perimeter_core::violation::render_markdown(&p.violations));

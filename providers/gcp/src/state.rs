@@ -49,10 +49,10 @@ pub struct ObservedGcp {
     pub foreign: Vec<Firewall>,
     /// The project's quota, when the API told it.
     pub quota: Option<FirewallQuota>,
-    /// Rules of the policy in networks of the project that no target declares any more
-    /// (`name (network N)`), reported on the project's first target.
+    /// Networks of the project where rules of the policy remain that no target declares any
+    /// more (on the project's first target): they are planned for removal.
     #[serde(default)]
-    pub orphans: Vec<String>,
+    pub orphan_networks: Vec<String>,
     /// The firewall policies that apply to the network (`getEffectiveFirewalls`), hierarchical
     /// ones top down, then the network's.
     #[serde(default)]

@@ -70,7 +70,7 @@ fn declared_subnets_are_associated_and_undeclared_ones_dissociated() {
         ],
         &["b", "c"],
     );
-    let writes = plan_subnets(&d.target, &o, false).unwrap();
+    let writes = plan_subnets(&d, &o, "web").unwrap();
     let summary: Vec<(String, bool)> = writes.iter().map(|w| (w.label(), w.associate)).collect();
     assert_eq!(
         summary,
@@ -86,21 +86,16 @@ fn declared_subnets_are_associated_and_undeclared_ones_dissociated() {
     assert!(writes[1].properties.get("networkSecurityGroup").is_none());
     assert_eq!(writes[0].if_match, "W/\"7\"");
     // Retired: every subnet carrying the NSG is dissociated, none associated.
-    let retired = plan_subnets(&d.target, &o, true).unwrap();
+    let retired = plan_subnets(&d.retired(), &o, "web").unwrap();
     assert!(retired.iter().all(|w| !w.associate) && retired.len() == 2);
 }
 
 #[test]
 fn missing_subnets_and_subnets_with_another_nsg_are_refused() {
     let d = desired("      subnets: [vnet/a]\n");
-    let err = plan_subnets(&d.target, &observed(&[], &[]), false).unwrap_err();
+    let err = plan_subnets(&d, &observed(&[], &[]), "web").unwrap_err();
     assert!(matches!(err, PlanError::UnknownSubnet { .. }), "{err}");
-    let err = plan_subnets(
-        &d.target,
-        &observed(&[subnet("a", Some("aks"))], &[]),
-        false,
-    )
-    .unwrap_err();
+    let err = plan_subnets(&d, &observed(&[subnet("a", Some("aks"))], &[]), "web").unwrap_err();
     assert!(
         matches!(&err, PlanError::SubnetHasOtherNsg { other, .. } if other == "aks"),
         "{err}"
@@ -123,7 +118,7 @@ fn nic(name: &str, nsg: Option<&str>, in_asg: bool) -> ObservedNic {
 }
 
 fn check(d: &AzureDesired, o: &ObservedAzure) -> (Vec<Violation>, Vec<Finding>) {
-    let writes = plan_subnets(&d.target, o, false).unwrap();
+    let writes = plan_subnets(d, o, "web").unwrap();
     PlannedPath {
         target: &d.target,
         observed: o,
@@ -167,6 +162,7 @@ fn the_nodes_path_is_checked_per_nic_with_both_layers() {
         id: format!("{GROUP}/networkSecurityGroups/team"),
         name: "team".into(),
         rules: Vec::new(),
+        tags: Default::default(),
     };
     o.other_nsgs
         .insert(other.id.to_ascii_lowercase(), other.clone());
@@ -193,4 +189,33 @@ fn the_nodes_path_is_checked_per_nic_with_both_layers() {
             && v.object.contains("n1")),
         "{v:#?}"
     );
+}
+
+#[test]
+fn a_subnet_moves_from_another_nsg_of_the_policy_and_the_orphan_leaves_it() {
+    let d = desired("      subnets: [vnet/a]\n");
+    let mut o = observed(&[subnet("a", Some("web-old"))], &[]);
+    let old = OtherNsg {
+        id: format!("{GROUP}/networkSecurityGroups/web-old"),
+        name: "web-old".into(),
+        rules: Vec::new(),
+        tags: [(crate::state::OWNER_TAG.to_string(), "web".to_string())].into(),
+    };
+    o.other_nsgs.insert(old.id.to_ascii_lowercase(), old);
+    let writes = plan_subnets(&d, &o, "web").unwrap();
+    assert_eq!(writes.len(), 1);
+    assert!(writes[0].associate && writes[0].reason.contains("moved from NSG web-old"));
+    // Another policy's NSG is still refused.
+    assert!(plan_subnets(&d, &o, "other").is_err());
+    // The orphaned NSG, whose subnet a declared target takes over, does not dissociate it.
+    let mut orphan_target = d.target.clone();
+    orphan_target.nsg = "web-old".into();
+    orphan_target.subnets = vec![format!("{GROUP}/virtualNetworks/vnet/subnets/a")];
+    let orphan = AzureDesired::orphaned(orphan_target);
+    let carrying = observed(&[subnet("a", Some("web-old"))], &["a"]);
+    assert!(plan_subnets(&orphan, &carrying, "web").unwrap().is_empty());
+    let mut alone = orphan.clone();
+    alone.target.subnets.clear();
+    let writes = plan_subnets(&alone, &carrying, "web").unwrap();
+    assert!(writes.len() == 1 && !writes[0].associate, "{writes:?}");
 }
