@@ -18,6 +18,8 @@ use perimeter_core::{Direction, Intent, Packet, PacketProtocol, Peer, Verdict};
 
 #[path = "effective/aws.rs"]
 mod aws;
+#[path = "effective/azure.rs"]
+mod azure;
 #[path = "effective/gcp.rs"]
 mod gcp;
 
@@ -148,9 +150,9 @@ pub(crate) fn check_case(
 fn reported_violations_are_exactly_the_effective_differences() {
     let n = cases();
     let mut rng = perimeter_tests::Rng::new(0xeffe_c71e);
-    let (mut aws, mut gcp) = (Tally::default(), Tally::default());
+    let (mut aws, mut gcp, mut az) = (Tally::default(), Tally::default(), Tally::default());
     let mut draws = 0;
-    while (aws.checked < n || gcp.checked < n) && draws < 3 * n {
+    while (aws.checked < n || gcp.checked < n || az.checked < n) && draws < 3 * n {
         draws += 1;
         let g = perimeter_tests::generate::gen_policy(&mut rng);
         let Ok(intent) =
@@ -165,9 +167,12 @@ fn reported_violations_are_exactly_the_effective_differences() {
         if gcp.checked < n {
             gcp::case(intent, &mut rng, &mut gcp);
         }
+        if az.checked < n {
+            azure::case(intent, &mut rng, &mut az);
+        }
     }
-    eprintln!("{draws} policies\n  aws {aws:?}\n  gcp {gcp:?}");
-    for (cloud, t) in [("aws", &aws), ("gcp", &gcp)] {
+    eprintln!("{draws} policies\n  aws {aws:?}\n  gcp {gcp:?}\n  azure {az:?}");
+    for (cloud, t) in [("aws", &aws), ("gcp", &gcp), ("azure", &az)] {
         assert!(
             t.checked >= n,
             "{cloud}: only {} cases checked ({t:?})",

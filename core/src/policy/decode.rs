@@ -604,7 +604,14 @@ impl Decoder<'_> {
                     format!("tag `{}` is given twice in {what}", a.value),
                 );
                 d.label = "second occurrence".into();
-                d.help = Some("a resource has one value per tag key: remove one of them".into());
+                let resource = if what.contains("nics") {
+                    "a network interface"
+                } else {
+                    "an instance"
+                };
+                d.help = Some(format!(
+                    "{resource} has one value per tag key: remove one of them"
+                ));
                 continue;
             }
             out.insert(a.value, b.value);

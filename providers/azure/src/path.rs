@@ -308,15 +308,21 @@ impl PlannedPath<'_> {
                 ),
             });
         }
-        // NICs with the same path and the same ASGs are decided alike: checked once.
-        type PathKey = (Option<String>, Option<String>, Vec<String>);
+        // NICs in the same subnet with the same path and the same ASGs are decided alike:
+        // checked once (the subnet names the culprit when the path lacks the policy's NSG).
+        type PathKey = (Option<String>, Option<String>, Option<String>, Vec<String>);
         let mut groups: BTreeMap<PathKey, Vec<&ObservedNic>> = BTreeMap::new();
         for nic in nics {
             let subnet_nsg = nic.subnet.as_deref().and_then(|s| self.subnet_nsg(s));
             let lower = |o: &Option<String>| o.as_ref().map(|s| s.to_ascii_lowercase());
             let mut asgs: Vec<String> = nic.asgs.iter().map(|a| a.to_ascii_lowercase()).collect();
             asgs.sort();
-            let key = (lower(&subnet_nsg), lower(&nic.nsg), asgs);
+            let key = (
+                lower(&nic.subnet),
+                lower(&subnet_nsg),
+                lower(&nic.nsg),
+                asgs,
+            );
             groups.entry(key).or_default().push(nic);
         }
         let node_cidrs: Vec<perimeter_core::Cidr> = nics
@@ -334,7 +340,7 @@ impl PlannedPath<'_> {
             perimeter_core::AddrSet::from_cidrs(&node_cidrs)
         };
         let mut merged: BTreeMap<String, (Violation, Vec<&ObservedNic>)> = BTreeMap::new();
-        for ((subnet_nsg, _, _), members) in &groups {
+        for ((_, subnet_nsg, _, _), members) in &groups {
             let nic = members[0];
             let subnet = nic.subnet.clone().unwrap_or_default();
             let estate = AzurePathEstate {
