@@ -340,11 +340,6 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
     let mut state = lock(&emulator.azure);
     let state = &mut *state;
     let method = request.method.as_str();
-    let network_id = |group: &str, kind: &str, name: &str| {
-        format!(
-            "/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Network/{kind}/{name}"
-        )
-    };
     let nsg_id = |group: &str, nsg: &str| {
         format!(
             "/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Network/networkSecurityGroups/{nsg}"
@@ -559,103 +554,14 @@ fn serve(emulator: &Emulator, request: &Request) -> Result<Response, ArmError> {
             let location = removed.map(|a| a["location"].as_str().unwrap_or_default().to_string());
             Ok(accepted_delete(state, base, sub, location))
         }
-        ("PUT", Route::Vnet { group, vnet }) => network::put_vnet(
-            state,
-            base,
-            sub,
-            request,
-            &network_id(group, "virtualNetworks", vnet),
-            vnet,
-        ),
-        ("GET", Route::Vnet { group, vnet }) => state
-            .vnets
-            .get(&network_id(group, "virtualNetworks", vnet).to_ascii_lowercase())
-            .map(|v| Response::json(200, v))
-            .ok_or_else(|| ArmError::not_found("Microsoft.Network/virtualNetworks", vnet, group)),
         (
-            "GET",
-            Route::Subnet {
-                group,
-                vnet,
-                subnet,
-            },
-        ) => {
-            let id = format!(
-                "{}/subnets/{subnet}",
-                network_id(group, "virtualNetworks", vnet)
-            );
-            network::find_subnet(state, &id)
-                .map(|s| Response::json(200, s))
-                .ok_or_else(|| {
-                    ArmError::not_found(
-                        &format!("Microsoft.Network/virtualNetworks/{vnet}/subnets"),
-                        subnet,
-                        group,
-                    )
-                })
-        }
-        (
-            "PUT",
-            Route::Subnet {
-                group,
-                vnet,
-                subnet,
-            },
-        ) => network::put_subnet(
-            state,
-            base,
-            sub,
-            request,
-            &network_id(group, "virtualNetworks", vnet),
-            subnet,
-        ),
-        (
-            "DELETE",
-            Route::Subnet {
-                group,
-                vnet,
-                subnet,
-            },
-        ) => network::delete_subnet(
-            state,
-            base,
-            sub,
-            &network_id(group, "virtualNetworks", vnet),
-            subnet,
-        ),
-        ("GET", Route::NicList { group }) => network::list_nics(
-            state,
-            base,
-            request,
-            network_id(group, "networkInterfaces", "").trim_end_matches('/'),
-        ),
-        ("GET", Route::Nic { group, nic }) => state
-            .nics
-            .get(&network_id(group, "networkInterfaces", nic).to_ascii_lowercase())
-            .map(|v| Response::json(200, v))
-            .ok_or_else(|| ArmError::not_found("Microsoft.Network/networkInterfaces", nic, group)),
-        ("PUT", Route::Nic { group, nic }) => network::put_nic(
-            state,
-            base,
-            sub,
-            request,
-            &network_id(group, "networkInterfaces", nic),
-            nic,
-        ),
-        ("DELETE", Route::Nic { group, nic }) => Ok(network::delete_nic(
-            state,
-            base,
-            sub,
-            &network_id(group, "networkInterfaces", nic),
-        )),
-        ("POST", Route::EffectiveNsgs { group, nic }) => network::effective_nsgs(
-            state,
-            base,
-            sub,
-            &network_id(group, "networkInterfaces", nic),
-            group,
-            nic,
-        ),
+            method,
+            route @ (Route::Vnet { .. }
+            | Route::Subnet { .. }
+            | Route::NicList { .. }
+            | Route::Nic { .. }
+            | Route::EffectiveNsgs { .. }),
+        ) => network::serve(state, base, sub, method, route, request),
         ("GET", Route::Operation { id }) => {
             let op = state.operations.get_mut(id).ok_or_else(|| {
                 ArmError::new(

@@ -13,8 +13,129 @@ use std::net::Ipv4Addr;
 use serde_json::{Value, json};
 
 use super::nsg::{accepted_delete, if_match, with_async_headers};
+use super::routes::Route;
 use super::{ArmError, PAGE_SIZE, State, default_rules};
 use crate::http::{Request, Response};
+
+/// The routes of this module.
+pub(super) fn serve(
+    state: &mut State,
+    base: &str,
+    sub: &str,
+    method: &str,
+    route: Route<'_>,
+    request: &Request,
+) -> Result<Response, ArmError> {
+    let network_id = |group: &str, kind: &str, name: &str| {
+        format!(
+            "/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Network/{kind}/{name}"
+        )
+    };
+    match (method, route) {
+        ("PUT", Route::Vnet { group, vnet }) => put_vnet(
+            state,
+            base,
+            sub,
+            request,
+            &network_id(group, "virtualNetworks", vnet),
+            vnet,
+        ),
+        ("GET", Route::Vnet { group, vnet }) => state
+            .vnets
+            .get(&network_id(group, "virtualNetworks", vnet).to_ascii_lowercase())
+            .map(|v| Response::json(200, v))
+            .ok_or_else(|| ArmError::not_found("Microsoft.Network/virtualNetworks", vnet, group)),
+        (
+            "GET",
+            Route::Subnet {
+                group,
+                vnet,
+                subnet,
+            },
+        ) => {
+            let id = format!(
+                "{}/subnets/{subnet}",
+                network_id(group, "virtualNetworks", vnet)
+            );
+            find_subnet(state, &id)
+                .map(|s| Response::json(200, s))
+                .ok_or_else(|| {
+                    ArmError::not_found(
+                        &format!("Microsoft.Network/virtualNetworks/{vnet}/subnets"),
+                        subnet,
+                        group,
+                    )
+                })
+        }
+        (
+            "PUT",
+            Route::Subnet {
+                group,
+                vnet,
+                subnet,
+            },
+        ) => put_subnet(
+            state,
+            base,
+            sub,
+            request,
+            &network_id(group, "virtualNetworks", vnet),
+            subnet,
+        ),
+        (
+            "DELETE",
+            Route::Subnet {
+                group,
+                vnet,
+                subnet,
+            },
+        ) => delete_subnet(
+            state,
+            base,
+            sub,
+            &network_id(group, "virtualNetworks", vnet),
+            subnet,
+        ),
+        ("GET", Route::NicList { group }) => list_nics(
+            state,
+            base,
+            request,
+            network_id(group, "networkInterfaces", "").trim_end_matches('/'),
+        ),
+        ("GET", Route::Nic { group, nic }) => state
+            .nics
+            .get(&network_id(group, "networkInterfaces", nic).to_ascii_lowercase())
+            .map(|v| Response::json(200, v))
+            .ok_or_else(|| ArmError::not_found("Microsoft.Network/networkInterfaces", nic, group)),
+        ("PUT", Route::Nic { group, nic }) => put_nic(
+            state,
+            base,
+            sub,
+            request,
+            &network_id(group, "networkInterfaces", nic),
+            nic,
+        ),
+        ("DELETE", Route::Nic { group, nic }) => Ok(delete_nic(
+            state,
+            base,
+            sub,
+            &network_id(group, "networkInterfaces", nic),
+        )),
+        ("POST", Route::EffectiveNsgs { group, nic }) => effective_nsgs(
+            state,
+            base,
+            sub,
+            &network_id(group, "networkInterfaces", nic),
+            group,
+            nic,
+        ),
+        _ => Err(ArmError::new(
+            405,
+            "MethodNotAllowed",
+            &format!("The requested method {method} is not allowed here."),
+        )),
+    }
+}
 
 fn bad_reference(what: &str, id: &str) -> ArmError {
     ArmError::new(
