@@ -301,15 +301,63 @@ fn a_public_ip_in_a_private_perimeter_is_posture_drift() {
 }
 
 #[test]
-fn a_subnet_or_a_nacl_taken_out_of_the_policy_is_released_and_removed() {
+fn a_subnet_or_a_nacl_taken_out_of_the_policy_goes_back_where_it_was() {
     let rt = runtime();
     let w = rt.block_on(world("ap-southeast-1"));
     let p = path(&w.policy);
+    // Before perimeter, the second subnet is on a team's NACL.
+    let team = rt.block_on(async {
+        let c = client(&w.region).await;
+        let team = c
+            .create_network_acl()
+            .vpc_id(&w.vpc)
+            .send()
+            .await
+            .unwrap()
+            .network_acl
+            .unwrap()
+            .network_acl_id
+            .unwrap();
+        let assoc = c
+            .describe_network_acls()
+            .filters(
+                Filter::builder()
+                    .name("association.subnet-id")
+                    .values(&w.subnets[1])
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .network_acls()
+            .iter()
+            .flat_map(|a| a.associations())
+            .find(|a| a.subnet_id() == Some(w.subnets[1].as_str()))
+            .and_then(|a| a.network_acl_association_id().map(str::to_string))
+            .unwrap();
+        c.replace_network_acl_association()
+            .association_id(assoc)
+            .network_acl_id(&team)
+            .send()
+            .await
+            .unwrap();
+        team
+    });
+    let o = perimeter(&["plan", p]);
+    assert!(
+        text(&o).contains(&format!(
+            "~ subnet {}: {team} → this network ACL (recorded on it, to go back there when released)",
+            w.subnets[1]
+        )),
+        "{}",
+        text(&o)
+    );
     assert_eq!(
         perimeter(&["apply", p, "--auto-approve"]).status.code(),
         Some(0)
     );
     let original = std::fs::read_to_string(&w.policy).unwrap();
+    // (id, is default, subnets) of every NACL in the VPC.
     let acls = || {
         rt.block_on(async {
             let c = client(&w.region).await;
@@ -319,7 +367,8 @@ fn a_subnet_or_a_nacl_taken_out_of_the_policy_is_released_and_removed() {
                 .send()
                 .await
                 .unwrap();
-            o.network_acls()
+            let mut v: Vec<(String, bool, Vec<String>)> = o
+                .network_acls()
                 .iter()
                 .map(|a| {
                     let mut subnets: Vec<String> = a
@@ -328,13 +377,22 @@ fn a_subnet_or_a_nacl_taken_out_of_the_policy_is_released_and_removed() {
                         .filter_map(|s| s.subnet_id().map(str::to_string))
                         .collect();
                     subnets.sort();
-                    (a.is_default() == Some(true), subnets)
+                    let id = a.network_acl_id().unwrap().to_string();
+                    (id, a.is_default() == Some(true), subnets)
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            v.sort();
+            v
         })
     };
+    assert!(
+        acls().iter().any(|(id, _, s)| *id == team && s.is_empty()),
+        "{:?}",
+        acls()
+    );
 
-    // One subnet leaves the policy: it goes back to the default NACL.
+    // One subnet leaves the policy: it goes back to the team's NACL, recorded on the owned
+    // one when perimeter moved it.
     let one = original.replace(
         &format!("subnets: [{}, {}]", w.subnets[0], w.subnets[1]),
         &format!("subnets: [{}]", w.subnets[0]),
@@ -345,7 +403,7 @@ fn a_subnet_or_a_nacl_taken_out_of_the_policy_is_released_and_removed() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains(&format!(
-            "~ subnet {}: this network ACL → the VPC's default NACL",
+            "~ subnet {}: this network ACL → {team} (not in the policy",
             w.subnets[1]
         )),
         "{}",
@@ -354,12 +412,13 @@ fn a_subnet_or_a_nacl_taken_out_of_the_policy_is_released_and_removed() {
     let o = perimeter(&["apply", p, "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        acls().contains(&(true, vec![w.subnets[1].clone()])),
+        acls().contains(&(team.clone(), false, vec![w.subnets[1].clone()])),
         "{:?}",
         acls()
     );
 
-    // The NACL leaves the policy: its last subnet is released and it is deleted.
+    // The NACL leaves the policy: its last subnet goes back to the default (where it was),
+    // and the NACL is deleted.
     let start = one.find("    network_acl:").unwrap();
     let none = one[..start].to_string();
     std::fs::write(&w.policy, &none).unwrap();
@@ -372,17 +431,22 @@ fn a_subnet_or_a_nacl_taken_out_of_the_policy_is_released_and_removed() {
     );
     let o = perimeter(&["apply", p, "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let mut all = w.subnets.to_vec();
-    all.sort();
+    let left: Vec<(bool, Vec<String>)> = acls().into_iter().map(|(_, d, s)| (d, s)).collect();
+    let mut expect = vec![
+        (false, vec![w.subnets[1].clone()]),
+        (true, vec![w.subnets[0].clone()]),
+    ];
+    expect.sort();
+    let mut left_sorted = left.clone();
+    left_sorted.sort();
     assert_eq!(
-        acls(),
-        [(true, all)],
-        "only the default NACL, holding both subnets"
+        left_sorted, expect,
+        "the team's NACL and the default, nothing of perimeter's"
     );
 }
 
 #[test]
-fn a_group_no_target_declares_any_more_is_reported() {
+fn a_renamed_target_swaps_groups_on_the_nodes_and_removes_the_old_group_and_nacl() {
     let rt = runtime();
     let w = rt.block_on(world("ap-northeast-2"));
     let p = path(&w.policy);
@@ -390,28 +454,92 @@ fn a_group_no_target_declares_any_more_is_reported() {
         perimeter(&["apply", p, "--auto-approve"]).status.code(),
         Some(0)
     );
+    let groups_named = |name: &str| {
+        rt.block_on(async {
+            let c = client(&w.region).await;
+            let o = c
+                .describe_security_groups()
+                .filters(Filter::builder().name("group-name").values(name).build())
+                .send()
+                .await
+                .unwrap();
+            o.security_groups()
+                .iter()
+                .filter_map(|g| g.group_id().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+    };
+    let old = groups_named("eks-workers");
+    assert_eq!(old.len(), 1);
     let renamed = std::fs::read_to_string(&w.policy).unwrap().replace(
         "security_group: eks-workers",
         "security_group: eks-workers-v2",
     );
     std::fs::write(&w.policy, renamed).unwrap();
+
+    // Drift names the old group as perimeter's and unwanted.
     let (code, report) = drift_json(p, &[]);
     assert_eq!(code, Some(2), "{report:#}");
-    let orphans: Vec<_> = items_of(&report, "posture")
-        .into_iter()
-        .filter(|i| {
-            i["key"]
-                .as_str()
-                .unwrap()
-                .contains("/posture/orphaned-group/sg-")
-        })
-        .collect();
-    assert_eq!(orphans.len(), 1, "{report:#}");
+    let unexpected = items_of(&report, "unexpected");
     assert!(
-        orphans[0]["detail"]
+        unexpected.iter().any(|i| i["key"]
             .as_str()
             .unwrap()
-            .contains("security group eks-workers (sg-"),
+            .ends_with("/eks-workers/security-group")
+            && i["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no target declares it")),
         "{report:#}"
     );
+
+    // The plan swaps the groups on each interface in one write, and removes the old ones.
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains(&format!("− {}", old[0])), "{out}");
+    assert!(
+        out.contains("remove what policy eks-workers owns but no longer declares (eks-workers)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "- security group eks-workers {} (no target of the policy declares it)",
+            old[0]
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("groups → "), "no separate detach: {out}");
+    let o = perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        groups_named("eks-workers").is_empty(),
+        "the old group is gone"
+    );
+    let new = groups_named("eks-workers-v2");
+    assert_eq!(new.len(), 1);
+    rt.block_on(async {
+        let c = client(&w.region).await;
+        for i in &w.instances {
+            let (_, groups) = primary_interface(&c, i).await;
+            assert!(groups.contains(&new[0]), "{groups:?}");
+            assert!(!groups.contains(&old[0]), "{groups:?}");
+        }
+        let acls = c
+            .describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(&w.vpc).build())
+            .send()
+            .await
+            .unwrap();
+        let names: Vec<String> = acls
+            .network_acls()
+            .iter()
+            .filter(|a| a.is_default() != Some(true))
+            .flat_map(|a| a.tags().iter().filter(|t| t.key() == Some("Name")))
+            .filter_map(|t| t.value().map(str::to_string))
+            .collect();
+        assert_eq!(names, ["eks-workers-v2"], "the old NACL is gone");
+    });
+    let o = perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

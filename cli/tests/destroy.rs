@@ -41,7 +41,7 @@ fn aws_destroy_takes_the_group_off_the_nodes_moves_the_subnets_back_and_deletes_
     let out = text(&o);
     assert!(out.contains("- security group eks-workers"), "{out}");
     assert!(out.contains("(the owned group taken off)"), "{out}");
-    assert!(out.contains("back to the VPC's default NACL"), "{out}");
+    assert!(out.contains("back to NACL acl-"), "{out}");
     assert!(out.contains("to destroy"), "{out}");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();

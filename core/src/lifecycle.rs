@@ -116,6 +116,12 @@ pub trait Cloud {
     fn is_orphan(_desired: &Self::Desired) -> bool {
         false
     }
+    /// Fits the plans of one cloud to each other, in apply order, after every target is
+    /// planned (AWS: an interface that a declared target attaches to swaps an orphaned group
+    /// out in the same write, which the orphan's retirement then leaves alone). Pure.
+    fn settle(_plans: &mut [Self::TargetPlan]) -> Result<(), Self::PlanError> {
+        Ok(())
+    }
     /// Requests sent so far, retries included.
     fn api_calls(backend: &Self::Backend) -> u64;
     /// Requests that were retries (0 where the SDK retries unseen).

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the plan document (`plan --format json`, `plan --out`). Documented in
 /// docs/plan-format.md; bumped only on incompatible change. 2 added GCP targets and 3 Azure
 /// targets: an older reader would apply only the parts it knows, so it must refuse the plan.
-pub const PLAN_FORMAT_VERSION: u32 = 6;
+pub const PLAN_FORMAT_VERSION: u32 = 7;
 
 /// A fingerprint of observed state: the SHA-256 of its canonical JSON. A saved plan records
 /// one per resource; apply re-observes and refuses to write if any differs ("stale plan").

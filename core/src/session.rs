@@ -41,6 +41,15 @@ pub enum LifecycleError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The plans of several targets cannot be made together.
+    #[error("planning {cloud} targets together")]
+    Settle {
+        /// [`Cloud::TITLE`].
+        cloud: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The plans together exceed a limit of the cloud.
     #[error("checking {cloud} limits across targets")]
     Limits {
@@ -257,6 +266,10 @@ impl<C: Cloud> Session<C> {
                 }
             }
         }
+        C::settle(&mut self.plans).map_err(|e| LifecycleError::Settle {
+            cloud: C::TITLE,
+            source: e.into(),
+        })?;
         if mode == Mode::Write {
             C::check_limits(&self.plans).map_err(|e| LifecycleError::Limits {
                 cloud: C::TITLE,

@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::types::{
     HttpTokensState, IcmpTypeCode, InstanceMetadataEndpointState, PortRange, ResourceType,
-    RuleAction, SecurityGroupRuleUpdate,
+    RuleAction, SecurityGroupRuleUpdate, Tag, TagSpecification,
 };
 use perimeter_core::Direction;
 
@@ -15,8 +15,9 @@ use crate::lease::{lease_tag, new_lease};
 use crate::model::{NaclEntry, SgRule};
 use crate::nacl_plan::content;
 use crate::plan::{AwsTargetPlan, SgChange, SgRuleKey};
-use crate::state::ObservedAws;
+use crate::state::{ObservedAws, PREVIOUS_NACL_TAG};
 use perimeter_core::lease::Lease;
+use std::collections::BTreeMap;
 
 impl AwsBackend {
     /// Executes one target's plan. The caller has checked the plan is not stale. On failure,
@@ -231,11 +232,7 @@ impl AwsBackend {
                         // The SDK resends the same token when it retries, so a create whose
                         // answer was lost returns the NACL it made instead of making another.
                         .client_token(client_token(plan))
-                        .tag_specifications(tags(
-                            ResourceType::NetworkAcl,
-                            &plan.policy,
-                            &sg.group_name,
-                        ))
+                        .tag_specifications(previous_tags(plan, &nacl.record_previous))
                         .send()
                         .await
                         .map_err(api_err("CreateNetworkAcl"))?;
@@ -324,6 +321,19 @@ impl AwsBackend {
                     nacl.changes.len()
                 ));
             }
+            if nacl.network_acl_id.is_some() && !nacl.record_previous.is_empty() {
+                // Before the moves, so that a kill after any of them still finds the record.
+                let mut req = c.create_tags().resources(&acl_id);
+                for (subnet, previous) in &nacl.record_previous {
+                    req = req.tags(previous_tag(subnet, previous));
+                }
+                req.send().await.map_err(api_err("CreateTags"))?;
+                *writes += 1;
+                progress(format!(
+                    "~ {acl_id} records the NACL of {} subnet(s) before the move",
+                    nacl.record_previous.len()
+                ));
+            }
             for a in &nacl.associate {
                 self.move_subnet(&a.association_id, &acl_id).await?;
                 *writes += 1;
@@ -334,7 +344,7 @@ impl AwsBackend {
                     .await?;
                 *writes += 1;
                 progress(format!(
-                    "~ subnet {} released to the default NACL {}",
+                    "~ subnet {} released to {}",
                     a.subnet_id, a.network_acl_id
                 ));
             }
@@ -348,7 +358,12 @@ impl AwsBackend {
         }
 
         for a in &plan.attach {
-            let mut groups = a.groups.clone();
+            let mut groups: Vec<String> = a
+                .groups
+                .iter()
+                .filter(|g| !a.release.contains(g))
+                .cloned()
+                .collect();
             if !groups.contains(&group_id) {
                 groups.push(group_id.clone());
             }
@@ -359,8 +374,13 @@ impl AwsBackend {
                 .await
                 .map_err(api_err("ModifyNetworkInterfaceAttribute"))?;
             *writes += 1;
+            let swapped = if a.release.is_empty() {
+                String::new()
+            } else {
+                format!(" in place of {}", a.release.join(", "))
+            };
             progress(format!(
-                "~ {} attached to {} ({})",
+                "~ {} attached to {} ({}){swapped}",
                 sg.group_name, a.interface_id, a.instance_id
             ));
         }
@@ -474,6 +494,33 @@ fn client_token(plan: &AwsTargetPlan) -> String {
     );
     let digest = perimeter_core::plan::sha256_hex(nonce.as_bytes());
     format!("perimeter-{}", &digest[..32])
+}
+
+/// The tag that records a subnet's NACL before perimeter moved it.
+fn previous_tag(subnet: &str, previous: &str) -> Tag {
+    Tag::builder()
+        .key(format!("{PREVIOUS_NACL_TAG}{subnet}"))
+        .value(previous)
+        .build()
+}
+
+/// A new NACL's tags, with the previous NACL of every subnet it is about to take.
+fn previous_tags(plan: &AwsTargetPlan, record: &BTreeMap<String, String>) -> TagSpecification {
+    let spec = tags(
+        ResourceType::NetworkAcl,
+        &plan.policy,
+        &plan.security_group.group_name,
+    );
+    TagSpecification::builder()
+        .resource_type(ResourceType::NetworkAcl)
+        .set_tags(Some(
+            spec.tags()
+                .iter()
+                .cloned()
+                .chain(record.iter().map(|(s, p)| previous_tag(s, p)))
+                .collect(),
+        ))
+        .build()
 }
 
 impl AwsBackend {

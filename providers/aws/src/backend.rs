@@ -315,6 +315,7 @@ impl AwsBackend {
 
         self.observe_instances(targets, &mut out).await?;
         self.observe_interfaces(&mut out).await?;
+        self.observe_owned_group_interfaces(&mut out).await?;
         self.observe_node_subnets(&mut out).await?;
         self.observe_other_groups(&mut out).await?;
         self.observe_nacls(policy, targets, &mut out).await?;

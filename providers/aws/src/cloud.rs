@@ -121,6 +121,45 @@ impl Cloud for Aws {
         Ok(out.into_iter().flatten().collect())
     }
 
+    fn orphan_targets(
+        _policy: &str,
+        targets: &[AwsTarget],
+        observed: &[ObservedAws],
+    ) -> Vec<AwsTarget> {
+        targets
+            .iter()
+            .zip(observed)
+            .flat_map(|(t, o)| {
+                o.orphan_groups.iter().map(|g| AwsTarget {
+                    account: None,
+                    region: t.region.clone(),
+                    vpc: g.vpc_id.clone(),
+                    security_group: g.group_name.clone(),
+                    instances: BTreeMap::new(),
+                    network_acl: None,
+                    attach: false,
+                    span: Default::default(),
+                })
+            })
+            .collect()
+    }
+
+    fn orphan_desired(target: &AwsTarget) -> Option<AwsDesired> {
+        Some(AwsDesired::orphaned(target.clone()))
+    }
+
+    fn is_orphan(desired: &AwsDesired) -> bool {
+        desired.orphaned
+    }
+
+    // After the declared targets: a renamed target's group goes onto the interfaces (in place
+    // of the orphan's, `settle`) before the orphan is deleted.
+    const ORPHANS_FIRST: bool = false;
+
+    fn settle(plans: &mut [AwsTargetPlan]) -> Result<(), PlanError> {
+        crate::retire::settle(plans)
+    }
+
     fn api_calls(backend: &AwsBackends) -> u64 {
         backend.regions.values().map(AwsBackend::api_calls).sum()
     }

@@ -16,6 +16,37 @@ pub(crate) fn items(p: &AwsTargetPlan) -> Vec<DriftItem> {
     };
     let mut out = Vec::new();
     let sg = &p.security_group;
+    if let Some(r) = &p.retire {
+        // Drift sees a retirement only for a target the policy no longer declares.
+        if let Some(g) = r
+            .delete_security_group
+            .as_ref()
+            .filter(|_| p.desired.orphaned)
+        {
+            out.push(item(
+                DriftKind::Unexpected,
+                "security-group",
+                "security-group",
+                format!(
+                    "security group {} ({g}) carries the policy's tag but no target declares it; it still decides the packets of {} interface(s)",
+                    sg.group_name,
+                    r.detach.len()
+                ),
+            ));
+        }
+        if let Some(acl) = r.delete_network_acl.as_ref().filter(|_| p.desired.orphaned) {
+            out.push(item(
+                DriftKind::Unexpected,
+                "network-acl",
+                "network-acl",
+                format!(
+                    "network ACL {acl} carries the policy's tag but no target declares it ({} subnet(s) on it)",
+                    r.restore.len()
+                ),
+            ));
+        }
+        return out;
+    }
     if sg.group_id.is_none() {
         out.push(item(
             DriftKind::Missing,

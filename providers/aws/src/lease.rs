@@ -74,10 +74,14 @@ impl AwsBackend {
         let observed = self
             .observe(&plan.policy, std::slice::from_ref(&plan.target))
             .await?;
-        let same = observed
-            .first()
-            .and_then(|o| Fingerprints::of(o).ok())
-            .is_some_and(|f| f == plan.fingerprints);
+        let same = observed.first().is_some_and(|o| {
+            let holds = plan
+                .retire
+                .as_ref()
+                .is_none_or(|r| r.holds(Some(group_id), o));
+            holds
+                && Fingerprints::for_desired(&plan.desired, o).is_ok_and(|f| f == plan.fingerprints)
+        });
         if !same {
             self.release_lease(group_id, lease).await;
             return Err(AwsError::Unexpected(format!(

@@ -15,7 +15,7 @@ use crate::model::{NaclEntry, SgRule};
 use crate::paginate::describe_all;
 use crate::state::{
     OWNER_TAG, ObservedAws, ObservedInterface, ObservedNetworkAcl, ObservedOtherGroup,
-    ObservedSubnetAcl, OrphanGroup, SubnetAssociation,
+    ObservedSubnetAcl, OrphanGroup, PREVIOUS_NACL_TAG, SubnetAssociation,
 };
 
 impl AwsBackend {
@@ -109,6 +109,68 @@ impl AwsBackend {
             interfaces.sort_by(|a, b| a.interface_id.cmp(&b.interface_id));
             interfaces.dedup();
             obs.interfaces = interfaces;
+        }
+        Ok(())
+    }
+
+    /// Every interface carrying an owned group, whichever instance it is on or none: one
+    /// paginated call per 200 groups. Retiring a group takes it off all of them.
+    pub(crate) async fn observe_owned_group_interfaces(
+        &self,
+        out: &mut [ObservedAws],
+    ) -> Result<(), AwsError> {
+        let client = self.client();
+        let owned: Vec<String> = out
+            .iter()
+            .filter_map(|o| o.security_group.as_ref().map(|g| g.group_id.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut by_group: BTreeMap<String, Vec<ObservedInterface>> = BTreeMap::new();
+        for chunk in owned.chunks(FILTER_VALUES_MAX) {
+            let enis = describe_all!(
+                client
+                    .describe_network_interfaces()
+                    .filters(filter("group-id", chunk.iter().cloned())),
+                1000,
+                network_interfaces,
+                "DescribeNetworkInterfaces"
+            )?;
+            for e in enis {
+                let mut groups: Vec<String> = e
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect();
+                groups.sort();
+                groups.dedup();
+                let interface = ObservedInterface {
+                    interface_id: e.network_interface_id().unwrap_or_default().to_string(),
+                    instance_id: e
+                        .attachment()
+                        .and_then(|a| a.instance_id())
+                        .unwrap_or_default()
+                        .to_string(),
+                    subnet_id: e.subnet_id().unwrap_or_default().to_string(),
+                    groups: groups.clone(),
+                };
+                for g in groups.iter().filter(|g| chunk.contains(g)) {
+                    by_group
+                        .entry(g.clone())
+                        .or_default()
+                        .push(interface.clone());
+                }
+            }
+        }
+        for obs in out.iter_mut() {
+            if let Some(g) = &obs.security_group {
+                let mut interfaces = by_group.remove(&g.group_id).unwrap_or_default();
+                interfaces.sort_by(|a, b| {
+                    (&a.instance_id, &a.interface_id).cmp(&(&b.instance_id, &b.interface_id))
+                });
+                interfaces.dedup();
+                obs.owned_group_interfaces = interfaces;
+            }
         }
         Ok(())
     }
@@ -320,6 +382,33 @@ impl AwsBackend {
                         })
                         .collect();
                     assoc.sort_by(|x, y| x.subnet_id.cmp(&y.subnet_id));
+                    obs.recorded_previous = a
+                        .tags()
+                        .iter()
+                        .filter_map(|tag| {
+                            let subnet = tag.key()?.strip_prefix(PREVIOUS_NACL_TAG)?;
+                            Some((subnet.to_string(), tag.value()?.to_string()))
+                        })
+                        .collect();
+                    // Back where perimeter found it, if that NACL is still there; else to
+                    // the default (where every subnet of a VPC starts).
+                    let owned_id = a.network_acl_id().unwrap_or_default();
+                    obs.network_acl_restore = assoc
+                        .iter()
+                        .filter_map(|s| {
+                            let previous = obs
+                                .recorded_previous
+                                .get(&s.subnet_id)
+                                .filter(|p| p.as_str() != owned_id)
+                                .filter(|p| {
+                                    in_vpc
+                                        .iter()
+                                        .any(|x| x.network_acl_id() == Some(p.as_str()))
+                                });
+                            let to = previous.or(obs.default_network_acl.as_ref())?;
+                            Some((s.subnet_id.clone(), to.clone()))
+                        })
+                        .collect();
                     obs.owned_acl_associations = assoc;
                     obs.network_acl = Some(ObservedNetworkAcl {
                         network_acl_id: a.network_acl_id().unwrap_or_default().to_string(),

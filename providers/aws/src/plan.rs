@@ -4,7 +4,7 @@
 //! revoke, which NACL numbers to write, which subnets to re-associate, which instances get new
 //! metadata options. Apply executes it and makes no choices.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use perimeter_core::Note;
 use perimeter_core::plan::{
@@ -19,7 +19,7 @@ use crate::model::{MetadataOptions, NaclEntry, NetworkAcl, SecurityGroup, SgPeer
 use crate::nacl::NACL_ENTRIES_PER_DIRECTION_PER_FAMILY;
 use crate::nacl_plan::{OrderError, entry_diff, group_writes, ordered};
 use crate::retire::Retirement;
-use crate::state::{OWNER_TAG, ObservedAws, SubnetAssociation};
+use crate::state::{OWNER_TAG, ObservedAws, PREVIOUS_NACL_TAGS_MAX, SubnetAssociation};
 use crate::transition::AwsState;
 use perimeter_core::transition::Unsafe;
 use perimeter_core::violation::Violation;
@@ -67,13 +67,19 @@ pub struct NaclPlan {
     /// Subnets to move to the owned NACL, with their current association ids.
     pub associate: Vec<SubnetAssociation>,
     /// Subnets on the owned NACL that the target no longer names, each moved to
-    /// `network_acl_id` (the VPC's default NACL) after the entries are written.
+    /// `network_acl_id` (where it was before perimeter moved it, or the VPC's default) after
+    /// the entries are written.
     #[serde(default)]
     pub release: Vec<SubnetAssociation>,
     /// True when the target no longer declares a NACL: after its subnets are released, the
     /// owned NACL is deleted.
     #[serde(default)]
     pub delete: bool,
+    /// Subnets in `associate` that are on a NACL other than the VPC's default now, with that
+    /// NACL: recorded as tags on the owned NACL before the move (at its creation, or with one
+    /// `CreateTags`), so that release and destroy put each subnet back where it was.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub record_previous: BTreeMap<String, String>,
 }
 
 /// New metadata options for one instance.
@@ -105,6 +111,10 @@ pub struct AwsDesired {
     /// NACL instead of writing them.
     #[serde(default)]
     pub retired: bool,
+    /// True for a group of the policy that no target declares any more (found by the
+    /// ownership tag): retired, after the declared targets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphaned: bool,
 }
 
 impl AwsDesired {
@@ -117,6 +127,25 @@ impl AwsDesired {
             metadata_options: c.metadata_options.clone(),
             private,
             retired: false,
+            orphaned: false,
+        }
+    }
+
+    /// A group of the policy (and the NACL of its name) in a target no one declares: retired.
+    pub fn orphaned(target: AwsTarget) -> Self {
+        Self {
+            security_group: SecurityGroup {
+                group_name: target.security_group.clone(),
+                vpc_id: target.vpc.clone(),
+                description: String::new(),
+                rules: Vec::new(),
+            },
+            target,
+            network_acl: None,
+            metadata_options: None,
+            private: false,
+            retired: true,
+            orphaned: true,
         }
     }
 
@@ -141,6 +170,31 @@ pub struct Fingerprints {
 }
 
 impl Fingerprints {
+    /// What a plan of `desired` depends on in an observation.
+    pub fn for_desired(desired: &AwsDesired, o: &ObservedAws) -> Result<Self, FingerprintError> {
+        if desired.orphaned {
+            Self::of_orphan(o)
+        } else {
+            Self::of(o)
+        }
+    }
+
+    /// An orphan's objects themselves: the group's rules, the NACL and its entries. The
+    /// interfaces and subnets it lets go are not included, because declared targets applied
+    /// before it take some of them over (`settle`); apply checks the rest write by write
+    /// (`Retirement::holds`).
+    pub fn of_orphan(o: &ObservedAws) -> Result<Self, FingerprintError> {
+        Ok(Self {
+            security_group: fingerprint(&(&o.security_group, &o.foreign_group))?,
+            network_acl: fingerprint(
+                &o.network_acl
+                    .as_ref()
+                    .map(|n| (&n.network_acl_id, &n.entries)),
+            )?,
+            instances: fingerprint(&())?,
+        })
+    }
+
     /// Fingerprints of an observation.
     pub fn of(o: &ObservedAws) -> Result<Self, FingerprintError> {
         Ok(Self {
@@ -169,8 +223,13 @@ pub struct AttachChange {
     pub instance_id: String,
     /// `eni-...`.
     pub interface_id: String,
-    /// Its groups now; after apply: these plus the owned group.
+    /// Its groups now; after apply: these, less `release`, plus the owned group.
     pub groups: Vec<String>,
+    /// Groups of the policy that no target declares any more (a renamed target's old group),
+    /// taken off in the same write: the interface swaps one for the other at once, and the
+    /// orphan's retirement leaves it alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<String>,
 }
 
 /// AWS's default quota of security groups per network interface (adjustable to 16).
@@ -233,9 +292,10 @@ pub enum PlanError {
     /// The observed state could not be fingerprinted.
     #[error(transparent)]
     Fingerprint(#[from] FingerprintError),
-    /// `destroy` would leave an interface with no security group, which EC2 refuses.
+    /// Retiring the owned group would leave an interface with no security group, which EC2
+    /// refuses.
     #[error(
-        "destroy would leave interface {interface} of {instance} without a security group (it has only the owned group {group}); give it another group first"
+        "removing security group {group} would leave interface {interface} of {instance} without a security group (it has only that one); give it another group first, or declare a target with `attach: true` that selects it"
     )]
     LastGroup {
         /// `eni-...`.
@@ -481,7 +541,7 @@ pub(crate) fn plan(
             direction: if egress { "outbound" } else { "inbound" },
         },
     })?;
-    // Subnets on the owned NACL that the target no longer names go back to the default NACL;
+    // Subnets on the owned NACL that the target no longer names go back where they were (or to the default NACL);
     // a NACL the target no longer declares goes too.
     let wanted: &[String] = compiled
         .network_acl
@@ -491,19 +551,9 @@ pub(crate) fn plan(
         .owned_acl_associations
         .iter()
         .filter(|a| !wanted.contains(&a.subnet_id))
-        .map(|a| {
-            observed
-                .default_network_acl
-                .as_ref()
-                .map(|default| SubnetAssociation {
-                    network_acl_id: default.clone(),
-                    ..a.clone()
-                })
-                .ok_or_else(|| PlanError::NoDefaultNacl {
-                    vpc: target.vpc.clone(),
-                })
-        })
+        .map(|a| restored(a, observed, target))
         .collect::<Result<_, _>>()?;
+    let (record_previous, unrecorded) = previous_to_record(&associate, observed);
     let orphaned = compiled.network_acl.is_none() && acl_id.is_some();
     let network_acl = (compiled.network_acl.is_some() || orphaned).then(|| NaclPlan {
         network_acl_id: acl_id,
@@ -512,6 +562,7 @@ pub(crate) fn plan(
         associate,
         release,
         delete: orphaned,
+        record_previous,
     });
 
     let metadata = match &compiled.metadata_options {
@@ -550,11 +601,74 @@ pub(crate) fn plan(
         findings: {
             let mut f = findings(observed, private, target.attach);
             f.extend(path_findings);
+            f.extend(unrecorded);
             f
         },
         violations,
         retire: None,
     })
+}
+
+/// Where a subnet on the owned NACL goes when perimeter lets it go: back to the NACL recorded
+/// when perimeter moved it (if it still exists), else to the VPC's default.
+pub(crate) fn restored(
+    a: &SubnetAssociation,
+    observed: &ObservedAws,
+    target: &AwsTarget,
+) -> Result<SubnetAssociation, PlanError> {
+    observed
+        .network_acl_restore
+        .get(&a.subnet_id)
+        .or(observed.default_network_acl.as_ref())
+        .map(|to| SubnetAssociation {
+            network_acl_id: to.clone(),
+            ..a.clone()
+        })
+        .ok_or_else(|| PlanError::NoDefaultNacl {
+            vpc: target.vpc.clone(),
+        })
+}
+
+/// The subnets moving to the owned NACL from a NACL other than the default, to be recorded
+/// (within the tag limit); those past the limit are findings (they will go back to the
+/// default).
+fn previous_to_record(
+    associate: &[SubnetAssociation],
+    observed: &ObservedAws,
+) -> (BTreeMap<String, String>, Vec<Finding>) {
+    let default = observed.default_network_acl.as_deref();
+    let mut room = PREVIOUS_NACL_TAGS_MAX.saturating_sub(observed.recorded_previous.len());
+    let mut record = BTreeMap::new();
+    let mut unrecorded = Vec::new();
+    for a in associate {
+        // From the default with nothing recorded: nothing to record (the default is where
+        // it goes back by default). A stale record is overwritten, even with the default.
+        if Some(a.network_acl_id.as_str()) == default
+            && !observed.recorded_previous.contains_key(&a.subnet_id)
+        {
+            continue;
+        }
+        if observed.recorded_previous.get(&a.subnet_id) == Some(&a.network_acl_id) {
+            continue;
+        }
+        // A subnet already recorded overwrites its own tag; a new one takes room.
+        if !observed.recorded_previous.contains_key(&a.subnet_id) {
+            if room == 0 {
+                unrecorded.push(Finding {
+                    code: "previous-nacl-unrecorded".into(),
+                    resource: a.subnet_id.clone(),
+                    message: format!(
+                        "subnet {} leaves network ACL {} for the owned one, but the owned NACL has no tag left to record that ({PREVIOUS_NACL_TAGS_MAX} at most): release and destroy will move it to the VPC's default NACL",
+                        a.subnet_id, a.network_acl_id
+                    ),
+                });
+                continue;
+            }
+            room -= 1;
+        }
+        record.insert(a.subnet_id.clone(), a.network_acl_id.clone());
+    }
+    (record, unrecorded)
 }
 
 /// Every interface of a selected instance that lacks the owned group, checked against the
@@ -580,6 +694,7 @@ fn attach_changes(observed: &ObservedAws) -> Result<Vec<AttachChange>, PlanError
             instance_id: i.instance_id.clone(),
             interface_id: i.interface_id.clone(),
             groups: i.groups.clone(),
+            release: Vec::new(),
         });
     }
     // In instance order, as the metadata changes are (interface ids are random).
@@ -634,16 +749,6 @@ fn findings(observed: &ObservedAws, private: bool, attach: bool) -> Vec<Finding>
                 message: format!("node {} does not carry the owned security group {}; the perimeter does not protect it (set `attach: true` in the target to add it)", i.instance_id, g.group_id),
             });
         }
-    }
-    for g in &observed.orphan_groups {
-        out.push(Finding {
-            code: "orphaned-group".into(),
-            resource: g.group_id.clone(),
-            message: format!(
-                "security group {} ({}) in {} carries perimeter:policy but no target of the policy declares it: it still enforces the policy it was written for on every interface that carries it; declare it in a target and run `perimeter destroy`, or delete it",
-                g.group_name, g.group_id, g.vpc_id
-            ),
-        });
     }
     out.sort_by(|a, b| (&a.code, &a.resource).cmp(&(&b.code, &b.resource)));
     out.dedup();

@@ -265,15 +265,21 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
                 style.paint(
                     Action::Update,
                     &format!(
-                        "~ subnet {}: {} → this network ACL",
-                        a.subnet_id, a.network_acl_id
+                        "~ subnet {}: {} → this network ACL{}",
+                        a.subnet_id,
+                        a.network_acl_id,
+                        if n.record_previous.contains_key(&a.subnet_id) {
+                            " (recorded on it, to go back there when released)"
+                        } else {
+                            ""
+                        }
                     )
                 )
             );
         }
         for a in &n.release {
             let line = format!(
-                "~ subnet {}: this network ACL → the VPC's default NACL {} (not in the policy)",
+                "~ subnet {}: this network ACL → {} (not in the policy; back where it was, or the VPC's default)",
                 a.subnet_id, a.network_acl_id
             );
             let _ = writeln!(out, "  {}", style.paint(Action::Update, &line));
@@ -310,8 +316,9 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
             } else {
                 a.groups.join(", ")
             };
+            let swapped: String = a.release.iter().map(|g| format!(" − {g}")).collect();
             let line = format!(
-                "~ {} ({}): groups {before} → + {}",
+                "~ {} ({}): groups {before} → + {}{swapped}",
                 a.interface_id, a.instance_id, sg.group_name
             );
             let _ = writeln!(out, "  {}", style.paint(Action::Update, &line));
@@ -324,9 +331,15 @@ pub(crate) fn text(p: &AwsTargetPlan, style: Style) -> String {
 
 fn retirement_heading(p: &AwsTargetPlan) -> String {
     let t = &p.target;
+    let what = if p.desired.orphaned {
+        "remove what policy {} owns but no longer declares"
+    } else {
+        "destroy what policy {} owns"
+    }
+    .replace("{}", &p.policy);
     format!(
-        "aws {} {}: destroy what policy {} owns ({})\n",
-        t.region, t.vpc, p.policy, p.security_group.group_name
+        "aws {} {}: {what} ({})\n",
+        t.region, t.vpc, p.security_group.group_name
     )
 }
 
@@ -339,7 +352,11 @@ fn retirement_lines(p: &AwsTargetPlan, r: &crate::retire::Retirement) -> Vec<(Ac
             format!(
                 "~ {} ({}): groups → {} (the owned group taken off)",
                 d.interface_id,
-                d.instance_id,
+                if d.instance_id.is_empty() {
+                    "not attached"
+                } else {
+                    &d.instance_id
+                },
                 d.groups.join(", ")
             ),
         ));
@@ -347,20 +364,22 @@ fn retirement_lines(p: &AwsTargetPlan, r: &crate::retire::Retirement) -> Vec<(Ac
     for a in &r.restore {
         lines.push((
             Action::Update,
-            format!(
-                "~ subnet {} back to the VPC's default NACL {}",
-                a.subnet_id, a.network_acl_id
-            ),
+            format!("~ subnet {} back to NACL {}", a.subnet_id, a.network_acl_id),
         ));
     }
+    let why = if p.desired.orphaned {
+        "no target of the policy declares it"
+    } else {
+        "destroy"
+    };
     if let Some(acl) = &r.delete_network_acl {
-        lines.push((Action::Delete, format!("- network ACL {acl} (destroy)")));
+        lines.push((Action::Delete, format!("- network ACL {acl} ({why})")));
     }
     if let Some(g) = &r.delete_security_group {
         lines.push((
             Action::Delete,
             format!(
-                "- security group {} {g} (destroy)",
+                "- security group {} {g} ({why})",
                 p.security_group.group_name
             ),
         ));
@@ -442,8 +461,14 @@ pub(crate) fn markdown(p: &AwsTargetPlan) -> String {
         for a in &p.attach {
             let _ = writeln!(
                 out,
-                "| ~ | attach `{}` to `{}` (`{}`) |",
-                sg.group_name, a.interface_id, a.instance_id
+                "| ~ | attach `{}` to `{}` (`{}`){} |",
+                sg.group_name,
+                a.interface_id,
+                a.instance_id,
+                a.release
+                    .iter()
+                    .map(|g| format!(" in place of `{g}`"))
+                    .collect::<String>()
             );
         }
         out.push('\n');

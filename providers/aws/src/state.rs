@@ -1,6 +1,8 @@
 //! What perimeter observed in one AWS target: the input of planning, the output of `observe`.
 //! Plain data, serializable, so that planning stays pure and testable without a cloud.
 
+use std::collections::BTreeMap;
+
 use perimeter_core::Cidr;
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +10,15 @@ use crate::model::{MetadataOptions, NaclEntry, SgRule};
 
 /// Tag key that marks an object as perimeter's and names the policy that owns it.
 pub(crate) const OWNER_TAG: &str = "perimeter:policy";
+
+/// Prefix of the tags on the owned NACL that record, per subnet, the NACL the subnet was on
+/// before perimeter moved it (`perimeter:previous-nacl:subnet-0abc` = `acl-0def`): release
+/// and destroy move it back there. Only a NACL other than the VPC's default is recorded (the
+/// default is where a subnet goes when nothing is recorded).
+pub(crate) const PREVIOUS_NACL_TAG: &str = "perimeter:previous-nacl:";
+
+/// Tags a NACL can carry (EC2's limit per resource), less `Name` and the ownership tag.
+pub(crate) const PREVIOUS_NACL_TAGS_MAX: usize = 48;
 
 /// A security group rule as observed, with its id.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, PartialOrd, Ord)]
@@ -69,7 +80,7 @@ pub struct ObservedInstance {
 pub struct ObservedInterface {
     /// `eni-...`.
     pub interface_id: String,
-    /// The instance it is attached to.
+    /// The instance it is attached to (empty for an interface attached to none).
     pub instance_id: String,
     /// Its subnet (whose NACL it passes).
     pub subnet_id: String,
@@ -154,4 +165,16 @@ pub struct ObservedAws {
     /// Subnets the target's `network_acl` names that the VPC does not have.
     #[serde(default)]
     pub unknown_subnets: Vec<String>,
+    /// Every interface that carries the owned group, selected or not, attached or not: what
+    /// retiring the group takes it off (EC2 refuses to delete a group still on one).
+    #[serde(default)]
+    pub owned_group_interfaces: Vec<ObservedInterface>,
+    /// Per subnet on the owned NACL: the NACL it goes back to when released, the one recorded
+    /// when perimeter moved it ([`PREVIOUS_NACL_TAG`]) if that still exists in the VPC, else
+    /// the VPC's default.
+    #[serde(default)]
+    pub network_acl_restore: BTreeMap<String, String>,
+    /// Subnets whose previous NACL the owned NACL records (its tags), by subnet.
+    #[serde(default)]
+    pub recorded_previous: BTreeMap<String, String>,
 }

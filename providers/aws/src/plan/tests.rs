@@ -163,7 +163,8 @@ fn attach_replaces_the_unattached_finding_and_findings_need_private() {
         [AttachChange {
             instance_id: "i-1".into(),
             interface_id: "eni-1".into(),
-            groups: vec!["sg-default".into()]
+            groups: vec!["sg-default".into()],
+            release: Vec::new(),
         }],
         "only the interface without the owned group"
     );
