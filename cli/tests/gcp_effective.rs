@@ -162,3 +162,68 @@ fn a_foreign_deny_inside_a_policy_allow_blocks_it() {
     assert!(out.contains("from nodes at 10.10.0.0/20"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_regional_policy_is_seen_in_the_regions_the_nodes_run_in() {
+    let emulator = Emulator::start();
+    let dir = scratch("regional-policy");
+    let p = policy(&dir);
+    let p = p.to_str().unwrap();
+    let apply = emulator.perimeter(&["apply", p, "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    // A regional network policy in us-central1 lets ssh in from anywhere. It comes after the
+    // VPC rules and the global policy, where the implied deny would otherwise refuse ssh.
+    let base = "/compute/v1/projects/acme-prod/regions/us-central1/firewallPolicies";
+    let (status, body) = emulator.call("POST", base, Some(json!({"name": "central-debug"})));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = emulator.call(
+        "POST",
+        &format!("{base}/central-debug/addRule"),
+        Some(json!({"priority": 10, "direction": "INGRESS", "action": "allow",
+                    "match": {"srcIpRanges": ["0.0.0.0/0"], "layer4Configs": [{"ipProtocol": "tcp", "ports": ["22"]}]}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = emulator.call(
+        "POST",
+        &format!("{base}/central-debug/addAssociation"),
+        Some(json!({"name": "prod", "attachmentTarget": "projects/acme-prod/global/networks/prod-vpc"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    // A target that does not say where its nodes run reads no regional policy.
+    let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+
+    let before = std::fs::read_to_string(p).unwrap();
+    let regional = before.replace(
+        "    node_ranges: [10.10.0.0/20]",
+        "    node_ranges: [10.10.0.0/20]\n    regions: [europe-west1, us-central1]",
+    );
+    assert_ne!(regional, before);
+    std::fs::write(p, regional).unwrap();
+    emulator.reset_calls();
+    let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    let out = text(&plan);
+    assert_eq!(code(&plan), 2, "{out}");
+    assert!(
+        out.contains("! regional network firewall policy central-debug (us-central1) rule 10 allows ingress tcp:22 from 0.0.0.0/0: the policy says deny"),
+        "{out}"
+    );
+    assert!(
+        out.contains("The nodes' perimeter differs from the policy (1)"),
+        "{out}"
+    );
+    assert_eq!(
+        emulator.count(&["GET regionNetworkFirewallPolicies.getEffectiveFirewalls"]),
+        2,
+        "one read per region"
+    );
+    // Only europe-west1: nothing there.
+    let europe = std::fs::read_to_string(p).unwrap().replace(
+        "regions: [europe-west1, us-central1]",
+        "regions: [europe-west1]",
+    );
+    std::fs::write(p, europe).unwrap();
+    let plan = emulator.perimeter(&["plan", p, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -68,6 +68,11 @@ pub struct GcpTarget {
     /// accounts are checked against them (empty: such rules are assumed to concern the nodes).
     #[serde(default)]
     pub service_accounts: Vec<String>,
+    /// Regions the nodes run in: each one's regional network firewall policies are read
+    /// (`regionNetworkFirewallPolicies.getEffectiveFirewalls`) and evaluated after the global
+    /// one. Sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
     /// Node address ranges: what `self` means in egress rules (GCP egress rules cannot
     /// select destinations by tag).
     pub node_ranges: Vec<Cidr>,
@@ -148,6 +153,7 @@ impl GcpTarget {
             network: "default".into(),
             target_tags: vec![policy.into()],
             service_accounts: Vec::new(),
+            regions: Vec::new(),
             node_ranges: Vec::new(),
             priority_base: 1000,
             placeholder: true,

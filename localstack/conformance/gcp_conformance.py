@@ -249,6 +249,35 @@ def firewall_policies_apply_in_order_in_get_effective_firewalls():
 
 
 @check
+def regional_network_policies_come_after_the_global_one_in_their_region_only():
+    regional = client(compute_v1.RegionNetworkFirewallPoliciesClient)
+    networks.insert(project=PROJECT, network_resource=compute_v1.Network(
+        name="rp-net", auto_create_subnetworks=False)).result()
+    regional.insert(project=PROJECT, region="us-central1",
+        firewall_policy_resource=compute_v1.FirewallPolicy(name="central")).result()
+    regional.add_rule(project=PROJECT, region="us-central1", firewall_policy="central",
+        firewall_policy_rule_resource=compute_v1.FirewallPolicyRule(
+            priority=10, direction="INGRESS", action="deny", match=compute_v1.FirewallPolicyRuleMatcher(
+                src_ip_ranges=["10.0.0.0/8"], layer4_configs=[compute_v1.FirewallPolicyRuleMatcherLayer4Config(
+                    ip_protocol="tcp", ports=["10250"])]))).result()
+    regional.add_association(project=PROJECT, region="us-central1", firewall_policy="central",
+        firewall_policy_association_resource=compute_v1.FirewallPolicyAssociation(
+            name="net", attachment_target=f"projects/{PROJECT}/global/networks/rp-net")).result()
+    got = regional.get(project=PROJECT, region="us-central1", firewall_policy="central")
+    assert got.rules[0].priority == 10, got.rules
+    network_url = f"projects/{PROJECT}/global/networks/rp-net"
+    here = regional.get_effective_firewalls(project=PROJECT, region="us-central1", network=network_url)
+    # (The folder policy of the check before applies to every network of the project.)
+    network_kinds = lambda answer: [(p.name, p.type_) for p in answer.firewall_policys if p.type_ != "HIERARCHY"]
+    assert network_kinds(here) == [("central", "NETWORK_REGIONAL")], network_kinds(here)
+    elsewhere = regional.get_effective_firewalls(project=PROJECT, region="europe-west1", network=network_url)
+    assert network_kinds(elsewhere) == [], network_kinds(elsewhere)
+    # The network-level answer has no regional policies.
+    assert network_kinds(networks.get_effective_firewalls(project=PROJECT, network="rp-net")) == []
+    expect_error(exceptions.NotFound, lambda: regional.get(project=PROJECT, region="us-central1", firewall_policy="absent"))
+
+
+@check
 def delete_removes_the_rule():
     for fw in list(firewalls.list(request=compute_v1.ListFirewallsRequest(project=PROJECT, filter='name = "conf-*"'))):
         firewalls.delete(project=PROJECT, firewall=fw.name).result(timeout=30)

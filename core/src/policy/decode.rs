@@ -97,6 +97,7 @@ const GCP_KEYS: &[&str] = &[
     "network",
     "target_tags",
     "service_accounts",
+    "regions",
     "node_ranges",
     "priority_base",
 ];
@@ -501,7 +502,7 @@ impl Decoder<'_> {
                         "a gcp target",
                         GCP_KEYS,
                         &["project", "network"],
-                        &["target_tags", "service_accounts", "node_ranges"],
+                        &["target_tags", "service_accounts", "regions", "node_ranges"],
                         &["priority_base"],
                     ),
                     _ => self

@@ -42,6 +42,13 @@ pub(super) fn target_value_rule(
                 && v.starts_with(|c: char| c.is_ascii_lowercase())
                 && v.ends_with(|c: char| c.is_ascii_digit())
         }
+        ("gcp", "region") => {
+            (1..=63).contains(&len)
+                && all(lower_digit_dash)
+                && v.contains('-')
+                && v.starts_with(|c: char| c.is_ascii_lowercase())
+                && v.ends_with(|c: char| c.is_ascii_digit())
+        }
         ("aws", "vpc") => is_aws_id(v, "vpc"),
         ("aws", "account") => len == 12 && all(|c| c.is_ascii_digit()),
         ("aws", "security_group") => {
@@ -97,6 +104,10 @@ pub(super) fn target_value_rule(
         ("aws", "region") => (
             "lower-case letters, digits and dashes, ending in a digit",
             "us-east-1",
+        ),
+        ("gcp", "region") => (
+            "a Compute Engine region: lower-case letters, digits and dashes, ending in a digit",
+            "us-central1",
         ),
         ("aws", "vpc") => (
             "`vpc-` and 8 or 17 hexadecimal digits",

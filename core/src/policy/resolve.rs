@@ -534,6 +534,19 @@ impl<'d> Resolver<'d> {
                 d.help = Some(format!("for example `{example}`"));
             }
         }
+        if cloud == "gcp" {
+            for region in t.lists.get("regions").into_iter().flatten() {
+                if let Some((rule, example)) = target_value_rule(cloud, "region", &region.value) {
+                    let d = self.err(
+                        "policy::bad-target-value",
+                        region.span,
+                        format!("{} is not a valid gcp region", quoted(&region.value)),
+                    );
+                    d.label = rule.into();
+                    d.help = Some(format!("for example `{example}`"));
+                }
+            }
+        }
         if let Some((_, subnets, _)) = &t.nacl {
             for subnet in subnets {
                 if !is_aws_id(&subnet.value, "subnet") {
@@ -605,6 +618,15 @@ impl<'d> Resolver<'d> {
                     .lists
                     .get("service_accounts")
                     .map(|l| l.iter().map(|s| s.value.clone()).collect())
+                    .unwrap_or_default(),
+                regions: t
+                    .lists
+                    .get("regions")
+                    .map(|l| {
+                        let set: std::collections::BTreeSet<String> =
+                            l.iter().map(|s| s.value.clone()).collect();
+                        set.into_iter().collect()
+                    })
                     .unwrap_or_default(),
                 node_ranges,
                 priority_base,

@@ -7,9 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use perimeter_core::Note;
-use perimeter_core::plan::{
-    Action, Change, Finding, FingerprintError, Keyed, Summary, diff, fingerprint,
-};
+use perimeter_core::plan::{Action, Change, Finding, FingerprintError, Keyed, Summary, diff};
 use perimeter_core::target::AwsTarget;
 use perimeter_core::{Cidr, Direction};
 use serde::{Deserialize, Serialize};
@@ -19,7 +17,7 @@ use crate::model::{MetadataOptions, NaclEntry, NetworkAcl, SecurityGroup, SgPeer
 use crate::nacl::NACL_ENTRIES_PER_DIRECTION_PER_FAMILY;
 use crate::nacl_plan::{OrderError, entry_diff, group_writes, ordered};
 use crate::retire::Retirement;
-use crate::state::{OWNER_TAG, ObservedAws, PREVIOUS_NACL_TAGS_MAX, SubnetAssociation};
+use crate::state::{OWNER_TAG, ObservedAws, SubnetAssociation};
 use crate::transition::AwsState;
 use perimeter_core::transition::Unsafe;
 use perimeter_core::violation::Violation;
@@ -155,62 +153,6 @@ impl AwsDesired {
             retired: true,
             ..self.clone()
         }
-    }
-}
-
-/// Fingerprints of what a plan was made against; apply refuses to write if any changed.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct Fingerprints {
-    /// The owned security group and its rules (and any foreign group with its name).
-    pub security_group: String,
-    /// The owned NACL and the subnets' associations.
-    pub network_acl: String,
-    /// The selected instances' metadata options and security groups.
-    pub instances: String,
-}
-
-impl Fingerprints {
-    /// What a plan of `desired` depends on in an observation.
-    pub fn for_desired(desired: &AwsDesired, o: &ObservedAws) -> Result<Self, FingerprintError> {
-        if desired.orphaned {
-            Self::of_orphan(o)
-        } else {
-            Self::of(o)
-        }
-    }
-
-    /// An orphan's objects themselves: the group's rules, the NACL and its entries. The
-    /// interfaces and subnets it lets go are not included, because declared targets applied
-    /// before it take some of them over (`settle`); apply checks the rest write by write
-    /// (`Retirement::holds`).
-    pub fn of_orphan(o: &ObservedAws) -> Result<Self, FingerprintError> {
-        Ok(Self {
-            security_group: fingerprint(&(&o.security_group, &o.foreign_group))?,
-            network_acl: fingerprint(
-                &o.network_acl
-                    .as_ref()
-                    .map(|n| (&n.network_acl_id, &n.entries)),
-            )?,
-            instances: fingerprint(&())?,
-        })
-    }
-
-    /// Fingerprints of an observation.
-    pub fn of(o: &ObservedAws) -> Result<Self, FingerprintError> {
-        Ok(Self {
-            security_group: fingerprint(&(&o.security_group, &o.foreign_group))?,
-            network_acl: fingerprint(&(&o.network_acl, &o.subnet_associations))?,
-            instances: fingerprint(&(
-                o.instances
-                    .iter()
-                    .map(|i| (&i.instance_id, &i.metadata, &i.security_groups))
-                    .collect::<Vec<_>>(),
-                o.interfaces
-                    .iter()
-                    .map(|i| (&i.interface_id, &i.groups))
-                    .collect::<Vec<_>>(),
-            ))?,
-        })
     }
 }
 
@@ -609,68 +551,6 @@ pub(crate) fn plan(
     })
 }
 
-/// Where a subnet on the owned NACL goes when perimeter lets it go: back to the NACL recorded
-/// when perimeter moved it (if it still exists), else to the VPC's default.
-pub(crate) fn restored(
-    a: &SubnetAssociation,
-    observed: &ObservedAws,
-    target: &AwsTarget,
-) -> Result<SubnetAssociation, PlanError> {
-    observed
-        .network_acl_restore
-        .get(&a.subnet_id)
-        .or(observed.default_network_acl.as_ref())
-        .map(|to| SubnetAssociation {
-            network_acl_id: to.clone(),
-            ..a.clone()
-        })
-        .ok_or_else(|| PlanError::NoDefaultNacl {
-            vpc: target.vpc.clone(),
-        })
-}
-
-/// The subnets moving to the owned NACL from a NACL other than the default, to be recorded
-/// (within the tag limit); those past the limit are findings (they will go back to the
-/// default).
-fn previous_to_record(
-    associate: &[SubnetAssociation],
-    observed: &ObservedAws,
-) -> (BTreeMap<String, String>, Vec<Finding>) {
-    let default = observed.default_network_acl.as_deref();
-    let mut room = PREVIOUS_NACL_TAGS_MAX.saturating_sub(observed.recorded_previous.len());
-    let mut record = BTreeMap::new();
-    let mut unrecorded = Vec::new();
-    for a in associate {
-        // From the default with nothing recorded: nothing to record (the default is where
-        // it goes back by default). A stale record is overwritten, even with the default.
-        if Some(a.network_acl_id.as_str()) == default
-            && !observed.recorded_previous.contains_key(&a.subnet_id)
-        {
-            continue;
-        }
-        if observed.recorded_previous.get(&a.subnet_id) == Some(&a.network_acl_id) {
-            continue;
-        }
-        // A subnet already recorded overwrites its own tag; a new one takes room.
-        if !observed.recorded_previous.contains_key(&a.subnet_id) {
-            if room == 0 {
-                unrecorded.push(Finding {
-                    code: "previous-nacl-unrecorded".into(),
-                    resource: a.subnet_id.clone(),
-                    message: format!(
-                        "subnet {} leaves network ACL {} for the owned one, but the owned NACL has no tag left to record that ({PREVIOUS_NACL_TAGS_MAX} at most): release and destroy will move it to the VPC's default NACL",
-                        a.subnet_id, a.network_acl_id
-                    ),
-                });
-                continue;
-            }
-            room -= 1;
-        }
-        record.insert(a.subnet_id.clone(), a.network_acl_id.clone());
-    }
-    (record, unrecorded)
-}
-
 /// Every interface of a selected instance that lacks the owned group, checked against the
 /// groups-per-interface quota.
 fn attach_changes(observed: &ObservedAws) -> Result<Vec<AttachChange>, PlanError> {
@@ -766,6 +646,13 @@ impl SgRuleKey {
         SgRuleKey(d, p.to_string(), f, t, peer.clone())
     }
 }
+
+mod fingerprints;
+mod previous;
+
+pub(crate) use fingerprints::Fingerprints;
+use previous::previous_to_record;
+pub(crate) use previous::restored;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use google_cloud_compute_v1::client::{Firewalls, Networks, Projects};
+use google_cloud_compute_v1::client::{
+    Firewalls, Networks, Projects, RegionNetworkFirewallPolicies,
+};
 use google_cloud_gax::retry_policy::NeverRetry;
 use perimeter_core::target::GcpTarget;
 
@@ -124,6 +126,7 @@ pub enum GcpError {
 pub struct GcpBackend {
     pub(crate) firewalls: Firewalls,
     networks: Networks,
+    regional_policies: RegionNetworkFirewallPolicies,
     projects: Projects,
     pub(crate) settings: GcpSettings,
     calls: AtomicU64,
@@ -156,6 +159,7 @@ impl GcpBackend {
         Ok(Self {
             firewalls: build_client!(Firewalls, settings),
             networks: build_client!(Networks, settings),
+            regional_policies: build_client!(RegionNetworkFirewallPolicies, settings),
             projects: build_client!(Projects, settings),
             settings,
             calls: AtomicU64::new(0),
@@ -354,6 +358,40 @@ impl GcpBackend {
         let firewall_policies = serde_json::to_value(&effective)
             .map(|v| crate::firewall_policy::from_effective(&v))
             .unwrap_or_default();
+        // Each region's network firewall policies, after the global one: one call per region
+        // the nodes run in (the answer repeats the network-level policies, which are taken
+        // from the call above).
+        let mut regional_policies = std::collections::BTreeMap::new();
+        let network_url = format!("projects/{}/global/networks/{}", t.project, t.network);
+        for region in &t.regions {
+            let what = format!(
+                "reading the regional firewall policies of network {} in {region}",
+                t.network
+            );
+            let answer = self
+                .call(&what, || {
+                    self.regional_policies
+                        .get_effective_firewalls()
+                        .set_project(&t.project)
+                        .set_region(region)
+                        .set_network(&network_url)
+                        .send()
+                })
+                .await?;
+            let policies: Vec<_> = serde_json::to_value(&answer)
+                .map(|v| crate::firewall_policy::from_effective(&v))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.kind == crate::firewall_policy::PolicyKind::NetworkRegional)
+                .map(|mut p| {
+                    // Names are per region: say which.
+                    p.name = format!("regions/{region}/{}", p.name);
+                    p.label = format!("{} ({region})", p.label);
+                    p
+                })
+                .collect();
+            regional_policies.insert(region.clone(), policies);
+        }
         // RE2 against the stored URL: any endpoint's form of it matches.
         let filter = format!(
             "network eq \".*/projects/{}/global/networks/{}\"",
@@ -362,6 +400,7 @@ impl GcpBackend {
         let mut observed = ObservedGcp {
             network_exists: true,
             firewall_policies,
+            regional_policies,
             policies_first,
             ..ObservedGcp::default()
         };

@@ -146,6 +146,7 @@ impl Cloud for Gcp {
                     network: network.clone(),
                     target_tags: vec![policy.to_string()],
                     service_accounts: Vec::new(),
+                    regions: Vec::new(),
                     node_ranges: Vec::new(),
                     priority_base: t.priority_base,
                     placeholder: false,

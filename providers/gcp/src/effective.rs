@@ -65,13 +65,14 @@ impl<'a> GcpEstate<'a> {
         for p in policies {
             match p.kind {
                 PolicyKind::Hierarchy => self.before.push(p),
-                PolicyKind::Network if first => self.before.push(p),
-                PolicyKind::Network => self.after.push(p),
+                PolicyKind::Network | PolicyKind::NetworkRegional if first => self.before.push(p),
+                PolicyKind::Network | PolicyKind::NetworkRegional => self.after.push(p),
             }
         }
-        // Hierarchical policies precede the network's even when both are "before".
-        self.before
-            .sort_by_key(|p| matches!(p.kind, PolicyKind::Network));
+        // Hierarchical policies, then the global network policy, then the regional one, on
+        // either side of the VPC rules (stable: hierarchical ones stay top down).
+        self.before.sort_by_key(|p| p.kind.rank());
+        self.after.sort_by_key(|p| p.kind.rank());
         self
     }
 
@@ -200,6 +201,7 @@ impl Estate for GcpEstate<'_> {
                         match p.kind {
                             PolicyKind::Hierarchy => "hierarchical",
                             PolicyKind::Network => "network",
+                            PolicyKind::NetworkRegional => "regional network",
                         },
                         p.label,
                         r.priority

@@ -1,6 +1,7 @@
 //! Firewall policies on the nodes' path, as `networks.getEffectiveFirewalls` answers them:
-//! hierarchical ones (organization, then folders, top down) and the network's global network
-//! firewall policy. perimeter never writes them; it reads them to check what the nodes
+//! hierarchical ones (organization, then folders, top down), the network's global network
+//! firewall policy, and (`regionNetworkFirewallPolicies.getEffectiveFirewalls`) the regional
+//! ones of the nodes' regions. perimeter never writes them; it reads them to check what the nodes
 //! experience (evaluate::path_decider).
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,19 @@ pub enum PolicyKind {
     /// Global network firewall policy: after the VPC rules (the default
     /// `AFTER_CLASSIC_FIREWALL`), or before them (`BEFORE_CLASSIC_FIREWALL`).
     Network,
+    /// Regional network firewall policy of the nodes' region: right after the global one.
+    NetworkRegional,
+}
+
+impl PolicyKind {
+    /// Rank in GCP's order among policies on the same side of the VPC rules.
+    pub(crate) fn rank(self) -> u8 {
+        match self {
+            Self::Hierarchy => 0,
+            Self::Network => 1,
+            Self::NetworkRegional => 2,
+        }
+    }
 }
 
 /// One rule of a firewall policy.
@@ -137,6 +151,7 @@ pub(crate) fn from_effective(answer: &Value) -> Vec<FirewallPolicy> {
             let kind = match p.get("type").and_then(Value::as_str)? {
                 "HIERARCHY" => PolicyKind::Hierarchy,
                 "NETWORK" => PolicyKind::Network,
+                "NETWORK_REGIONAL" => PolicyKind::NetworkRegional,
                 _ => return None,
             };
             let text = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());

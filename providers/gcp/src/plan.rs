@@ -338,15 +338,33 @@ fn violations(
     observed: &ObservedGcp,
     target: &GcpTarget,
 ) -> Result<Vec<Violation>, TooLarge> {
-    let estate = GcpEstate::new(
-        &desired.firewalls,
-        &observed.foreign,
-        &target.target_tags,
-        &target.service_accounts,
-        &target.node_ranges,
-    )
-    .with_policies(&observed.firewall_policies, observed.policies_first);
-    perimeter_core::violation::violations(&estate)
+    let check = |policies: &[crate::firewall_policy::FirewallPolicy]| {
+        let estate = GcpEstate::new(
+            &desired.firewalls,
+            &observed.foreign,
+            &target.target_tags,
+            &target.service_accounts,
+            &target.node_ranges,
+        )
+        .with_policies(policies, observed.policies_first);
+        perimeter_core::violation::violations(&estate)
+    };
+    if observed.regional_policies.is_empty() {
+        return check(&observed.firewall_policies);
+    }
+    // Nodes in each region see that region's policies after the global one: one check per
+    // region, and a violation found in several regions is reported once.
+    let mut out: Vec<Violation> = Vec::new();
+    for regional in observed.regional_policies.values() {
+        let mut policies = observed.firewall_policies.clone();
+        policies.extend(regional.iter().cloned());
+        for v in check(&policies)? {
+            if !out.iter().any(|o| o.key == v.key) {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Firewall-policy rules that select by secure tag: the nodes' secure tags are not read, so
@@ -355,6 +373,7 @@ fn assumed_secure_tags(observed: &ObservedGcp) -> Vec<Finding> {
     observed
         .firewall_policies
         .iter()
+        .chain(observed.regional_policies.values().flatten())
         .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
         .filter(|(_, r)| !r.disabled && (!r.target_secure_tags.is_empty() || !r.src_secure_tags.is_empty()))
         .map(|(p, r)| Finding {

@@ -57,6 +57,11 @@ pub struct ObservedGcp {
     /// ones top down, then the network's.
     #[serde(default)]
     pub firewall_policies: Vec<crate::firewall_policy::FirewallPolicy>,
+    /// Per region the target names (`regions`): the regional network firewall policies that
+    /// apply to the network there, evaluated after the global one.
+    #[serde(default)]
+    pub regional_policies:
+        std::collections::BTreeMap<String, Vec<crate::firewall_policy::FirewallPolicy>>,
     /// True when the network evaluates its network firewall policy before the VPC rules
     /// (`networkFirewallPolicyEnforcementOrder: BEFORE_CLASSIC_FIREWALL`).
     #[serde(default)]

@@ -1,7 +1,8 @@
 //! The Compute Engine v1 API surface perimeter uses: `projects/{p}` (quotas),
 //! `global/firewalls` (list, get, insert, patch, update, delete), `global/operations` (get,
 //! wait, delete, list), a minimal `global/networks` (list, get, insert, delete,
-//! getEffectiveFirewalls) and firewall policies, hierarchical and global network (`policies`).
+//! getEffectiveFirewalls) and firewall policies, hierarchical, global and regional network
+//! (`policies`).
 //!
 //! Differences from the real API, on purpose: projects exist on first use, each with an
 //! auto-mode `default` network and its four `default-allow-*` rules as a new project has;
@@ -329,6 +330,17 @@ pub(crate) fn route_name(request: &Request) -> Option<String> {
         ("POST", ["global", "firewallPolicies", _, "addAssociation"]) => {
             "networkFirewallPolicies.addAssociation"
         }
+        ("GET", ["regions", _, "firewallPolicies", "getEffectiveFirewalls"]) => {
+            "regionNetworkFirewallPolicies.getEffectiveFirewalls"
+        }
+        ("POST", ["regions", _, "firewallPolicies"]) => "regionNetworkFirewallPolicies.insert",
+        ("GET", ["regions", _, "firewallPolicies", _]) => "regionNetworkFirewallPolicies.get",
+        ("POST", ["regions", _, "firewallPolicies", _, "addRule"]) => {
+            "regionNetworkFirewallPolicies.addRule"
+        }
+        ("POST", ["regions", _, "firewallPolicies", _, "addAssociation"]) => {
+            "regionNetworkFirewallPolicies.addAssociation"
+        }
         _ => return None,
     };
     Some(format!("{method} {name}"))
@@ -439,8 +451,25 @@ pub(crate) fn handle(emulator: &Emulator, request: &Request) -> Response {
         ("GET", ["global", "networks", name, "getEffectiveFirewalls"]) => {
             reply(policies::effective(state, project, name))
         }
-        (method, ["global", "firewallPolicies", rest @ ..]) => {
-            reply(policies::network(state, project, method, rest, request))
+        (
+            "GET",
+            [
+                "regions",
+                region,
+                "firewallPolicies",
+                "getEffectiveFirewalls",
+            ],
+        ) => reply(policies::effective_in_region(
+            state, project, region, request,
+        )),
+        (method, ["global", "firewallPolicies", rest @ ..]) => reply(policies::network(
+            state, project, "global", method, rest, request,
+        )),
+        (method, ["regions", region, "firewallPolicies", rest @ ..]) => {
+            let scope = format!("regions/{region}");
+            reply(policies::network(
+                state, project, &scope, method, rest, request,
+            ))
         }
         ("DELETE", ["global", "networks", name]) => {
             reply(delete_network(state, project, name, request))

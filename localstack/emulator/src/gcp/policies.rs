@@ -1,9 +1,12 @@
 //! Firewall policies: hierarchical ones (`locations/global/firewallPolicies`, created under an
-//! organization or folder and associated with organizations or folders) and global network
-//! ones (`projects/{p}/global/firewallPolicies`, associated with networks), each with `get`,
-//! `insert`, `addRule` and `addAssociation`; and `networks.getEffectiveFirewalls`, which
+//! organization or folder and associated with organizations or folders), global network ones
+//! (`projects/{p}/global/firewallPolicies`) and regional network ones
+//! (`projects/{p}/regions/{r}/firewallPolicies`), both associated with networks, each with
+//! `get`, `insert`, `addRule` and `addAssociation`; `networks.getEffectiveFirewalls`, which
 //! answers the VPC rules of the network and every policy that applies to it, hierarchical ones
-//! from the top of the project's ancestry down, then the network's.
+//! from the top of the project's ancestry down, then the network's; and
+//! `regionNetworkFirewallPolicies.getEffectiveFirewalls`, which adds the region's
+//! (`NETWORK_REGIONAL`).
 //!
 //! Differences from the real API, on purpose: a project's ancestry is set by the admin call
 //! `POST /_emulator/gcp/ancestry` (there is no Resource Manager here; by default a project has
@@ -158,16 +161,18 @@ pub(super) fn hierarchical(
     }
 }
 
-/// `projects/{p}/global/firewallPolicies…` (global network firewall policies).
+/// `projects/{p}/{scope}/firewallPolicies…` (network firewall policies; `scope` is `global`
+/// or `regions/{r}`). Stored by `{scope}/{name}`.
 pub(super) fn network(
     state: &mut State,
     project: &str,
+    scope: &str,
     method: &str,
     rest: &[&str],
     request: &Request,
 ) -> Result<Value, GcpError> {
     let base = format!(
-        "{}/projects/{project}/global/firewallPolicies",
+        "{}/projects/{project}/{scope}/firewallPolicies",
         state.api_base
     );
     match (method, rest) {
@@ -191,22 +196,23 @@ pub(super) fn network(
                 add_rule(&mut policy, r)?;
             }
             let p = state.project(project);
-            if p.network_policies.contains_key(&name) {
+            let key = format!("{scope}/{name}");
+            if p.network_policies.contains_key(&key) {
                 return Err(GcpError::already_exists(&format!(
-                    "projects/{project}/global/firewallPolicies/{name}"
+                    "projects/{project}/{scope}/firewallPolicies/{name}"
                 )));
             }
-            p.network_policies.insert(name.clone(), policy);
+            p.network_policies.insert(key, policy);
             Ok(done(state, "insert", &format!("{base}/{name}")))
         }
         ("GET", [name]) => state
             .project(project)
             .network_policies
-            .get(*name)
+            .get(&format!("{scope}/{name}"))
             .cloned()
             .ok_or_else(|| {
                 GcpError::not_found(&format!(
-                    "projects/{project}/global/firewallPolicies/{name}"
+                    "projects/{project}/{scope}/firewallPolicies/{name}"
                 ))
             }),
         ("POST", [name, verb]) => {
@@ -214,10 +220,10 @@ pub(super) fn network(
             let policy = state
                 .project(project)
                 .network_policies
-                .get_mut(*name)
+                .get_mut(&format!("{scope}/{name}"))
                 .ok_or_else(|| {
                     GcpError::not_found(&format!(
-                        "projects/{project}/global/firewallPolicies/{name}"
+                        "projects/{project}/{scope}/firewallPolicies/{name}"
                     ))
                 })?;
             match *verb {
@@ -237,11 +243,39 @@ fn effective_policy(policy: &Value, kind: &str) -> Value {
            "type": kind, "rules": policy["rules"]})
 }
 
+/// `regionNetworkFirewallPolicies.getEffectiveFirewalls?network=URL`: the network's answer
+/// plus the region's network policies associated with it.
+pub(super) fn effective_in_region(
+    state: &mut State,
+    project: &str,
+    region: &str,
+    request: &Request,
+) -> Result<Value, GcpError> {
+    let url = request
+        .query("network")
+        .ok_or_else(|| GcpError::required("network"))?
+        .to_string();
+    let network = url
+        .rsplit_once("/global/networks/")
+        .map_or(url.as_str(), |(_, n)| n)
+        .to_string();
+    effective_scoped(state, project, &network, Some(region))
+}
+
 /// `networks.getEffectiveFirewalls`.
 pub(super) fn effective(
     state: &mut State,
     project: &str,
     network: &str,
+) -> Result<Value, GcpError> {
+    effective_scoped(state, project, network, None)
+}
+
+fn effective_scoped(
+    state: &mut State,
+    project: &str,
+    network: &str,
+    region: Option<&str>,
 ) -> Result<Value, GcpError> {
     let ancestry = state.ancestry.get(project).cloned().unwrap_or_default();
     let api_base = state.api_base.clone();
@@ -272,7 +306,15 @@ pub(super) fn effective(
         }
     }
     let p = state.project(project);
-    for policy in p.network_policies.values() {
+    let regional = region.map(|r| format!("regions/{r}/"));
+    for (key, policy) in &p.network_policies {
+        let kind = if key.starts_with("global/") {
+            "NETWORK"
+        } else if regional.as_deref().is_some_and(|r| key.starts_with(r)) {
+            "NETWORK_REGIONAL"
+        } else {
+            continue;
+        };
         let associated = policy["associations"]
             .as_array()
             .into_iter()
@@ -285,7 +327,7 @@ pub(super) fn effective(
                 })
             });
         if associated {
-            policies.push(effective_policy(policy, "NETWORK"));
+            policies.push(effective_policy(policy, kind));
         }
     }
     Ok(json!({"firewalls": firewalls, "firewallPolicys": policies}))

@@ -433,3 +433,52 @@ fn rules_that_target_service_accounts_are_checked_against_the_nodes_accounts() {
     assert_eq!(p.violations.len(), 1);
     assert_eq!(p.findings[0].code, "assumed-service-account");
 }
+
+#[test]
+fn a_regional_policy_comes_after_the_global_one_and_only_in_its_region() {
+    use crate::firewall_policy::{FirewallPolicy, PolicyKind, PolicyRule};
+    let policy = |name: &str, kind, action: &str| FirewallPolicy {
+        name: name.into(),
+        label: name.into(),
+        kind,
+        rules: vec![PolicyRule {
+            priority: if kind == PolicyKind::Network { 10 } else { 1 },
+            action: action.into(),
+            direction: "INGRESS".into(),
+            disabled: false,
+            src_ip_ranges: vec!["0.0.0.0/0".into()],
+            dest_ip_ranges: vec![],
+            layer4: vec![ProtocolPorts {
+                ip_protocol: "tcp".into(),
+                ports: vec!["22".into()],
+            }],
+            target_service_accounts: vec![],
+            target_secure_tags: vec![],
+            src_secure_tags: vec![],
+        }],
+    };
+    let d = desired();
+    let mut o = observed(d.firewalls.clone());
+    // The global policy denies ssh from anywhere before the region's allow is reached.
+    o.firewall_policies = vec![policy("global-deny", PolicyKind::Network, "deny")];
+    o.regional_policies = [(
+        "us-central1".to_string(),
+        vec![policy("central-open", PolicyKind::NetworkRegional, "allow")],
+    )]
+    .into();
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    assert!(p.violations.is_empty(), "{:#?}", p.violations);
+    // Without the global deny the region's allow decides what the VPC rules leave open.
+    o.firewall_policies.clear();
+    o.regional_policies
+        .insert("europe-west1".to_string(), Vec::new());
+    let p = plan(&d, vec![], &o, "web").unwrap();
+    assert_eq!(p.violations.len(), 1, "{:#?}", p.violations);
+    assert!(
+        p.violations[0]
+            .object
+            .contains("regional network firewall policy central-open"),
+        "{:#?}",
+        p.violations
+    );
+}
