@@ -58,30 +58,25 @@ impl AwsBackend {
         Ok(())
     }
 
-    /// Every interface attached to the selected instances: one paginated call per 200
-    /// instances.
-    pub(crate) async fn observe_interfaces(&self, out: &mut [ObservedAws]) -> Result<(), AwsError> {
+    /// Every interface matching `filter_name` in `values`: one paginated call per 200 values.
+    /// An interface attached to no instance has an empty `instance_id`.
+    async fn interfaces_where(
+        &self,
+        filter_name: &str,
+        values: &[String],
+    ) -> Result<Vec<ObservedInterface>, AwsError> {
         let client = self.client();
-        let ids: Vec<String> = out
-            .iter()
-            .flat_map(|o| o.instances.iter().map(|i| i.instance_id.clone()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut by_instance: BTreeMap<String, Vec<ObservedInterface>> = BTreeMap::new();
-        for chunk in ids.chunks(FILTER_VALUES_MAX) {
+        let mut out = Vec::new();
+        for chunk in values.chunks(FILTER_VALUES_MAX) {
             let enis = describe_all!(
                 client
                     .describe_network_interfaces()
-                    .filters(filter("attachment.instance-id", chunk.iter().cloned())),
+                    .filters(filter(filter_name, chunk.iter().cloned())),
                 1000,
                 network_interfaces,
                 "DescribeNetworkInterfaces"
             )?;
-            for e in enis {
-                let Some(instance) = e.attachment().and_then(|a| a.instance_id()) else {
-                    continue;
-                };
+            out.extend(enis.iter().map(|e| {
                 let mut groups: Vec<String> = e
                     .groups()
                     .iter()
@@ -89,15 +84,40 @@ impl AwsBackend {
                     .collect();
                 groups.sort();
                 groups.dedup();
+                ObservedInterface {
+                    interface_id: e.network_interface_id().unwrap_or_default().to_string(),
+                    instance_id: e
+                        .attachment()
+                        .and_then(|a| a.instance_id())
+                        .unwrap_or_default()
+                        .to_string(),
+                    subnet_id: e.subnet_id().unwrap_or_default().to_string(),
+                    groups,
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Every interface attached to the selected instances: one paginated call per 200
+    /// instances.
+    pub(crate) async fn observe_interfaces(&self, out: &mut [ObservedAws]) -> Result<(), AwsError> {
+        let ids: Vec<String> = out
+            .iter()
+            .flat_map(|o| o.instances.iter().map(|i| i.instance_id.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut by_instance: BTreeMap<String, Vec<ObservedInterface>> = BTreeMap::new();
+        for i in self
+            .interfaces_where("attachment.instance-id", &ids)
+            .await?
+        {
+            if !i.instance_id.is_empty() {
                 by_instance
-                    .entry(instance.to_string())
+                    .entry(i.instance_id.clone())
                     .or_default()
-                    .push(ObservedInterface {
-                        interface_id: e.network_interface_id().unwrap_or_default().to_string(),
-                        instance_id: instance.to_string(),
-                        subnet_id: e.subnet_id().unwrap_or_default().to_string(),
-                        groups,
-                    });
+                    .push(i);
             }
         }
         for obs in out.iter_mut() {
@@ -119,52 +139,20 @@ impl AwsBackend {
         &self,
         out: &mut [ObservedAws],
     ) -> Result<(), AwsError> {
-        let client = self.client();
         let owned: Vec<String> = out
             .iter()
             .filter_map(|o| o.security_group.as_ref().map(|g| g.group_id.clone()))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut by_group: BTreeMap<String, Vec<ObservedInterface>> = BTreeMap::new();
-        for chunk in owned.chunks(FILTER_VALUES_MAX) {
-            let enis = describe_all!(
-                client
-                    .describe_network_interfaces()
-                    .filters(filter("group-id", chunk.iter().cloned())),
-                1000,
-                network_interfaces,
-                "DescribeNetworkInterfaces"
-            )?;
-            for e in enis {
-                let mut groups: Vec<String> = e
-                    .groups()
-                    .iter()
-                    .filter_map(|g| g.group_id().map(str::to_string))
-                    .collect();
-                groups.sort();
-                groups.dedup();
-                let interface = ObservedInterface {
-                    interface_id: e.network_interface_id().unwrap_or_default().to_string(),
-                    instance_id: e
-                        .attachment()
-                        .and_then(|a| a.instance_id())
-                        .unwrap_or_default()
-                        .to_string(),
-                    subnet_id: e.subnet_id().unwrap_or_default().to_string(),
-                    groups: groups.clone(),
-                };
-                for g in groups.iter().filter(|g| chunk.contains(g)) {
-                    by_group
-                        .entry(g.clone())
-                        .or_default()
-                        .push(interface.clone());
-                }
-            }
-        }
+        let carrying = self.interfaces_where("group-id", &owned).await?;
         for obs in out.iter_mut() {
             if let Some(g) = &obs.security_group {
-                let mut interfaces = by_group.remove(&g.group_id).unwrap_or_default();
+                let mut interfaces: Vec<ObservedInterface> = carrying
+                    .iter()
+                    .filter(|i| i.groups.contains(&g.group_id))
+                    .cloned()
+                    .collect();
                 interfaces.sort_by(|a, b| {
                     (&a.instance_id, &a.interface_id).cmp(&(&b.instance_id, &b.interface_id))
                 });
