@@ -301,6 +301,107 @@ fn a_public_ip_in_a_private_perimeter_is_posture_drift() {
 }
 
 #[test]
+fn a_node_subnet_routed_to_the_internet_by_the_main_route_table_is_posture_drift() {
+    let rt = runtime();
+    let w = rt.block_on(world("ap-northeast-3"));
+    let p = path(&w.policy);
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(perimeter(&["drift", p]).status.code(), Some(0));
+    // The node subnet has no route table of its own: the VPC's main table decides, and
+    // someone points its default route at an internet gateway.
+    rt.block_on(async {
+        let c = client(&w.region).await;
+        let igw = c
+            .create_internet_gateway()
+            .send()
+            .await
+            .unwrap()
+            .internet_gateway
+            .unwrap()
+            .internet_gateway_id
+            .unwrap();
+        c.attach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(&w.vpc)
+            .send()
+            .await
+            .unwrap();
+        let tables = c
+            .describe_route_tables()
+            .filters(Filter::builder().name("vpc-id").values(&w.vpc).build())
+            .send()
+            .await
+            .unwrap();
+        let main = tables
+            .route_tables()
+            .iter()
+            .find(|t| t.associations().iter().any(|a| a.main() == Some(true)))
+            .expect("a main route table");
+        assert!(
+            !main
+                .associations()
+                .iter()
+                .any(|a| a.subnet_id() == Some(w.subnets[0].as_str())),
+            "the node subnet has no explicit association"
+        );
+        c.create_route()
+            .route_table_id(main.route_table_id().unwrap())
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(&igw)
+            .send()
+            .await
+            .unwrap();
+    });
+    let (code, report) = drift_json(p, &[]);
+    assert_eq!(code, Some(2), "{report:#}");
+    let keys: Vec<String> = items_of(&report, "posture")
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [format!(
+            "aws/{}/{}/eks-workers/posture/internet-route/{}",
+            w.region, w.vpc, w.subnets[0]
+        )],
+        "{report:#}"
+    );
+}
+
+#[test]
+fn an_instance_selector_that_matches_nothing_is_a_finding() {
+    let rt = runtime();
+    let w = rt.block_on(world("eu-south-1"));
+    let p = path(&w.policy);
+    assert_eq!(
+        perimeter(&["apply", p, "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    let typo = std::fs::read_to_string(&w.policy)
+        .unwrap()
+        .replace("eks:nodegroup-name: workers", "eks:nodegroup-name: wokers");
+    std::fs::write(&w.policy, typo).unwrap();
+    let o = perimeter(&["plan", p]);
+    assert!(
+        text(&o).contains("the instance selector (eks:nodegroup-name=wokers) matches no running or stopped instance"),
+        "{}",
+        text(&o)
+    );
+    let (code, report) = drift_json(p, &[]);
+    assert_eq!(code, Some(2), "{report:#}");
+    assert!(
+        items_of(&report, "posture").iter().any(|i| i["key"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/posture/no-nodes/{}", w.vpc))),
+        "{report:#}"
+    );
+}
+
+#[test]
 fn a_subnet_or_a_nacl_taken_out_of_the_policy_goes_back_where_it_was() {
     let rt = runtime();
     let w = rt.block_on(world("ap-southeast-1"));

@@ -397,24 +397,56 @@ impl AwsBackend {
         if all_subnets.is_empty() {
             return Ok(());
         }
-        let routes = client
-            .describe_route_tables()
-            .filters(filter("association.subnet-id", all_subnets.iter().cloned()))
-            .send()
-            .await
-            .map_err(api_err("DescribeRouteTables"))?;
-        let mut internet: BTreeSet<String> = BTreeSet::new();
-        for rt in routes.route_tables() {
-            let to_igw = rt.routes().iter().any(|r| {
+        // Route tables by VPC, one paginated call: a subnet without an explicit association
+        // uses its VPC's main table, which an `association.subnet-id` filter never returns.
+        let vpcs: Vec<String> = targets
+            .iter()
+            .zip(out.iter())
+            .filter(|(_, o)| !o.instances.is_empty())
+            .map(|(t, _)| t.vpc.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let vpcs = &vpcs;
+        let tables = describe_all!(
+            client
+                .describe_route_tables()
+                .filters(filter("vpc-id", vpcs.iter().cloned())),
+            100,
+            route_tables,
+            "DescribeRouteTables"
+        )?;
+        let to_igw = |rt: &aws_sdk_ec2::types::RouteTable| {
+            rt.routes().iter().any(|r| {
                 r.destination_cidr_block() == Some("0.0.0.0/0")
                     && r.gateway_id().is_some_and(|g| g.starts_with("igw-"))
-            });
-            if to_igw {
-                internet.extend(
-                    rt.associations()
-                        .iter()
-                        .filter_map(|a| a.subnet_id().map(str::to_string)),
-                );
+            })
+        };
+        let mut explicit: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut main: BTreeMap<&str, bool> = BTreeMap::new();
+        for rt in &tables {
+            for a in rt.associations() {
+                if let Some(subnet) = a.subnet_id() {
+                    explicit.insert(subnet, to_igw(rt));
+                }
+                if a.main() == Some(true)
+                    && let Some(vpc) = rt.vpc_id()
+                {
+                    main.insert(vpc, to_igw(rt));
+                }
+            }
+        }
+        let mut internet: BTreeSet<String> = BTreeSet::new();
+        for (t, obs) in targets.iter().zip(out.iter()) {
+            for subnet in obs.instances.iter().filter_map(|i| i.subnet_id.as_deref()) {
+                let routed = explicit
+                    .get(subnet)
+                    .or(main.get(t.vpc.as_str()))
+                    .copied()
+                    .unwrap_or(false);
+                if routed {
+                    internet.insert(subnet.to_string());
+                }
             }
         }
         for obs in out.iter_mut() {

@@ -542,6 +542,7 @@ pub(crate) fn plan(
         attach,
         findings: {
             let mut f = findings(observed, private, target.attach);
+            f.extend(no_nodes(target, observed));
             f.extend(path_findings);
             f.extend(unrecorded);
             f
@@ -596,6 +597,28 @@ fn merge_metadata(current: &MetadataOptions, want: &MetadataOptions) -> Metadata
     }
 }
 
+/// An instance selector that matches nothing: a typo in a tag, or nodes not yet launched.
+/// Either way nothing about the nodes was checked, which must not read as "in sync".
+fn no_nodes(target: &AwsTarget, observed: &ObservedAws) -> Option<Finding> {
+    if target.instances.is_empty() || !observed.instances.is_empty() {
+        return None;
+    }
+    let tags: Vec<String> = target
+        .instances
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Some(Finding {
+        code: "no-nodes".into(),
+        resource: target.vpc.clone(),
+        message: format!(
+            "the instance selector ({}) matches no running or stopped instance in {}: no node's metadata options, groups or enforcement path were checked; check the tags",
+            tags.join(", "),
+            target.vpc
+        ),
+    })
+}
+
 fn findings(observed: &ObservedAws, private: bool, attach: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     for i in &observed.instances {
@@ -609,16 +632,6 @@ fn findings(observed: &ObservedAws, private: bool, attach: bool) -> Vec<Finding>
                 ),
             });
         }
-        if private
-            && let Some(subnet) = &i.subnet_id
-            && observed.internet_routed_subnets.contains(subnet)
-        {
-            out.push(Finding {
-                code: "internet-route".into(),
-                resource: subnet.clone(),
-                message: format!("node {} is in subnet {subnet}, whose route table sends 0.0.0.0/0 to an internet gateway", i.instance_id),
-            });
-        }
         if !attach
             && let Some(g) = &observed.security_group
             && !i.security_groups.contains(&g.group_id)
@@ -629,6 +642,25 @@ fn findings(observed: &ObservedAws, private: bool, attach: bool) -> Vec<Finding>
                 message: format!("node {} does not carry the owned security group {}; the perimeter does not protect it (set `attach: true` in the target to add it)", i.instance_id, g.group_id),
             });
         }
+    }
+    // One finding per subnet (its key), naming the nodes in it.
+    for subnet in observed.internet_routed_subnets.iter().filter(|_| private) {
+        let nodes: Vec<&str> = observed
+            .instances
+            .iter()
+            .filter(|i| i.subnet_id.as_ref() == Some(subnet))
+            .map(|i| i.instance_id.as_str())
+            .collect();
+        out.push(Finding {
+            code: "internet-route".into(),
+            resource: subnet.clone(),
+            message: format!(
+                "{} {} {} in subnet {subnet}, whose route table (its own, or the VPC's main table) sends 0.0.0.0/0 to an internet gateway",
+                if nodes.len() == 1 { "node" } else { "nodes" },
+                nodes.join(", "),
+                if nodes.len() == 1 { "is" } else { "are" }
+            ),
+        });
     }
     out.sort_by(|a, b| (&a.code, &a.resource).cmp(&(&b.code, &b.resource)));
     out.dedup();
