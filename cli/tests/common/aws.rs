@@ -1,6 +1,7 @@
-//! The EC2 emulator (moto server) for the end-to-end tests: started once per test binary by
-//! `localstack/moto.sh start` and left running for the others; `.ci/run` stops it. Each test
-//! works in a region of its own, which moto keeps as a separate backend.
+//! The EC2 emulator for the end-to-end tests: moto server (`localstack/moto.sh`), or
+//! LocalStack itself (`localstack/localstack.sh`) with `PERIMETER_AWS_EMULATOR=localstack`.
+//! Started once per test binary and left running for the others; `.ci/run` stops it. Each
+//! test works in a region of its own, which both keep as a separate backend.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,18 +10,28 @@ use std::sync::OnceLock;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 
-/// Starts moto once per test binary and returns its endpoint.
+/// The emulator the suite runs on: `moto` (default) or `localstack`.
+pub(crate) fn emulator() -> &'static str {
+    match std::env::var("PERIMETER_AWS_EMULATOR").as_deref() {
+        Ok("localstack") => "localstack",
+        Ok("moto") | Err(_) => "moto",
+        Ok(other) => panic!("PERIMETER_AWS_EMULATOR={other}: use moto or localstack"),
+    }
+}
+
+/// Starts the emulator once per test binary and returns its endpoint.
 pub(crate) fn endpoint() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
+        let script = format!("localstack/{}.sh", emulator());
         let out = Command::new("bash")
-            .arg(super::root().join("localstack/moto.sh"))
+            .arg(super::root().join(&script))
             .arg("start")
             .output()
-            .expect("run localstack/moto.sh");
+            .unwrap_or_else(|e| panic!("run {script}: {e}"));
         assert!(
             out.status.success(),
-            "could not start the EC2 emulator (localstack/moto.sh start needs python3 with venv):\n{}",
+            "could not start the EC2 emulator ({script} start needs python3 with venv):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
